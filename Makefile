@@ -1,0 +1,38 @@
+# Phoenix: one entry point for building, testing and running the stack.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+STATE_DIR ?= $(CURDIR)/.state/dev
+
+.PHONY: all venv otelcol system-deps test lint bench dev-up dev-down demo clean
+
+all: venv otelcol
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[all,test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Build bin/otelcol-phoenix from deploy/otelcol/builder-config.yaml (instant when up to date)
+otelcol:
+	bash scripts/build-otelcol.sh
+
+system-deps:
+	bash scripts/system-deps.sh
+
+## Install everything the suite needs, then run all of it
+test: venv otelcol system-deps
+	$(PY) -m pytest
+
+bench: venv otelcol
+	$(PY) benchmarks/queue.py
+	$(PY) benchmarks/render.py
+	$(PY) benchmarks/agent.py
+
+clean:
+	rm -rf $(VENV) .cache bin .state

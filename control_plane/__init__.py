@@ -1,0 +1,1 @@
+"""Phoenix control_plane."""

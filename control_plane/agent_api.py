@@ -1,0 +1,175 @@
+"""Endpoints the agents call: heartbeat, long-poll for tasks, status reports."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import structlog
+from aiohttp import web
+from psycopg.types.json import Jsonb
+
+from control_plane import keys
+from control_plane.auth import HOST_ID_KEY, NEW_HOST_TOKEN_KEY
+from control_plane.events import publish
+from control_plane.jsonutil import respond
+from control_plane.queue import REPORTABLE
+from phoenix_common.problems import Problem, field, json_body
+
+log = structlog.get_logger("phoenix.agent_api")
+routes = web.RouteTableDef()
+
+
+def _task_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "type": row["type"],
+        "action": row["action"],
+        "payload": row["payload"],
+        "attempts": row["attempts"],
+        "priority": row["priority"],
+        "experiment_id": row["experiment_id"],
+        "deployment_id": row["deployment_id"],
+        "lease_expires_at": row["lease_expires_at"],
+    }
+
+
+async def _register(app: web.Application, host_id: str, report: dict[str, Any] | None) -> dict[str, Any]:
+    """Record the agent's contact; a new agent or a namespace change gets the active deployment."""
+    db = app[keys.DB]
+    report = report or {}
+    collector = report.get("collector")
+    params = {
+        "host_id": host_id,
+        "namespace": report.get("namespace"),
+        "labels": Jsonb(report["labels"]) if "labels" in report else None,
+        "version": report.get("version"),
+        "facts": Jsonb(report["facts"]) if "facts" in report else None,
+        "collector": Jsonb(collector) if collector is not None else None,
+        "config_hash": collector.get("config_hash") if isinstance(collector, dict) else None,
+    }
+    async with db.transaction() as tx:
+        row = await tx.fetch_one("upsert_agent", params)
+        assert row is not None
+        joined = row["inserted"] or row["previous_namespace"] != row["namespace"]
+        if joined:
+            await publish(
+                tx, "agents", "agent_registered" if row["inserted"] else "agent_moved", host_id,
+                data={"host_id": host_id, "namespace": row["namespace"]},
+            )
+        if joined or report.get("collector") is not None:
+            await tx.fetch("enqueue_active_deployment_for_host", {"host_id": host_id})
+    return row
+
+
+def _validate_heartbeat(body: dict[str, Any]) -> dict[str, Any]:
+    namespace = field(body, "namespace", str, default=None)
+    if namespace is not None and not (0 < len(namespace) <= 63):
+        raise Problem("field 'namespace' must be 1-63 characters", field="namespace")
+    labels = field(body, "labels", dict, default=None)
+    if labels is not None and not all(isinstance(v, str) for v in labels.values()):
+        raise Problem("field 'labels' must map strings to strings", field="labels")
+    field(body, "version", str, default=None)
+    field(body, "facts", dict, default=None)
+    field(body, "collector", dict, default=None)
+    running = field(body, "running_tasks", list, default=None)
+    if running is not None:
+        for task_id in running:
+            if not isinstance(task_id, str):
+                raise Problem("field 'running_tasks' must be an array of task ids", field="running_tasks")
+            _check_uuid(task_id, status=400)
+    keep = ("namespace", "labels", "version", "facts", "collector", "running_tasks")
+    return {k: v for k, v in body.items() if k in keep}
+
+
+@routes.post("/api/v1/agent/heartbeat")
+async def heartbeat(request: web.Request) -> web.Response:
+    host_id = request[HOST_ID_KEY]
+    body = _validate_heartbeat(await json_body(request))
+    row = await _register(request.app, host_id, body)
+    await request.app[keys.QUEUE].extend_leases(host_id, body.get("running_tasks"))
+    settings = request.app[keys.SETTINGS]
+    answer: dict[str, Any] = {
+        "host_id": host_id,
+        "namespace": row["namespace"],
+        "status": "healthy",
+        "poll_wait_seconds": settings.long_poll_default,
+    }
+    own = request.get(NEW_HOST_TOKEN_KEY)
+    if own:
+        answer["agent_token"] = own
+    return respond(answer)
+
+
+@routes.get("/api/v1/agent/tasks")
+async def poll_tasks(request: web.Request) -> web.Response:
+    """Long poll: answer at once with pending tasks, else wait for a NOTIFY up to `wait` seconds."""
+    settings = request.app[keys.SETTINGS]
+    host_id = request[HOST_ID_KEY]
+    raw_wait = request.query.get("wait", str(settings.long_poll_default))
+    try:
+        wait = float(raw_wait)
+    except ValueError:
+        raise Problem(f"query parameter 'wait' must be a number of seconds, got {raw_wait!r}") from None
+    if not 0 <= wait <= settings.long_poll_max:
+        raise Problem(f"query parameter 'wait' must be between 0 and {settings.long_poll_max:g} seconds")
+    await _register(request.app, host_id, None)
+    queue = request.app[keys.QUEUE]
+    waiters = request.app[keys.WAITERS]
+    deadline = time.monotonic() + wait
+    tasks = await queue.claim(host_id)
+    while not tasks:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        event = waiters.register(host_id)
+        try:
+            # Claim again after registering, so that a NOTIFY between the two cannot be missed.
+            tasks = await queue.claim(host_id)
+            if tasks:
+                break
+            try:
+                await asyncio.wait_for(event.wait(), timeout=remaining)
+            except TimeoutError:
+                break
+        finally:
+            waiters.unregister(host_id, event)
+        tasks = await queue.claim(host_id)
+    for task in tasks:
+        log.info("task_assigned", host_id=host_id, task_id=str(task["id"]), type=task["type"])
+    return respond({"tasks": [_task_json(t) for t in tasks]})
+
+
+@routes.post("/api/v1/agent/tasks/{task_id}/status")
+async def report_status(request: web.Request) -> web.Response:
+    host_id = request[HOST_ID_KEY]
+    task_id = request.match_info["task_id"]
+    _check_uuid(task_id)
+    body = await json_body(request)
+    status = field(body, "status", str)
+    if status not in REPORTABLE:
+        raise Problem(f"field 'status' must be one of {', '.join(REPORTABLE)}, got {status!r}", field="status")
+    result = field(body, "result", dict, default=None)
+    error = field(body, "error", str, default=None)
+    if status == "failed" and not error:
+        raise Problem("field 'error' is required when status is failed", field="error")
+    row = await request.app[keys.QUEUE].report(host_id, task_id, status, result, error[:4000] if error else None)
+    log.info("task_reported", host_id=host_id, task_id=task_id, status=status)
+    hooks = request.app.get(REPORT_HOOKS, [])
+    if not row.get("unchanged"):
+        for hook in hooks:
+            await hook(request.app, row)
+    return respond({"id": task_id, "status": status})
+
+
+def _check_uuid(value: str, status: int = 404) -> None:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise Problem(f"task id {value!r} is not a UUID", status=status,
+                      title="Not Found" if status == 404 else "Bad Request") from None
+
+
+REPORT_HOOKS = web.AppKey("report_hooks", list)

@@ -1,0 +1,111 @@
+"""The control-plane application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator
+
+import aiohttp
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from control_plane import agent_api, deployments, fleet, keys
+from control_plane.auth import auth_middleware
+from control_plane.db import Database, make_pool, migrate
+from control_plane.jsonutil import respond
+from control_plane.listener import EventHub, Listener, Waiters
+from control_plane.metrics import METRICS, ApiMetrics, metrics_handler, metrics_middleware
+from control_plane.queue import TaskQueue
+from control_plane.settings import Settings
+from phoenix_common.problems import Unavailable, problem_middleware
+
+log = structlog.get_logger("phoenix.api")
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    url = app[keys.DATABASE_URL]
+    await migrate(url)
+    pool = make_pool(url, settings.pool_min_size, settings.pool_max_size)
+    await pool.open(wait=True, timeout=30)
+    db = Database(pool)
+    app[keys.DB] = db
+    app[keys.QUEUE] = TaskQueue(db, lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts,
+                                claim_limit=settings.claim_limit)
+    yield
+    await pool.close()
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    """The LISTEN loop and the lease reaper; cancelled and awaited on exit."""
+    listener = Listener(app[keys.DATABASE_URL], app[keys.WAITERS], app[keys.HUB])
+    app[keys.LISTENER] = listener
+    tasks = [asyncio.create_task(listener.run(), name="listener"),
+             asyncio.create_task(_reaper(app), name="reaper")]
+    app[keys.BACKGROUND] = tasks
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(listener.connected.wait(), timeout=10)
+    yield
+    for task in app[keys.BACKGROUND]:
+        task.cancel()
+    for task in app[keys.BACKGROUND]:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _reaper(app: web.Application) -> None:
+    settings = app[keys.SETTINGS]
+    queue = app[keys.QUEUE]
+    metrics = app[METRICS]
+    while True:
+        try:
+            for row in await queue.reap():
+                metrics.leases_expired.labels("failed" if row["status"] == "failed" else "requeued").inc()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("reaper_error", error=str(exc))
+        await asyncio.sleep(settings.reap_interval * random.uniform(0.8, 1.2))
+
+
+async def _http_client(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession() as session:
+        app[keys.HTTP] = session
+        yield
+
+
+async def health(request: web.Request) -> web.Response:
+    """200 when the database answers, 503 otherwise."""
+    try:
+        await asyncio.wait_for(request.app[keys.DB].fetch("ping"), timeout=3)
+    except Exception as exc:
+        raise Unavailable(f"database is unreachable: {type(exc).__name__}") from None
+    listening = request.app[keys.LISTENER].connected.is_set()
+    return respond({"status": "ok", "database": "ok", "listener": "ok" if listening else "reconnecting"})
+
+
+def create_app(settings: Settings, database_url: str) -> web.Application:
+    """Build the API for an already resolved database URL."""
+    app = web.Application(
+        middlewares=[metrics_middleware, problem_middleware, auth_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[keys.SETTINGS] = settings
+    app[keys.DATABASE_URL] = database_url
+    app[keys.WAITERS] = Waiters()
+    app[keys.HUB] = EventHub()
+    registry = CollectorRegistry()
+    app[keys.REGISTRY] = registry
+    app[METRICS] = ApiMetrics(registry)
+    waiters = app[keys.WAITERS]
+    app[METRICS].long_polls.set_function(lambda: len(waiters))
+    app.cleanup_ctx.extend([_http_client, _database, _background])
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics_handler)
+    app.add_routes(agent_api.routes)
+    app.add_routes(deployments.routes)
+    app.add_routes(fleet.routes)
+    return app

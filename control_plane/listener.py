@@ -1,0 +1,140 @@
+"""One LISTEN connection per API process: wakes long polls and fans events out to WebSocket clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import structlog
+
+log = structlog.get_logger("phoenix.listener")
+
+TASKS_CHANNEL = "phoenix_tasks"
+EVENTS_CHANNEL = "phoenix_events"
+
+
+class Waiters:
+    """Long-polling requests waiting for a host's next task."""
+
+    def __init__(self) -> None:
+        self._by_host: dict[str, set[asyncio.Event]] = defaultdict(set)
+
+    def register(self, host_id: str) -> asyncio.Event:
+        event = asyncio.Event()
+        self._by_host[host_id].add(event)
+        return event
+
+    def unregister(self, host_id: str, event: asyncio.Event) -> None:
+        waiting = self._by_host.get(host_id)
+        if waiting is not None:
+            waiting.discard(event)
+            if not waiting:
+                del self._by_host[host_id]
+
+    def wake(self, host_id: str) -> None:
+        if host_id == "*":
+            self.wake_all()
+            return
+        for event in self._by_host.get(host_id, ()):
+            event.set()
+
+    def wake_all(self) -> None:
+        for events in self._by_host.values():
+            for event in events:
+                event.set()
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._by_host.values())
+
+
+class Subscriber:
+    """A WebSocket client's bounded inbox; a full inbox marks it slow instead of blocking others."""
+
+    def __init__(self, topics: set[str], maxsize: int = 256):
+        self.topics = topics
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=maxsize)
+        self.dropped = False
+
+    def wants(self, event: dict[str, Any]) -> bool:
+        if "*" in self.topics or event.get("topic") in self.topics:
+            return True
+        subject = event.get("subject")
+        data = event.get("data") or {}
+        ids = {subject, data.get("experiment_id"), data.get("deployment_id"), data.get("host_id")}
+        return bool(self.topics & {i for i in ids if i})
+
+
+class EventHub:
+    """Delivers events from NOTIFY to every subscriber of this process."""
+
+    def __init__(self) -> None:
+        self.subscribers: set[Subscriber] = set()
+        self.on_event: list[Callable[[dict[str, Any]], None]] = []
+
+    def subscribe(self, topics: set[str]) -> Subscriber:
+        sub = Subscriber(topics)
+        self.subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+
+    def broadcast(self, event: dict[str, Any]) -> None:
+        for hook in self.on_event:
+            hook(event)
+        for sub in list(self.subscribers):
+            if not sub.wants(event):
+                continue
+            try:
+                sub.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                sub.dropped = True
+                self.subscribers.discard(sub)
+                log.warning("slow_subscriber_dropped", topics=sorted(sub.topics))
+
+
+class Listener:
+    """Keeps a LISTEN connection open, reconnecting with backoff; wakes everyone after a gap."""
+
+    def __init__(self, url: str, waiters: Waiters, hub: EventHub):
+        self.url = url
+        self.waiters = waiters
+        self.hub = hub
+        self.connected = asyncio.Event()
+
+    async def run(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {TASKS_CHANNEL}")
+                    await conn.execute(f"LISTEN {EVENTS_CHANNEL}")
+                    self.connected.set()
+                    # Anything enqueued while we were not listening: let every poll re-check.
+                    self.waiters.wake_all()
+                    delay = 0.5
+                    async for note in conn.notifies():
+                        self._dispatch(note.channel, note.payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.connected.clear()
+                log.warning("listener_disconnected", error=str(exc), retry_in=round(delay, 2))
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, 10.0)
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        if channel == TASKS_CHANNEL:
+            self.waiters.wake(payload)
+        elif channel == EVENTS_CHANNEL:
+            try:
+                event = json.loads(payload)
+            except json.JSONDecodeError:
+                log.warning("bad_event_payload")
+                return
+            self.hub.broadcast(event)

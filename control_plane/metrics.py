@@ -1,0 +1,114 @@
+"""Prometheus metrics of the API: request counts and latencies, queue depth, agent last-seen."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+import prometheus_client
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from control_plane import keys
+
+# Series with a _created twin double the exposition for nothing a dashboard uses.
+prometheus_client.disable_created_metrics()
+
+TASK_STATUSES = ("pending", "assigned", "running", "completed", "failed")
+# phoenix_experiment_phase values, documented in the README.
+PHASES = {
+    "pending": 0,
+    "deploying": 1,
+    "warming_up": 2,
+    "running": 3,
+    "analyzing": 4,
+    "completed": 5,
+    "failed": 6,
+    "stopped": 7,
+}
+
+
+class ApiMetrics:
+    """The API's metric families on a registry of its own (one per app)."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
+        self.requests = Counter(
+            "phoenix_http_requests_total", "HTTP requests served", ["method", "route", "status"], registry=registry
+        )
+        self.latency = Histogram(
+            "phoenix_http_request_duration_seconds",
+            "HTTP request latency (long polls included)",
+            ["method", "route"],
+            registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.last_seen = Gauge(
+            "phoenix_agent_last_seen_seconds", "Unix time of the agent's last contact", ["host_id"],
+            registry=registry,
+        )
+        self.queue_depth = Gauge("phoenix_task_queue_depth", "Tasks per status", ["status"], registry=registry)
+        self.reduction = Gauge(
+            "phoenix_cardinality_reduction_percent",
+            "Measured fleet-wide series reduction of the experiment's candidate",
+            ["experiment_id"],
+            registry=registry,
+        )
+        self.phase = Gauge(
+            "phoenix_experiment_phase",
+            "Experiment phase: 0 pending, 1 deploying, 2 warming_up, 3 running, 4 analyzing, 5 completed, "
+            "6 failed, 7 stopped",
+            ["experiment_id"],
+            registry=registry,
+        )
+        self.long_polls = Gauge(
+            "phoenix_long_polls_waiting", "Agent long polls waiting for a task in this process",
+            registry=registry,
+        )
+        self.leases_expired = Counter(
+            "phoenix_task_leases_expired_total", "Tasks whose lease expired", ["outcome"], registry=registry
+        )
+
+
+METRICS = web.AppKey("metrics", ApiMetrics)
+
+
+@web.middleware
+async def metrics_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    start = time.perf_counter()
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics = request.app[METRICS]
+        metrics.requests.labels(request.method, route, str(status)).inc()
+        metrics.latency.labels(request.method, route).observe(time.perf_counter() - start)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    """Refresh database-derived gauges, then expose everything."""
+    db = request.app[keys.DB]
+    metrics = request.app[METRICS]
+    depth = {r["status"]: r["n"] for r in await db.fetch("queue_depth")}
+    for status in TASK_STATUSES:
+        metrics.queue_depth.labels(status).set(depth.get(status, 0))
+    metrics.last_seen.clear()
+    for row in await db.fetch("agents_last_seen"):
+        metrics.last_seen.labels(row["host_id"]).set(float(row["last_seen"]))
+    for hook in request.app.get(METRIC_HOOKS, []):
+        await hook(request.app, metrics)
+    body = generate_latest(metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+METRIC_HOOKS = web.AppKey(
+    "metric_hooks", list[Callable[[web.Application, ApiMetrics], Awaitable[None]]]
+)

@@ -1,0 +1,166 @@
+"""The PostgreSQL task queue: enqueue, claim, report, lease expiry."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from psycopg.types.json import Jsonb
+
+from control_plane.db import Database, Tx
+from control_plane.events import publish
+from phoenix_common.problems import Conflict, NotFound
+
+log = structlog.get_logger("phoenix.queue")
+
+TASK_TYPES = ("deployment", "metrics", "experiment", "health")
+ACTIONS = {
+    "deployment": ("apply",),
+    "metrics": ("collect",),
+    "experiment": ("start", "stop"),
+    "health": ("check",),
+}
+REPORTABLE = ("running", "completed", "failed")
+FINAL = ("completed", "failed")
+
+
+def _task_params(
+    *,
+    type: str,
+    action: str,
+    payload: dict[str, Any] | None = None,
+    priority: int = 0,
+    max_attempts: int = 3,
+    experiment_id: str | None = None,
+    deployment_id: str | None = None,
+    deployment_version: int | None = None,
+) -> dict[str, Any]:
+    return {
+        "type": type,
+        "action": action,
+        "payload": Jsonb(payload or {}),
+        "priority": priority,
+        "max_attempts": max_attempts,
+        "experiment_id": experiment_id,
+        "deployment_id": deployment_id,
+        "deployment_version": deployment_version,
+    }
+
+
+class TaskQueue:
+    """Named operations on the tasks table."""
+
+    def __init__(self, db: Database, *, lease_seconds: float, max_attempts: int, claim_limit: int = 10):
+        self.db = db
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self.claim_limit = claim_limit
+
+    async def enqueue(self, host_id: str, **task: Any) -> dict[str, Any]:
+        task.setdefault("max_attempts", self.max_attempts)
+        row = await self.db.fetch_one("enqueue_task", {"host_id": host_id, **_task_params(**task)})
+        assert row is not None
+        return row
+
+    async def enqueue_hosts(self, tx: Tx | None, host_ids: Sequence[str], **task: Any) -> int:
+        """One task per host, in one statement."""
+        task.setdefault("max_attempts", self.max_attempts)
+        params = {"host_ids": list(host_ids), **_task_params(**task)}
+        if tx is None:
+            return await self.db.execute("enqueue_fanout_hosts", params)
+        return await tx.execute("enqueue_fanout_hosts", params)
+
+    async def enqueue_namespace(self, tx: Tx, namespace: str, **task: Any) -> int:
+        """One task per agent of `namespace`, in one statement."""
+        task.setdefault("max_attempts", self.max_attempts)
+        return await tx.execute("enqueue_fanout_namespace", {"namespace": namespace, **_task_params(**task)})
+
+    async def claim(self, host_id: str, limit: int | None = None) -> list[dict[str, Any]]:
+        rows = await self.db.fetch(
+            "claim_tasks",
+            {"host_id": host_id, "limit": limit or self.claim_limit, "lease_seconds": self.lease_seconds},
+        )
+        rows.sort(key=lambda r: (-r["priority"], r["created_at"]))
+        return rows
+
+    async def report(
+        self,
+        host_id: str,
+        task_id: str,
+        status: str,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> dict[str, Any]:
+        """Apply an agent's status report; repeating one is harmless."""
+        params = {
+            "id": task_id,
+            "host_id": host_id,
+            "status": status,
+            "result": Jsonb(result) if result is not None else None,
+            "error": error,
+            "lease_seconds": self.lease_seconds,
+        }
+        async with self.db.transaction() as tx:
+            row = await tx.fetch_one("update_task_status", params)
+            if row is None:
+                current = await tx.fetch_one("task_owner_status", {"id": task_id, "host_id": host_id})
+                if current is None:
+                    raise NotFound(f"task {task_id} does not exist for host {host_id}")
+                if current["status"] == status:
+                    return {"id": task_id, "status": status, "unchanged": True}
+                raise Conflict(
+                    f"task {task_id} is {current['status']}; it cannot become {status}",
+                    current_status=current["status"],
+                )
+            await publish(
+                tx,
+                "tasks",
+                f"task_{status}",
+                str(row["id"]),
+                data={
+                    "task_id": str(row["id"]),
+                    "host_id": host_id,
+                    "type": row["type"],
+                    "action": row["action"],
+                    "status": status,
+                    "experiment_id": row["experiment_id"],
+                    "deployment_id": row["deployment_id"],
+                    "error": error,
+                },
+                reason=error,
+            )
+        return row
+
+    async def extend_leases(self, host_id: str, task_ids: Sequence[str] | None = None) -> int:
+        return await self.db.execute(
+            "extend_leases",
+            {"host_id": host_id, "lease_seconds": self.lease_seconds,
+             "task_ids": list(task_ids) if task_ids is not None else None},
+        )
+
+    async def reap(self) -> list[dict[str, Any]]:
+        """Requeue or fail tasks whose lease expired; safe to run in every replica at once."""
+        async with self.db.transaction() as tx:
+            rows = await tx.fetch("reap_expired_leases")
+            for row in rows:
+                kind = "task_failed" if row["status"] == "failed" else "task_requeued"
+                await publish(
+                    tx,
+                    "tasks",
+                    kind,
+                    str(row["id"]),
+                    data={
+                        "task_id": str(row["id"]),
+                        "host_id": row["host_id"],
+                        "type": row["type"],
+                        "status": row["status"],
+                        "attempts": row["attempts"],
+                        "experiment_id": row["experiment_id"],
+                    },
+                    reason=row["error"] or "lease expired",
+                )
+        for row in rows:
+            log.warning("lease_expired", task_id=str(row["id"]), host_id=row["host_id"], status=row["status"],
+                        attempts=row["attempts"])
+        return rows

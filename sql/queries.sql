@@ -1,0 +1,277 @@
+-- Every statement the control plane runs, loaded by name (`-- name: x`) once at import.
+-- Parameters are psycopg named placeholders.
+
+-- name: migrations_table
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: migrations_lock
+SELECT pg_advisory_lock(7201834512);
+
+-- name: migrations_unlock
+SELECT pg_advisory_unlock(7201834512);
+
+-- name: migrations_applied
+SELECT version FROM schema_migrations ORDER BY version;
+
+-- name: migrations_record
+INSERT INTO schema_migrations (version, name) VALUES (%(version)s, %(name)s);
+
+-- name: ping
+SELECT 1;
+
+-- name: claim_tasks
+-- Claim a host's oldest, most urgent pending tasks and lease them, in one statement.
+WITH picked AS (
+    SELECT id FROM tasks
+    WHERE host_id = %(host_id)s AND status = 'pending'
+    ORDER BY priority DESC, created_at ASC
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE tasks t
+SET status = 'assigned',
+    attempts = t.attempts + 1,
+    assigned_at = now(),
+    updated_at = now(),
+    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+FROM picked
+WHERE t.id = picked.id
+RETURNING t.id, t.host_id, t.type, t.action, t.priority, t.attempts, t.max_attempts,
+          t.experiment_id, t.deployment_id, t.lease_expires_at, t.created_at,
+          CASE WHEN t.deployment_id IS NULL THEN t.payload
+               ELSE t.payload || COALESCE((
+                   SELECT jsonb_build_object('config_yaml', v.config_yaml, 'config_hash', v.config_hash,
+                                             'pipeline', d.template, 'deployment_id', d.id,
+                                             'keep_list', v.rendered -> 'keep_list')
+                   FROM pipeline_deployment_versions v
+                   JOIN pipeline_deployments d ON d.id = v.deployment_id
+                   WHERE v.deployment_id = t.deployment_id AND v.version = t.deployment_version
+               ), '{}'::jsonb)
+          END AS payload;
+
+-- name: enqueue_task
+INSERT INTO tasks (host_id, type, action, payload, priority, max_attempts, experiment_id, deployment_id,
+                   deployment_version)
+VALUES (%(host_id)s, %(type)s, %(action)s, %(payload)s, %(priority)s, %(max_attempts)s, %(experiment_id)s,
+        %(deployment_id)s, %(deployment_version)s)
+RETURNING id, host_id, type, action, status, priority, created_at;
+
+-- name: enqueue_fanout_hosts
+-- One task for each host in an array: one statement however many hosts.
+INSERT INTO tasks (host_id, type, action, payload, priority, max_attempts, experiment_id, deployment_id,
+                   deployment_version)
+SELECT h, %(type)s, %(action)s, %(payload)s, %(priority)s, %(max_attempts)s, %(experiment_id)s,
+       %(deployment_id)s, %(deployment_version)s
+FROM unnest(%(host_ids)s::text[]) AS h;
+
+-- name: enqueue_fanout_namespace
+-- One task for every agent of a namespace, in one statement.
+INSERT INTO tasks (host_id, type, action, payload, priority, max_attempts, experiment_id, deployment_id,
+                   deployment_version)
+SELECT a.host_id, %(type)s, %(action)s, %(payload)s, %(priority)s, %(max_attempts)s, %(experiment_id)s,
+       %(deployment_id)s, %(deployment_version)s
+FROM agents a
+WHERE a.namespace = %(namespace)s;
+
+-- name: get_task
+SELECT id, host_id, type, action, payload, status, priority, attempts, max_attempts, lease_expires_at,
+       experiment_id, deployment_id, created_at, assigned_at, started_at, completed_at, failed_at,
+       updated_at, result, error
+FROM tasks WHERE id = %(id)s;
+
+-- name: update_task_status
+-- An agent's report. Allowed from: assigned/running (the live delivery) and, for a final status,
+-- pending when the task was delivered before (its lease ran out while the report was in flight).
+UPDATE tasks
+SET status = %(status)s,
+    updated_at = now(),
+    started_at = CASE WHEN %(status)s = 'running' THEN COALESCE(started_at, now()) ELSE started_at END,
+    completed_at = CASE WHEN %(status)s = 'completed' THEN now() ELSE completed_at END,
+    failed_at = CASE WHEN %(status)s = 'failed' THEN now() ELSE failed_at END,
+    result = COALESCE(%(result)s, result),
+    error = COALESCE(%(error)s, error),
+    lease_expires_at = CASE WHEN %(status)s = 'running' THEN now() + make_interval(secs => %(lease_seconds)s)
+                            ELSE NULL END
+WHERE id = %(id)s AND host_id = %(host_id)s
+  AND (status IN ('assigned', 'running')
+       OR (status = 'pending' AND attempts > 0 AND %(status)s IN ('completed', 'failed')))
+RETURNING id, host_id, type, action, status, experiment_id, deployment_id, attempts, result, error;
+
+-- name: task_owner_status
+SELECT status FROM tasks WHERE id = %(id)s AND host_id = %(host_id)s;
+
+-- name: extend_leases
+-- A live agent keeps the leases of the tasks it says it is working on (all of its tasks when it
+-- does not say).
+UPDATE tasks SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+WHERE host_id = %(host_id)s AND status IN ('assigned', 'running')
+  AND (%(task_ids)s::uuid[] IS NULL OR id = ANY(%(task_ids)s::uuid[]));
+
+-- name: reap_expired_leases
+-- Return tasks whose agent went quiet to the queue, or fail them after their last attempt.
+WITH expired AS (
+    SELECT id FROM tasks
+    WHERE status IN ('assigned', 'running') AND lease_expires_at < now()
+    ORDER BY lease_expires_at
+    LIMIT 1000
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE tasks t
+SET status = CASE WHEN t.attempts >= t.max_attempts THEN 'failed' ELSE 'pending' END,
+    failed_at = CASE WHEN t.attempts >= t.max_attempts THEN now() ELSE NULL END,
+    error = CASE WHEN t.attempts >= t.max_attempts
+                 THEN format('lease expired %%s times: agent %%s stopped reporting', t.attempts, t.host_id)
+                 ELSE t.error END,
+    lease_expires_at = NULL,
+    updated_at = now()
+FROM expired
+WHERE t.id = expired.id
+RETURNING t.id, t.host_id, t.type, t.status, t.attempts, t.experiment_id, t.error;
+
+-- name: list_tasks
+SELECT id, host_id, type, action, status, priority, attempts, max_attempts, experiment_id, deployment_id,
+       created_at, assigned_at, started_at, completed_at, failed_at, updated_at, lease_expires_at, result, error
+FROM tasks
+WHERE (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(host_id)s::text IS NULL OR host_id = %(host_id)s)
+  AND (%(experiment_id)s::text IS NULL OR experiment_id = %(experiment_id)s)
+ORDER BY created_at DESC
+LIMIT %(limit)s;
+
+-- name: queue_depth
+SELECT status, count(*) AS n FROM tasks GROUP BY status;
+
+-- name: upsert_agent
+-- First contact registers the agent; later contacts refresh what it reports.
+INSERT INTO agents AS a (host_id, namespace, labels, version, facts, collector, config_hash)
+VALUES (%(host_id)s, COALESCE(%(namespace)s, 'default'), COALESCE(%(labels)s, '{}'::jsonb), %(version)s,
+        COALESCE(%(facts)s, '{}'::jsonb), COALESCE(%(collector)s, '{}'::jsonb), %(config_hash)s)
+ON CONFLICT (host_id) DO UPDATE
+SET namespace = COALESCE(%(namespace)s, a.namespace),
+    labels = COALESCE(%(labels)s, a.labels),
+    version = COALESCE(%(version)s, a.version),
+    facts = COALESCE(%(facts)s, a.facts),
+    collector = COALESCE(%(collector)s, a.collector),
+    config_hash = COALESCE(%(config_hash)s, a.config_hash),
+    last_seen_at = now()
+RETURNING host_id, namespace, (xmax = 0) AS inserted,
+          (SELECT namespace FROM agents WHERE host_id = %(host_id)s) AS previous_namespace;
+
+-- name: touch_agent
+INSERT INTO agents (host_id) VALUES (%(host_id)s)
+ON CONFLICT (host_id) DO UPDATE SET last_seen_at = now()
+RETURNING host_id, namespace, (xmax = 0) AS inserted;
+
+-- name: agent_token_hash
+SELECT token_hash FROM agents WHERE host_id = %(host_id)s;
+
+-- name: bind_agent_token
+-- Bind a host id to its own token on first contact; a no-op when it is bound already.
+INSERT INTO agents (host_id, token_hash) VALUES (%(host_id)s, %(token_hash)s)
+ON CONFLICT (host_id) DO UPDATE SET token_hash = EXCLUDED.token_hash WHERE agents.token_hash IS NULL
+RETURNING host_id;
+
+-- name: list_agents
+SELECT host_id, namespace, labels, version, first_seen_at, last_seen_at, facts, collector, config_hash,
+       EXTRACT(EPOCH FROM now() - last_seen_at) AS seconds_since_seen,
+       (SELECT d.template FROM pipeline_deployments d
+        WHERE d.namespace = agents.namespace AND d.status = 'active') AS namespace_pipeline
+FROM agents
+WHERE (%(namespace)s::text IS NULL OR namespace = %(namespace)s)
+ORDER BY host_id
+LIMIT %(limit)s;
+
+-- name: get_agent
+SELECT host_id, namespace, labels, version, first_seen_at, last_seen_at, facts, collector, config_hash,
+       EXTRACT(EPOCH FROM now() - last_seen_at) AS seconds_since_seen,
+       (SELECT d.template FROM pipeline_deployments d
+        WHERE d.namespace = agents.namespace AND d.status = 'active') AS namespace_pipeline
+FROM agents WHERE host_id = %(host_id)s;
+
+-- name: agents_last_seen
+SELECT host_id, EXTRACT(EPOCH FROM last_seen_at) AS last_seen FROM agents;
+
+-- name: namespace_agent_count
+SELECT count(*) AS n FROM agents WHERE namespace = %(namespace)s;
+
+-- name: insert_deployment
+INSERT INTO pipeline_deployments (id, name, namespace, template, parameters, status, previous_id, experiment_id)
+VALUES (%(id)s, %(name)s, %(namespace)s, %(template)s, %(parameters)s, 'active', %(previous_id)s,
+        %(experiment_id)s)
+RETURNING id;
+
+-- name: insert_deployment_version
+INSERT INTO pipeline_deployment_versions (deployment_id, version, config_yaml, config_hash, rendered)
+VALUES (%(deployment_id)s, %(version)s, %(config_yaml)s, %(config_hash)s, %(rendered)s);
+
+-- name: lock_namespace
+-- Serialise deployment changes per namespace (transaction-scoped).
+SELECT pg_advisory_xact_lock(hashtext('phoenix-namespace:' || %(namespace)s));
+
+-- name: active_deployment
+SELECT d.id, d.name, d.namespace, d.template, d.parameters, d.status, d.previous_id, d.experiment_id,
+       d.created_at, d.updated_at, v.version, v.config_hash
+FROM pipeline_deployments d
+JOIN LATERAL (SELECT version, config_hash FROM pipeline_deployment_versions
+              WHERE deployment_id = d.id ORDER BY version DESC LIMIT 1) v ON true
+WHERE d.namespace = %(namespace)s AND d.status = 'active';
+
+-- name: set_deployment_status
+UPDATE pipeline_deployments SET status = %(status)s, updated_at = now() WHERE id = %(id)s;
+
+-- name: get_deployment
+SELECT d.id, d.name, d.namespace, d.template, d.parameters, d.status, d.previous_id, d.experiment_id,
+       d.created_at, d.updated_at, v.version, v.config_hash, v.config_yaml,
+       (SELECT jsonb_object_agg(status, n) FROM (
+            SELECT status, count(*) AS n FROM tasks WHERE deployment_id = d.id GROUP BY status) s) AS task_counts
+FROM pipeline_deployments d
+JOIN LATERAL (SELECT version, config_hash, config_yaml FROM pipeline_deployment_versions
+              WHERE deployment_id = d.id ORDER BY version DESC LIMIT 1) v ON true
+WHERE d.id = %(id)s;
+
+-- name: list_deployments
+SELECT d.id, d.name, d.namespace, d.template, d.parameters, d.status, d.previous_id, d.experiment_id,
+       d.created_at, d.updated_at, v.version, v.config_hash,
+       (SELECT jsonb_object_agg(status, n) FROM (
+            SELECT status, count(*) AS n FROM tasks WHERE deployment_id = d.id GROUP BY status) s) AS task_counts
+FROM pipeline_deployments d
+JOIN LATERAL (SELECT version, config_hash FROM pipeline_deployment_versions
+              WHERE deployment_id = d.id ORDER BY version DESC LIMIT 1) v ON true
+WHERE (%(namespace)s::text IS NULL OR d.namespace = %(namespace)s)
+ORDER BY d.created_at DESC
+LIMIT %(limit)s;
+
+-- name: enqueue_active_deployment_for_host
+-- An agent that joined a namespace gets its active deployment, unless it runs it or has it queued.
+INSERT INTO tasks (host_id, type, action, payload, priority, deployment_id, deployment_version)
+SELECT a.host_id, 'deployment', 'apply', jsonb_build_object('reason', 'joined namespace'), 10, d.id, v.version
+FROM agents a
+JOIN pipeline_deployments d ON d.namespace = a.namespace AND d.status = 'active'
+JOIN LATERAL (SELECT version, config_hash FROM pipeline_deployment_versions
+              WHERE deployment_id = d.id ORDER BY version DESC LIMIT 1) v ON true
+WHERE a.host_id = %(host_id)s
+  AND a.config_hash IS DISTINCT FROM v.config_hash
+  AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.host_id = a.host_id AND t.deployment_id = d.id)
+RETURNING id;
+
+-- name: insert_event
+-- Append to the audit log and publish to every API replica in one statement.
+WITH e AS (
+    INSERT INTO events (topic, kind, subject, reason, data)
+    VALUES (%(topic)s, %(kind)s, %(subject)s, %(reason)s, %(data)s)
+    RETURNING id, ts, topic, kind, subject, reason, data
+)
+SELECT e.id, pg_notify('phoenix_events', json_build_object(
+           'id', e.id, 'ts', e.ts, 'topic', e.topic, 'kind', e.kind, 'subject', e.subject,
+           'reason', e.reason, 'data', e.data)::text)
+FROM e;
+
+-- name: list_events
+SELECT id, ts, topic, kind, subject, reason, data FROM events
+WHERE (%(subject)s::text IS NULL OR subject = %(subject)s)
+  AND (%(topic)s::text IS NULL OR topic = %(topic)s)
+ORDER BY id DESC LIMIT %(limit)s;

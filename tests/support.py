@@ -1,0 +1,128 @@
+"""Helpers for tests that run Phoenix's real services as subprocesses."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Fatal(AssertionError):
+    """A condition that can never come true any more; stops wait_for at once."""
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, what: str = "") -> T:
+    """Poll `condition` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Fatal:
+            raise
+        except Exception as exc:
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}; last error: {last_exc}")
+
+
+def http_json(method: str, url: str, body: Any = None, headers: Mapping[str, str] | None = None,
+              timeout: float = 30.0) -> tuple[int, Any, Mapping[str, str]]:
+    """A real HTTP request; returns status, decoded JSON (or text) and headers."""
+    import json
+
+    data = None
+    hdrs = dict(headers or {})
+    if body is not None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        hdrs.setdefault("Content-Type", "application/json")
+    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+            status, rh = resp.status, resp.headers
+    except urllib.error.HTTPError as exc:
+        raw, status, rh = exc.read(), exc.code, exc.headers
+    try:
+        return status, json.loads(raw) if raw else None, rh
+    except ValueError:
+        return status, raw.decode(errors="replace"), rh
+
+
+class ServiceProcess:
+    """A Phoenix service started with `python -m <module>`, logs kept in a file."""
+
+    def __init__(self, module: str, env: Mapping[str, str], log_path: Path, args: list[str] | None = None,
+                 health_url: str | None = None):
+        self.module = module
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.args = args or []
+        self.health_url = health_url
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> ServiceProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.module, *self.args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT, start_new_session=True,
+        )
+        log.close()
+        if self.health_url:
+            wait_for(self._healthy, timeout=timeout, what=f"{self.module} health ({self.tail()})")
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise Fatal(f"{self.module} exited with {self.proc.returncode}: {self.tail()}")
+        status, _, _ = http_json("GET", str(self.health_url), timeout=2)
+        return status == 200
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait(5)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def otelcol_binary() -> Path | None:
+    """The collector built by `make otelcol`, if present."""
+    path = ROOT / "bin" / "otelcol-phoenix"
+    return path if path.exists() else None
