@@ -1,0 +1,1 @@
+"""Phoenix config_generator."""

@@ -1,0 +1,236 @@
+"""The config-generator application factory and its HTTP handlers."""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from config_generator import keys
+from config_generator.catalog import ParameterError, Template, load_catalog
+from config_generator.control_plane import ControlPlaneClient
+from config_generator.merge import MergeConflict, merge_configs
+from config_generator.metrics import GeneratorMetrics
+from config_generator.render import Rendered, render
+from config_generator.settings import Settings
+from config_generator.validate import validate_with_collector
+from phoenix_common.problems import NotFound, Problem, Unauthorized, field, json_body, problem_middleware
+
+log = structlog.get_logger("phoenix.generator")
+
+EXPERIMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+RENDER_FIELDS = frozenset({"template", "parameters", "variant", "experiment_id", "validate"})
+GENERATE_FIELDS = frozenset({"experiment_id", "validate"})
+# Variants of an experiment and the loopback ports they export on unless its parameters say otherwise.
+EXPERIMENT_VARIANTS = (
+    ("baseline", "baseline_pipeline", {"prometheus_port": 9464, "observe_port": 9465}),
+    ("candidate", "candidate_pipeline", {"prometheus_port": 9466, "observe_port": 9467}),
+)
+
+
+class Unprocessable(Problem):
+    status = 422
+    title = "Unprocessable Content"
+
+
+def _auth_middleware(token: str | None) -> Callable[..., Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Require the API token on /api/ when one is configured."""
+        if token and request.path.startswith("/api/"):
+            given = request.headers.get("Authorization", "")
+            if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].encode(), token.encode()):
+                raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required")
+        return await handler(request)
+
+    return middleware
+
+
+def _reject_unknown(body: dict[str, Any], allowed: frozenset[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise Problem(
+            f"unknown field '{unknown[0][:64]}'; allowed: {', '.join(sorted(allowed))}", field=unknown[0][:64]
+        )
+
+
+def _template(request: web.Request, name: str, where: str = "template") -> Template:
+    catalog = request.app[keys.CATALOG]
+    template = catalog.get(name)
+    if template is None:
+        raise NotFound(
+            f"{where} '{name[:64]}' is not a known template; known: {', '.join(sorted(catalog))}", field=where
+        )
+    return template
+
+
+def _render(
+    request: web.Request,
+    template: Template,
+    parameters: dict[str, Any],
+    variant: str,
+    experiment_id: str | None,
+    where: str = "parameters",
+    status: int = 400,
+) -> Rendered:
+    metrics = request.app[keys.METRICS]
+    started = time.perf_counter()
+    try:
+        rendered = render(template, parameters, variant=variant, experiment_id=experiment_id)
+    except ParameterError as exc:
+        metrics.render_errors.labels("parameter").inc()
+        name = exc.parameter if exc.parameter == "variant" else f"{where}.{exc.parameter}"
+        raise Problem(
+            str(exc), status=status, title="Unprocessable Content" if status == 422 else None, field=name[:80]
+        ) from None
+    seconds = time.perf_counter() - started
+    metrics.renders.labels(template.name).inc()
+    metrics.render_seconds.labels(template.name).observe(seconds)
+    log.info(
+        "rendered",
+        template=template.name,
+        variant=variant,
+        experiment_id=experiment_id,
+        config_hash=rendered.config_hash[:12],
+        ms=round(seconds * 1000, 3),
+    )
+    return rendered
+
+
+async def health(request: web.Request) -> web.Response:
+    """Liveness: the templates are loaded."""
+    catalog = request.app[keys.CATALOG]
+    return web.json_response({"status": "ok", "templates": sorted(catalog)})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition of the generator's metrics."""
+    return request.app[keys.METRICS].response()
+
+
+async def list_templates(request: web.Request) -> web.Response:
+    """Every template with its parameter schema."""
+    catalog = request.app[keys.CATALOG]
+    return web.json_response({"templates": [catalog[name].schema() for name in sorted(catalog)]})
+
+
+async def render_one(request: web.Request) -> web.Response:
+    """POST /api/v1/render: one template, one variant."""
+    body = await json_body(request)
+    _reject_unknown(body, RENDER_FIELDS)
+    template = _template(request, field(body, "template", str))
+    parameters = field(body, "parameters", dict, default={})
+    variant = field(body, "variant", str, default="main")
+    experiment_id = field(body, "experiment_id", str, default=None)
+    rendered = _render(request, template, parameters, variant, experiment_id)
+    if field(body, "validate", bool, default=False):
+        settings = request.app[keys.SETTINGS]
+        await validate_with_collector(settings.otelcol_binary, rendered, settings.validate_timeout)
+    return web.json_response(rendered.to_dict())
+
+
+def _experiment_variant(
+    request: web.Request, experiment: dict[str, Any], variant: str, key: str, ports: dict[str, int]
+) -> Rendered:
+    """Render one variant of an experiment; the experiment's own data errors are 422 problems."""
+    experiment_id = str(experiment["id"])
+    catalog = request.app[keys.CATALOG]
+    name = experiment.get(key)
+    if not isinstance(name, str):
+        raise Unprocessable(f"experiment {experiment_id} has no '{key}'", field=key)
+    if name not in catalog:
+        raise Unprocessable(
+            f"experiment {experiment_id}: {key} '{name[:64]}' is not a known template; "
+            f"known: {', '.join(sorted(catalog))}",
+            field=key,
+        )
+    template = catalog[name]
+    all_parameters = experiment.get("parameters") or {}
+    if not isinstance(all_parameters, dict):
+        raise Unprocessable(f"experiment {experiment_id}: 'parameters' must be an object", field="parameters")
+    given = all_parameters.get(variant) or {}
+    if not isinstance(given, dict):
+        raise Unprocessable(
+            f"experiment {experiment_id}: parameters.{variant} must be an object",
+            field=f"parameters.{variant}",
+        )
+    parameters = {k: v for k, v in given.items() if k != "experiment_id"}
+    for pname, port in ports.items():
+        if pname in template.parameters:
+            parameters.setdefault(pname, port)
+    if "critical_processes" in template.parameters:
+        parameters.setdefault("critical_processes", experiment.get("critical_processes") or [])
+    return _render(
+        request, template, parameters, variant, experiment_id, where=f"parameters.{variant}", status=422
+    )
+
+
+async def generate(request: web.Request) -> web.Response:
+    """POST /api/v1/generate: the baseline and candidate configs of an experiment."""
+    body = await json_body(request)
+    _reject_unknown(body, GENERATE_FIELDS)
+    experiment_id = field(body, "experiment_id", str)
+    if not EXPERIMENT_ID.match(experiment_id):
+        raise Problem(f"field 'experiment_id' must match {EXPERIMENT_ID.pattern}", field="experiment_id")
+    experiment = await request.app[keys.CONTROL_PLANE].experiment(experiment_id)
+    # The id asked for is the label, whatever the control plane echoes back.
+    experiment = {**experiment, "id": experiment_id}
+    out = {
+        variant: _experiment_variant(request, experiment, variant, key, ports)
+        for variant, key, ports in EXPERIMENT_VARIANTS
+    }
+    try:
+        merge_configs(out["baseline"].config, out["candidate"].config)
+    except MergeConflict as exc:
+        raise Unprocessable(
+            f"experiment {experiment_id}: baseline and candidate cannot share one collector; they disagree "
+            f"at {exc.path} (use the same collection_interval, health_port and telemetry_port)",
+            field=exc.path,
+        ) from None
+    if field(body, "validate", bool, default=False):
+        settings = request.app[keys.SETTINGS]
+        for rendered in out.values():
+            await validate_with_collector(settings.otelcol_binary, rendered, settings.validate_timeout)
+    log.info(
+        "generated",
+        experiment_id=experiment_id,
+        baseline=out["baseline"].template,
+        candidate=out["candidate"].template,
+    )
+    return web.json_response({"experiment_id": experiment_id, **{v: r.to_dict() for v, r in out.items()}})
+
+
+async def _http_client(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    async with aiohttp.ClientSession() as session:
+        app[keys.HTTP] = session
+        app[keys.CONTROL_PLANE] = ControlPlaneClient(
+            session, settings.control_plane_url, settings.api_token, settings.request_timeout
+        )
+        yield
+
+
+def create_app(settings: Settings) -> web.Application:
+    """The generator service: templates, render, generate, health and metrics."""
+    app = web.Application(
+        middlewares=[problem_middleware, _auth_middleware(settings.api_token)],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[keys.SETTINGS] = settings
+    app[keys.CATALOG] = load_catalog()
+    app[keys.METRICS] = GeneratorMetrics.create()
+    app.cleanup_ctx.append(_http_client)
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/v1/templates", list_templates)
+    app.router.add_post("/api/v1/render", render_one)
+    app.router.add_post("/api/v1/generate", generate)
+    return app

@@ -1,0 +1,35 @@
+"""Merging rendered configs of several variants into one collector config."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+class MergeConflict(ValueError):
+    """Two configs set the same key to different values; `path` names the key."""
+
+    def __init__(self, path: str):
+        super().__init__(f"configs disagree at {path}")
+        self.path = path
+
+
+def merge_configs(*configs: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge config maps; a key set twice must hold equal values (receiver, extension, telemetry)."""
+    merged: dict[str, Any] = {}
+    for config in configs:
+        merged = _merge(merged, config, "")
+    return merged
+
+
+def _merge(base: Mapping[str, Any], extra: Mapping[str, Any], path: str) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key not in out:
+            out[key] = value
+        elif isinstance(out[key], Mapping) and isinstance(value, Mapping):
+            out[key] = _merge(out[key], value, where)
+        elif out[key] != value:
+            raise MergeConflict(where)
+    return out

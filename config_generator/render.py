@@ -1,0 +1,282 @@
+"""Turns a template and its parameters into an OpenTelemetry Collector config (the Rendered object)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from config_generator.catalog import VARIANT, ParameterError, Template
+from phoenix_common.keeplist import ottl_list
+
+try:  # libyaml's emitter is ~10x faster; the pure-Python one gives the same text.
+    from yaml import CSafeDumper as _Dumper
+except ImportError:  # pragma: no cover - PyYAML wheels ship libyaml
+    from yaml import SafeDumper as _Dumper
+
+RECEIVER = "hostmetrics/phoenix"
+HEALTH = "health_check"
+NAME_ATTR = "process.executable.name"
+OTHER = "other"
+NO_PID = 'resource.attributes["process.pid"] == nil'
+# Resource attributes the observation exporter keeps: enough for the agent to rank processes by name.
+OBSERVE_ATTRS = (NAME_ATTR, "process.pid")
+OBSERVE_METRICS = ("process.cpu.time", "process.memory.usage")
+# Datapoint attributes of the default process metrics (cpu.time: state, disk.io: direction); the
+# roll-up sums over every other dimension, which after the resource merge is the process.
+ROLLUP_LABELS = ("state", "direction", "type")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One variant's collector config and what the agent needs to run it."""
+
+    template: str
+    variant: str
+    config: dict[str, Any]
+    config_yaml: str
+    config_hash: str
+    prometheus_endpoint: str
+    observe_endpoint: str | None
+    keep_list: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Rendered object of docs/contracts.md."""
+        return {
+            "template": self.template,
+            "variant": self.variant,
+            "config_yaml": self.config_yaml,
+            "config_hash": self.config_hash,
+            "prometheus_endpoint": self.prometheus_endpoint,
+            "observe_endpoint": self.observe_endpoint,
+            "keep_list": self.keep_list,
+        }
+
+
+def dump_yaml(config: Mapping[str, Any]) -> str:
+    """Block-style YAML of a config map, keys in insertion order."""
+    return yaml.dump(
+        config, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1_000_000, allow_unicode=True
+    )
+
+
+def _not_kept(keep_path: str, critical: list[str]) -> str:
+    """OTTL condition true for a process that is neither in the keep-list file nor critical."""
+    name = f'resource.attributes["{NAME_ATTR}"]'
+    # The file provider pastes the file's text (an OTTL list literal) in place of ${file:...}.
+    condition = f"not ContainsValue(${{file:{keep_path}}}, {name})"
+    if critical:
+        condition += f" and not ContainsValue({ottl_list(critical)}, {name})"
+    return condition
+
+
+def _exporter(port: int, p: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "endpoint": f"127.0.0.1:{port}",
+        # Every resource attribute (process identity, phoenix.*) becomes a label; this is the
+        # v0.161 replacement of the deprecated resource_to_telemetry_conversion.
+        "resource_constant_labels": {"included": ["*"]},
+        "metric_expiration": f"{p['metric_expiration_seconds']}s",
+        "send_timestamps": p["send_timestamps"],
+        "without_scope_info": True,
+    }
+
+
+def build_config(template: Template, p: Mapping[str, Any], variant: str) -> dict[str, Any]:
+    """The collector config map of `template` for `variant` with resolved parameters `p`."""
+    v = variant
+    processors: dict[str, Any] = {
+        f"memory_limiter/{v}": {
+            "check_interval": "1s",
+            "limit_mib": p["memory_limit_mib"],
+            "spike_limit_mib": max(p["memory_limit_mib"] // 5, 1),
+        },
+    }
+    chain = [f"memory_limiter/{v}"]
+    exporters: dict[str, Any] = {f"prometheus/{v}": _exporter(p["prometheus_port"], p)}
+    pipelines: dict[str, Any] = {}
+
+    if template.builder == "selection":
+        critical = p.get("critical_processes") or []
+        not_kept = _not_kept(p["keep_list_path"], critical)
+        if template.rollup:
+            # Non-kept processes lose their identity (pid, command line, ...) and become `other`;
+            # groupbyattrs merges those identical resources into one, and aggregate_on_attributes
+            # sums their datapoints, so the sum over all series equals the baseline's.
+            # The aggregation only merges datapoints with equal timestamps, and each process is
+            # read at its own instant, so rolled datapoints get time 0 first and the current time
+            # once they are summed.
+            rolled = f'resource.attributes["{NAME_ATTR}"] == "{OTHER}" and {NO_PID}'
+            processors[f"transform/{v}"] = {
+                "error_mode": "ignore",
+                "metric_statements": [
+                    {
+                        "context": "resource",
+                        "statements": [
+                            f'keep_keys(resource.attributes, ["{NAME_ATTR}"]) where {not_kept}',
+                            f'set(resource.attributes["{NAME_ATTR}"], "{OTHER}") where {not_kept}',
+                        ],
+                    },
+                    {
+                        "context": "datapoint",
+                        "statements": [f"set(datapoint.time_unix_nano, 0) where {rolled}"],
+                    },
+                ],
+            }
+            processors[f"groupbyattrs/{v}"] = {}
+            dims = ", ".join(f'"{a}"' for a in ROLLUP_LABELS)
+            processors[f"transform/{v}-rollup"] = {
+                "error_mode": "ignore",
+                "metric_statements": [
+                    {
+                        "context": "metric",
+                        "statements": [f'aggregate_on_attributes("sum", [{dims}]) where {rolled}'],
+                    },
+                    {
+                        "context": "datapoint",
+                        "statements": ["set(datapoint.time, Now()) where datapoint.time_unix_nano == 0"],
+                    },
+                ],
+            }
+            chain += [f"transform/{v}", f"groupbyattrs/{v}", f"transform/{v}-rollup"]
+        else:
+            processors[f"filter/{v}"] = {"error_mode": "ignore", "metrics": {"metric": [not_kept]}}
+            chain.append(f"filter/{v}")
+
+        observe = f"{v}-observe"
+        wanted = " and ".join(f'metric.name != "{m}"' for m in OBSERVE_METRICS)
+        processors[f"filter/{observe}"] = {"error_mode": "ignore", "metrics": {"metric": [wanted]}}
+        keys = ", ".join(f'"{a}"' for a in OBSERVE_ATTRS)
+        processors[f"transform/{observe}"] = {
+            "error_mode": "ignore",
+            "metric_statements": [
+                {"context": "resource", "statements": [f"keep_keys(resource.attributes, [{keys}])"]}
+            ],
+        }
+        exporters[f"prometheus/{observe}"] = _exporter(p["observe_port"], p)
+        pipelines[f"metrics/{observe}"] = {
+            "receivers": [RECEIVER],
+            "processors": [f"memory_limiter/{v}", f"filter/{observe}", f"transform/{observe}"],
+            "exporters": [f"prometheus/{observe}"],
+        }
+
+    labels = [
+        {"key": "phoenix.pipeline", "value": template.name, "action": "upsert"},
+        {"key": "phoenix.variant", "value": v, "action": "upsert"},
+    ]
+    if p.get("experiment_id"):
+        labels.append({"key": "phoenix.experiment_id", "value": p["experiment_id"], "action": "upsert"})
+    processors[f"resource/{v}"] = {"attributes": labels}
+    processors[f"batch/{v}"] = {"timeout": f"{p['batch_timeout_ms']}ms"}
+    chain += [f"resource/{v}", f"batch/{v}"]
+    pipelines = {
+        f"metrics/{v}": {"receivers": [RECEIVER], "processors": chain, "exporters": [f"prometheus/{v}"]},
+        **pipelines,
+    }
+
+    return {
+        "receivers": {
+            RECEIVER: {
+                "collection_interval": f"{p['collection_interval']}s",
+                "scrapers": {
+                    "process": {
+                        # Without root most processes' exe/io/owner are unreadable; scrape what is.
+                        "mute_process_name_error": True,
+                        "mute_process_exe_error": True,
+                        "mute_process_io_error": True,
+                        "mute_process_user_error": True,
+                        "mute_process_cgroup_error": True,
+                    }
+                },
+            }
+        },
+        "processors": processors,
+        "exporters": exporters,
+        "extensions": {HEALTH: {"endpoint": f"127.0.0.1:{p['health_port']}"}},
+        "service": {
+            "extensions": [HEALTH],
+            "telemetry": {
+                "metrics": {
+                    "level": "normal",
+                    "readers": [
+                        {
+                            "pull": {
+                                "exporter": {"prometheus": {"host": "127.0.0.1", "port": p["telemetry_port"]}}
+                            }
+                        }
+                    ],
+                }
+            },
+            "pipelines": pipelines,
+        },
+    }
+
+
+def _expiration(p: dict[str, Any]) -> None:
+    """Fill in the exporter's series expiration; it must outlive at least two scrapes."""
+    interval = p["collection_interval"]
+    if p["metric_expiration_seconds"] is None:
+        p["metric_expiration_seconds"] = max(60, 3 * interval)
+    elif p["metric_expiration_seconds"] < 2 * interval:
+        raise ParameterError(
+            "metric_expiration_seconds",
+            f"parameter 'metric_expiration_seconds' must be at least twice collection_interval "
+            f"({2 * interval}), got {p['metric_expiration_seconds']}",
+        )
+
+
+def _check_ports(p: Mapping[str, Any], selection: bool) -> None:
+    names = ["prometheus_port", "health_port", "telemetry_port"] + (["observe_port"] if selection else [])
+    seen: dict[int, str] = {}
+    for name in names:
+        port = p[name]
+        if port in seen:
+            raise ParameterError(
+                name, f"parameter '{name}' uses port {port}, already taken by '{seen[port]}'"
+            )
+        seen[port] = name
+
+
+def render(
+    template: Template,
+    parameters: Mapping[str, Any] | None = None,
+    variant: str = "main",
+    experiment_id: str | None = None,
+) -> Rendered:
+    """Validate `parameters` against `template` and render the config for `variant`."""
+    if not isinstance(variant, str) or not VARIANT.match(variant):
+        raise ParameterError("variant", f"variant must match {VARIANT.pattern}, got {str(variant)[:40]!r}")
+    raw = dict(parameters or {})
+    if experiment_id is not None:
+        if raw.get("experiment_id") not in (None, experiment_id):
+            raise ParameterError("experiment_id", "experiment_id is given twice with different values")
+        raw["experiment_id"] = experiment_id
+    p = template.resolve(raw, variant)
+    selection = template.builder == "selection"
+    _check_ports(p, selection)
+    _expiration(p)
+    config = build_config(template, p, variant)
+    text = dump_yaml(config)
+    keep_list = None
+    if selection:
+        keep_list = {
+            "path": p["keep_list_path"],
+            "strategy": template.strategy,
+            "k": p["k"],
+            "critical": list(p.get("critical_processes") or []),
+            "initial": list(p.get("critical_processes") or []),
+            "refresh_seconds": p["refresh_seconds"],
+        }
+    return Rendered(
+        template=template.name,
+        variant=variant,
+        config=config,
+        config_yaml=text,
+        config_hash=hashlib.sha256(text.encode()).hexdigest(),
+        prometheus_endpoint=f"127.0.0.1:{p['prometheus_port']}",
+        observe_endpoint=f"127.0.0.1:{p['observe_port']}" if selection else None,
+        keep_list=keep_list,
+    )
