@@ -1,0 +1,191 @@
+"""Choose which processes a selection pipeline keeps at full detail, without flapping."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+STRATEGIES = ("topk", "adaptive", "intelligent")
+
+# The pseudo-process that selection pipelines fold every non-kept process into.
+OTHER = "other"
+
+
+def _fallback_validate(name: object) -> str:
+    """Reject what could never be a process name when phoenix_common is unavailable."""
+    if not isinstance(name, str) or not name.strip() or len(name) > 256:
+        raise ValueError(f"invalid process name {name!r}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ValueError(f"process name {name!r} holds a control character")
+    return name
+
+
+_validate: Callable[[object], str]
+try:
+    from phoenix_common.keeplist import validate_process_name as _validate
+except ImportError:  # pragma: no cover - phoenix_common ships with the agent; this guards a partial install
+    _validate = _fallback_validate
+
+
+def valid_process_name(name: object) -> bool:
+    """True when `name` may appear in a keep list (and is not the `other` pseudo-process)."""
+    if name == OTHER:
+        return False
+    try:
+        _validate(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _host_cpu_total() -> float:
+    """CPU seconds per second the host can deliver: its logical core count."""
+    return float(os.cpu_count() or 1)
+
+
+def _host_memory_total() -> float:
+    """Physical memory of the host in bytes."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError):  # pragma: no cover - every Linux answers both
+        return float(1 << 30)
+
+
+@dataclass
+class _State:
+    """What the tracker remembers about one process name."""
+
+    ewma: float
+    score: float = 0.0
+
+
+class KeepListTracker:
+    """Maintain a keep list of up to `k` process names, refreshed from measured CPU and memory."""
+
+    def __init__(
+        self,
+        strategy: str,
+        k: int,
+        critical: Sequence[str],
+        *,
+        hysteresis: float = 0.2,
+        min_hold_seconds: float = 120.0,
+        spike_weight: float = 1.0,
+        ewma_alpha: float = 0.3,
+        cpu_total: float | None = None,
+        memory_total: float | None = None,
+        min_margin: float = 1e-6,
+    ) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise ValueError(f"k must be a non-negative integer, got {k!r}")
+        for label, value in (
+            ("hysteresis", hysteresis),
+            ("min_hold_seconds", min_hold_seconds),
+            ("spike_weight", spike_weight),
+            ("min_margin", min_margin),
+        ):
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{label} must be a finite number >= 0, got {value!r}")
+        if not 0 < ewma_alpha <= 1:
+            raise ValueError(f"ewma_alpha must be in (0, 1], got {ewma_alpha!r}")
+        self.strategy = strategy
+        self.k = k
+        self.hysteresis = hysteresis
+        self.min_hold_seconds = min_hold_seconds
+        self.spike_weight = spike_weight
+        self.ewma_alpha = ewma_alpha
+        self.min_margin = min_margin
+        self.cpu_total = cpu_total if cpu_total and cpu_total > 0 else _host_cpu_total()
+        self.memory_total = memory_total if memory_total and memory_total > 0 else _host_memory_total()
+        for name in critical:
+            if name == OTHER:
+                raise ValueError("critical process name 'other' is reserved for the folded remainder")
+            _validate(name)
+        # Only the intelligent strategy guarantees critical processes a place.
+        self.critical: tuple[str, ...] = tuple(sorted(set(critical))) if strategy == "intelligent" else ()
+        self._states: dict[str, _State] = {}
+        # Selected (non-critical) names -> the time they joined, for the minimum hold.
+        self._selected: dict[str, float] = {}
+        self._current: list[str] = list(self.critical)
+
+    def current(self) -> list[str]:
+        """The keep list as last decided, sorted."""
+        return list(self._current)
+
+    def scores(self) -> dict[str, float]:
+        """The importance score of every process seen in the last update."""
+        return {name: state.score for name, state in self._states.items()}
+
+    def _cost(self, cpu: float, memory: float) -> float:
+        """CPU and memory use as one figure, each part a fraction of the host's total."""
+        return max(cpu, 0.0) / self.cpu_total + max(memory, 0.0) / self.memory_total
+
+    def _score(self, name: str, cost: float) -> float:
+        """Update the remembered state of `name` with `cost` and return its importance score."""
+        state = self._states.get(name)
+        if self.strategy == "topk":
+            score = cost
+            if state is None:
+                self._states[name] = _State(ewma=cost, score=score)
+            else:
+                state.ewma, state.score = cost, score
+            return score
+        # adaptive / intelligent: the smoothed level plus how far it just rose above it, so that a
+        # sudden spike ranks high at once while a steady process ranks by its smoothed usage.
+        previous = state.ewma if state is not None else 0.0
+        ewma = cost if state is None else self.ewma_alpha * cost + (1 - self.ewma_alpha) * previous
+        score = ewma + self.spike_weight * max(0.0, cost - previous)
+        if state is None:
+            self._states[name] = _State(ewma=ewma, score=score)
+        else:
+            state.ewma, state.score = ewma, score
+        return score
+
+    def _beats(self, challenger: float, incumbent: float) -> bool:
+        """True when a challenger's score clears an incumbent's by the hysteresis margin."""
+        return challenger > incumbent * (1 + self.hysteresis) and challenger > incumbent + self.min_margin
+
+    def update(
+        self, cpu_rates: Mapping[str, float], memory: Mapping[str, float], now: float
+    ) -> list[str] | None:
+        """Feed one measurement; return the new sorted keep list if the selection changed, else None."""
+        present = [n for n in {*cpu_rates, *memory} if valid_process_name(n)]
+        scores: dict[str, float] = {}
+        for name in present:
+            cpu = float(cpu_rates.get(name, 0.0) or 0.0)
+            mem = float(memory.get(name, 0.0) or 0.0)
+            scores[name] = self._score(name, self._cost(cpu, mem))
+        # Forget what vanished so that memory stays bounded under process churn.
+        for name in [n for n in self._states if n not in scores]:
+            del self._states[name]
+
+        critical = set(self.critical)
+        selected = {n: since for n, since in self._selected.items() if n in scores and n not in critical}
+        # Best first; the name breaks ties so that the outcome never depends on dict order.
+        challengers = sorted(
+            (n for n in scores if n not in selected and n not in critical), key=lambda n: (-scores[n], n)
+        )
+        # Free slots are filled without a margin: there is no incumbent to protect.
+        while len(selected) < self.k and challengers:
+            selected[challengers.pop(0)] = now
+        # Swap the weakest evictable incumbents for clearly stronger challengers.
+        evictable = sorted(
+            (n for n, since in selected.items() if now - since >= self.min_hold_seconds),
+            key=lambda n: (scores[n], n),
+        )
+        for challenger, incumbent in zip(challengers, evictable, strict=False):
+            if not self._beats(scores[challenger], scores[incumbent]):
+                break
+            del selected[incumbent]
+            selected[challenger] = now
+        self._selected = selected
+
+        new = sorted(critical | set(selected))
+        if new == self._current:
+            return None
+        self._current = new
+        return list(new)

@@ -1,0 +1,390 @@
+"""Measure a pipeline: scrape its Prometheus exporter, summarise the series, read the collector's own use."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+try:
+    import psutil
+except ImportError:  # pragma: no cover - psutil is in the agent extra; without it usage reads as zero
+    psutil = None
+
+# Series names the hostmetrics process scraper produces through the Prometheus exporter
+# (v0.161: `process.cpu.time` -> `process_cpu_time_seconds_total{state=user|system|wait}`,
+# `process.memory.usage` -> `process_memory_usage_bytes`); the others are spellings of older
+# exporters or of translation strategies without unit/type suffixes.
+CPU_METRICS = frozenset(
+    {
+        "process_cpu_time_seconds_total",
+        "process_cpu_time_seconds",
+        "process_cpu_time_total",
+        "process_cpu_time",
+    }
+)
+MEMORY_METRICS = frozenset(
+    {"process_memory_usage_bytes", "process_memory_usage", "process_memory_physical_usage_bytes"}
+)
+# Resource attribute labels (with resource_constant_labels or resource_to_telemetry_conversion).
+NAME_LABEL = "process_executable_name"
+COMMAND_LABEL = "process_command"
+PID_LABEL = "process_pid"
+# Datapoint attributes of process metrics: they split one process into several series.
+DATAPOINT_LABELS = frozenset({"state", "direction", "type"})
+OTHER = "other"
+# Metadata series some exporters add about the target/scope rather than about the data.
+META_SERIES = frozenset({"target_info", "otel_scope_info"})
+
+
+class MeasureError(RuntimeError):
+    """A pipeline's metrics could not be read or understood."""
+
+
+# -- exposition text -------------------------------------------------------------------------------
+
+_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?[ \t]+(\S+)(?:[ \t]+(-?\d+))?[ \t]*$")
+_LABEL = re.compile(r'[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"((?:[^"\\]|\\.)*)"[ \t]*(?:,|$)')
+_ESCAPE = re.compile(r"\\(.)")
+
+
+@dataclass(frozen=True)
+class Series:
+    """One sample line of the exposition."""
+
+    name: str
+    labels: Mapping[str, str]
+    value: float
+    timestamp: float | None  # seconds, when the exporter sends timestamps
+
+
+def _unescape(value: str) -> str:
+    return _ESCAPE.sub(lambda m: "\n" if m.group(1) == "n" else m.group(1), value) if "\\" in value else value
+
+
+def parse_exposition(text: str) -> list[Series]:
+    """Parse Prometheus text format 0.0.4 into its samples; raise MeasureError on a malformed line."""
+    out: list[Series] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _LINE.match(line)
+        if match is None:
+            raise MeasureError(f"malformed exposition line {number}: {line[:120]!r}")
+        name, body, value_text, ts_text = match.groups()
+        labels: dict[str, str] = {}
+        if body:
+            pos = 0
+            while pos < len(body):
+                label = _LABEL.match(body, pos)
+                if label is None or label.end() == pos:
+                    raise MeasureError(f"malformed labels on exposition line {number}: {line[:120]!r}")
+                labels[label.group(1)] = _unescape(label.group(2))
+                pos = label.end()
+        try:
+            value = float(value_text)
+        except ValueError:
+            raise MeasureError(f"bad sample value {value_text!r} on exposition line {number}") from None
+        out.append(Series(name, labels, value, int(ts_text) / 1000.0 if ts_text else None))
+    return out
+
+
+# -- scraping --------------------------------------------------------------------------------------
+
+
+async def scrape(session: aiohttp.ClientSession, endpoint: str, timeout: float = 5.0) -> str:
+    """GET http://<endpoint>/metrics and return the exposition text."""
+    url = f"http://{endpoint}/metrics"
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+            if response.status != 200:
+                detail = (await response.text(errors="replace"))[:200].strip()
+                raise MeasureError(f"scrape of {url} answered HTTP {response.status}: {detail}")
+            return await response.text(errors="replace")
+    except MeasureError:
+        raise
+    except TimeoutError:
+        raise MeasureError(f"scrape of {url} timed out after {timeout:g}s") from None
+    except (aiohttp.ClientError, ValueError) as exc:
+        raise MeasureError(f"scrape of {url} failed: {exc or type(exc).__name__}") from None
+
+
+# -- summary ---------------------------------------------------------------------------------------
+
+ProcessKey = tuple[str, str]  # (name, pid), or (name, "agg:<labels>") for an aggregate series
+Identity = tuple[tuple[str, str], ...]  # a series' labels without its datapoint attributes
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one summary leaves for the next: the reference point for rates."""
+
+    ts: float  # wall clock of the reference scrape
+    data_ts: float | None  # newest exposition timestamp of that scrape, when the exporter sends them
+    cpu_seconds: Mapping[ProcessKey, float] = field(default_factory=dict)  # cumulative, per process
+    active_series: int = 0
+    interval: float | None = None  # the last observed interval between two collections
+    cpu_rates: Mapping[str, float] = field(default_factory=dict)  # last computed, reused on no news
+
+
+def _process_of(labels: Mapping[str, str]) -> ProcessKey | None:
+    """(name, pid) of a process series, folding the roll-up into ("other", ""); None if not a process."""
+    name = labels.get(NAME_LABEL) or os.path.basename(labels.get(COMMAND_LABEL, "").rstrip("/"))
+    if not name:
+        return None
+    pid = labels.get(PID_LABEL, "")
+    if name == OTHER or pid == OTHER:
+        return (OTHER, "")
+    return (name, pid)
+
+
+def _variant_of(labels: Mapping[str, str]) -> Identity:
+    """The resource identity of a series: its labels minus the datapoint attributes."""
+    return tuple(sorted((k, v) for k, v in labels.items() if k not in DATAPOINT_LABELS))
+
+
+def _is_real_pid(pid: str) -> bool:
+    return pid.isdigit()
+
+
+def _aggregate_id(ident: Identity) -> str:
+    """A stable key for an aggregate series across scrapes; never all digits, so never a pid."""
+    return "agg:" + ",".join(f"{k}={v}" for k, v in ident)
+
+
+@dataclass
+class _Digest:
+    """What one exposition holds, reduced to the figures a Sample needs."""
+
+    active: int = 0
+    per_metric: dict[str, int] = field(default_factory=dict)
+    data_ts: float | None = None
+    names: set[str] = field(default_factory=set)
+    cpu: dict[ProcessKey, float] = field(default_factory=dict)
+    memory: dict[ProcessKey, float] = field(default_factory=dict)
+
+
+def _digest(series: Sequence[Series]) -> _Digest:
+    """Count the distinct series and reduce process series to one CPU and memory figure per process."""
+    d = _Digest()
+    seen: set[tuple[str, Identity]] = set()
+    # group -> resource identity -> value, where a group is one real pid (or one roll-up name): the
+    # exporter keeps an exited or re-labelled process's old series until they expire, so one pid can
+    # show under several label sets, even several names (a kernel worker renames itself).
+    cpu: dict[ProcessKey, dict[Identity, float]] = {}
+    memory: dict[ProcessKey, dict[Identity, float]] = {}
+    name_of: dict[Identity, str] = {}
+    for s in series:
+        key = (s.name, tuple(sorted(s.labels.items())))
+        if s.name in META_SERIES or key in seen:
+            continue
+        seen.add(key)
+        d.per_metric[s.name] = d.per_metric.get(s.name, 0) + 1
+        if s.timestamp is not None:
+            d.data_ts = s.timestamp if d.data_ts is None else max(d.data_ts, s.timestamp)
+        process = _process_of(s.labels)
+        if process is None:
+            continue
+        d.names.add(process[0])
+        if not math.isfinite(s.value) or (s.name not in CPU_METRICS and s.name not in MEMORY_METRICS):
+            continue
+        ident = _variant_of(s.labels)
+        # A real pid is one process whatever its labels; anything else (a roll-up, a series without a
+        # pid) is one aggregate per label set.
+        group = ("", process[1]) if _is_real_pid(process[1]) else (process[0], _aggregate_id(ident))
+        name_of[ident] = process[0]
+        if s.name in CPU_METRICS:
+            slot = cpu.setdefault(group, {})
+            slot[ident] = slot.get(ident, 0.0) + s.value
+        else:
+            memory.setdefault(group, {})[ident] = s.value
+    d.active = len(seen)
+    _pick_live(cpu, memory, name_of, d)
+    return d
+
+
+def _pick_live(
+    cpu: Mapping[ProcessKey, Mapping[Identity, float]],
+    memory: Mapping[ProcessKey, Mapping[Identity, float]],
+    name_of: Mapping[Identity, str],
+    d: _Digest,
+) -> None:
+    """One figure per process: the label set with the most CPU time is the live one (CPU time only grows)."""
+    for group in cpu.keys() | memory.keys():
+        by_variant = cpu.get(group, {})
+        mems = memory.get(group, {})
+        if by_variant:
+            live = max(by_variant, key=lambda ident: (by_variant[ident], ident))
+            process = (name_of[live], group[1])
+            d.cpu[process] = by_variant[live]
+            if live in mems:
+                d.memory[process] = mems[live]
+            elif mems:
+                d.memory[process] = max(mems.values())
+        elif mems:
+            live = max(mems, key=lambda ident: (mems[ident], ident))
+            d.memory[(name_of[live], group[1])] = mems[live]
+
+
+def _advance(d: _Digest, previous: Snapshot | None, now: float) -> Snapshot:
+    """The new reference point, with CPU rates per name since `previous` when there is one."""
+    if previous is None:
+        return Snapshot(ts=now, data_ts=d.data_ts, cpu_seconds=d.cpu, active_series=d.active)
+    if d.data_ts is not None and previous.data_ts is not None:
+        elapsed = d.data_ts - previous.data_ts
+    else:
+        elapsed = now - previous.ts
+    unchanged = elapsed <= 0
+    if d.data_ts is None and d.cpu and d.cpu == dict(previous.cpu_seconds):
+        # Without timestamps, identical cumulative counters mean the collector has not run since.
+        unchanged = True
+    if unchanged:
+        # No collection since the reference: keep it, so the next rates span the whole gap.
+        return Snapshot(
+            ts=previous.ts,
+            data_ts=previous.data_ts,
+            cpu_seconds=previous.cpu_seconds,
+            active_series=d.active,
+            interval=previous.interval,
+            cpu_rates=previous.cpu_rates,
+        )
+    # Real processes are matched by pid alone: a kernel worker's name changes with its work queue.
+    by_pid: dict[str, float] = {}
+    for (_, pid), total in previous.cpu_seconds.items():
+        if _is_real_pid(pid):
+            by_pid[pid] = max(total, by_pid.get(pid, 0.0))
+    rates: dict[str, float] = {}
+    for process, total in d.cpu.items():
+        if _is_real_pid(process[1]):
+            before = by_pid.get(process[1])
+            # A pid not seen before started since the reference (or was reused): all its time is new.
+            delta = total if before is None or total < before else total - before
+        else:
+            # A roll-up shrinks when members exit; only its growth is CPU spent.
+            before = previous.cpu_seconds.get(process)
+            delta = 0.0 if before is None else max(0.0, total - before)
+        rates[process[0]] = rates.get(process[0], 0.0) + delta / elapsed
+    return Snapshot(
+        ts=now,
+        data_ts=d.data_ts,
+        cpu_seconds=d.cpu,
+        active_series=d.active,
+        interval=elapsed,
+        cpu_rates=rates,
+    )
+
+
+def _by_name(values: Mapping[ProcessKey, float]) -> dict[str, float]:
+    """Sum per-process figures over the pids of each name."""
+    out: dict[str, float] = {}
+    for (name, _), value in values.items():
+        out[name] = out.get(name, 0.0) + value
+    return out
+
+
+def summarize(
+    text: str,
+    *,
+    variant: str,
+    pipeline: str,
+    previous: Snapshot | None,
+    critical: Sequence[str],
+    kept: Sequence[str] | None = None,
+    now: float | None = None,
+    collection_interval: float | None = None,
+) -> tuple[dict[str, Any], Snapshot]:
+    """Turn one scrape into a Sample (docs/contracts.md) and the Snapshot the next call needs.
+
+    Rates divide by the interval between the two collections the scrapes saw: the difference of the
+    exposition timestamps when the exporter sends them, else of the scrape wall-clock times. When
+    nothing was collected in between (same timestamps, or every cumulative counter unchanged) the
+    previous rates stand and the older reference is kept. `datapoints_per_second` is the active
+    series over `collection_interval` when the caller knows it, else over that observed interval.
+    """
+    now = time.time() if now is None else now
+    d = _digest(parse_exposition(text))
+    reference = _advance(d, previous, now)
+    # Every process in this scrape gets a rate: 0 when idle, none at all without a reference yet.
+    rates = {n: reference.cpu_rates.get(n, 0.0) for n in d.names} if previous is not None else {}
+    interval = reference.interval if previous is not None else None
+    divisor = collection_interval if collection_interval and collection_interval > 0 else interval
+    sample: dict[str, Any] = {
+        "variant": variant,
+        "pipeline": pipeline,
+        "ts": now,
+        "active_series": d.active,
+        "datapoints_per_second": round(d.active / divisor, 6) if divisor else 0.0,
+        "interval_seconds": round(divisor, 6) if divisor else None,
+        "series_per_metric": dict(sorted(d.per_metric.items())),
+        "process_cpu_seconds_rate": {n: round(r, 6) for n, r in sorted(rates.items())},
+        "process_memory_bytes": {n: int(v) for n, v in sorted(_by_name(d.memory).items())},
+        "process_cpu_seconds_total": {n: round(v, 6) for n, v in sorted(_by_name(d.cpu).items())},
+        "kept_processes": sorted(n for n in d.names if n != OTHER),
+        "critical_present": {n: n in d.names for n in critical},
+    }
+    if kept is not None:
+        sample["keep_list"] = sorted(set(kept))
+    return sample, reference
+
+
+# -- the collector's own cost ------------------------------------------------------------------------
+
+
+class CollectorUsage:
+    """CPU and resident memory of the collector process, read with psutil."""
+
+    def __init__(self, pid: int | None) -> None:
+        self._pid: int | None = None
+        self._process: Any = None
+        self._last: tuple[float, float] | None = None  # (monotonic time, cpu seconds)
+        self.set_pid(pid)
+
+    @property
+    def pid(self) -> int | None:
+        """The collector pid being watched."""
+        return self._pid
+
+    def set_pid(self, pid: int | None) -> None:
+        """Watch another pid (the collector restarted); the next CPU figure starts afresh."""
+        self._pid = pid
+        self._process = None
+        self._last = None
+        if pid is None or psutil is None:
+            return
+        try:
+            self._process = psutil.Process(pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+            self._process = None
+
+    def sample(self) -> dict[str, Any]:
+        """CPU percent of one core since the last sample (since start the first time) and RSS bytes."""
+        zero = {"collector_cpu_percent": 0.0, "collector_memory_bytes": 0}
+        if self._process is None or psutil is None:
+            return zero
+        try:
+            with self._process.oneshot():
+                times = self._process.cpu_times()
+                rss = int(self._process.memory_info().rss)
+                created = float(self._process.create_time())
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            self._process = None
+            self._last = None
+            return zero
+        used = float(times.user + times.system)
+        mono = time.monotonic()
+        if self._last is None:
+            elapsed = max(time.time() - created, 1e-3)
+            spent = used
+        else:
+            elapsed = mono - self._last[0]
+            spent = used - self._last[1]
+        self._last = (mono, used)
+        percent = 100.0 * spent / elapsed if elapsed > 0 else 0.0
+        return {"collector_cpu_percent": round(max(percent, 0.0), 3), "collector_memory_bytes": rss}
