@@ -36,3 +36,10 @@ bench: venv otelcol
 
 clean:
 	rm -rf $(VENV) .cache bin .state
+
+## The whole stack in the background (state, logs and pids under .state/dev)
+dev-up: venv otelcol
+	$(PY) scripts/devstack.py up
+
+dev-down:
+	@if [ -x $(PY) ]; then $(PY) scripts/devstack.py down; else $(PYTHON) scripts/devstack.py down; fi

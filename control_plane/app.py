@@ -12,12 +12,13 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from control_plane import agent_api, deployments, fleet, keys
+from control_plane import agent_api, cost, deployments, experiments, fleet, keys, ws
+from control_plane import web as dashboard
 from control_plane.auth import auth_middleware
 from control_plane.db import Database, make_pool, migrate
 from control_plane.jsonutil import respond
 from control_plane.listener import EventHub, Listener, Waiters
-from control_plane.metrics import METRICS, ApiMetrics, metrics_handler, metrics_middleware
+from control_plane.metrics import METRIC_HOOKS, METRICS, ApiMetrics, metrics_handler, metrics_middleware
 from control_plane.queue import TaskQueue
 from control_plane.settings import Settings
 from phoenix_common.problems import Unavailable, problem_middleware
@@ -102,10 +103,15 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
     app[METRICS] = ApiMetrics(registry)
     waiters = app[keys.WAITERS]
     app[METRICS].long_polls.set_function(lambda: len(waiters))
-    app.cleanup_ctx.extend([_http_client, _database, _background])
+    app.cleanup_ctx.extend([_http_client, _database, _background, experiments.driver_ctx])
+    app[METRIC_HOOKS] = [experiments.experiment_metrics]
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics_handler)
     app.add_routes(agent_api.routes)
     app.add_routes(deployments.routes)
     app.add_routes(fleet.routes)
+    app.add_routes(experiments.routes)
+    app.add_routes(cost.routes)
+    app.add_routes(ws.routes)
+    dashboard.setup(app)
     return app
