@@ -371,7 +371,7 @@ async def list_all(request: web.Request) -> web.Response:
         raise Problem(f"query parameter 'phase' must be one of {', '.join(PHASES)}")
     rows = await request.app[keys.DB].fetch("list_experiments", {"phase": phase, "limit": 500})
     return respond({"experiments": [
-        {**experiment_json({**r, "analysis": {"fleet": r["fleet"]} if r["fleet"] else None, "rendered": None})}
+        experiment_json({**r, "analysis": {"fleet": r["fleet"], "verdict": r["verdict"]} if r["fleet"] else None})
         for r in rows]})
 
 
@@ -427,7 +427,7 @@ async def promote(request: web.Request) -> web.Response:
         raise Conflict("promotion deploys to namespaces; this experiment targeted hosts only")
     generator = GeneratorClient(request.app[keys.HTTP], request.app[keys.SETTINGS].generator_url)
     params = {**spec["parameters"].get("candidate", {})}
-    if spec["critical_processes"]:
+    if spec["critical_processes"] and await generator.takes(spec["candidate_pipeline"], "critical_processes"):
         params.setdefault("critical_processes", spec["critical_processes"])
     rendered = await generator.render(spec["candidate_pipeline"], params, variant="main")
     created = [await deploy(request.app, name=f"{row['name']} (promoted)", namespace=ns,

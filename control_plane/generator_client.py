@@ -32,6 +32,19 @@ class GeneratorClient:
             body["experiment_id"] = experiment_id
         return await self._post("/api/v1/render", body)
 
+    async def takes(self, template: str, parameter: str) -> bool:
+        """Whether `template` has a parameter named `parameter`."""
+        try:
+            async with self.session.get(f"{self.base_url}/api/v1/templates", headers=self.headers,
+                                        timeout=aiohttp.ClientTimeout(total=15)) as resp:
+                data = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError):
+            raise BadGateway(f"config generator at {self.base_url} is unreachable") from None
+        for entry in data.get("templates", []) if isinstance(data, dict) else []:
+            if entry.get("name") == template:
+                return parameter in (entry.get("parameters") or {})
+        return False
+
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         url = f"{self.base_url}{path}"
         try:

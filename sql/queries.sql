@@ -293,7 +293,7 @@ FROM experiments WHERE id = %(id)s FOR UPDATE;
 -- name: list_experiments
 SELECT id, name, spec, phase, phase_reason, phase_changed_at, hosts, promoted_deployments, rolled_back_at,
        created_at, started_at, running_at, analyzing_at, finished_at,
-       (analysis -> 'fleet') AS fleet
+       (analysis -> 'fleet') AS fleet, (analysis ->> 'verdict') AS verdict
 FROM experiments
 WHERE (%(phase)s::text IS NULL OR phase = %(phase)s)
 ORDER BY created_at DESC LIMIT %(limit)s;

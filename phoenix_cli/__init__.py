@@ -1,0 +1,1 @@
+"""`phoenix`: the operator's command line for the Phoenix control plane and config generator."""

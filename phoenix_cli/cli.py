@@ -1,0 +1,227 @@
+"""The argument parser and `main`: settings, dispatch, and one-line errors with meaningful exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from phoenix_cli import commands
+from phoenix_cli.config import DEFAULT_API_URL, DEFAULT_GENERATOR_URL, resolve
+from phoenix_cli.errors import EXIT_OK, EXIT_USAGE, CliError
+
+LOAD_PROFILES = ("realistic", "high-cardinality", "process-churn", "spike", "steady")
+PHASES = ("pending", "deploying", "warming_up", "running", "analyzing", "completed", "failed", "stopped")
+
+EPILOG = f"""\
+settings (flags win over the environment, the environment over the config file):
+  --api-url        PHOENIX_API_URL        api_url        default {DEFAULT_API_URL}
+  --token          PHOENIX_API_TOKEN      token          (prefer the variable or file: flags show in ps)
+  --generator-url  PHOENIX_GENERATOR_URL  generator_url  default {DEFAULT_GENERATOR_URL}
+  config file: --cli-config PATH, else $XDG_CONFIG_HOME/phoenix/cli.yaml (~/.config/phoenix/cli.yaml)
+
+exit codes:
+  0  ok
+  1  the command ran but the outcome is negative: watch ended failed or stopped, `experiment analysis
+     --check` without a final promote verdict, an experiment created but not started
+  2  usage error: bad flags, settings or config file
+  3  the API answered 4xx (the problem's detail is printed: phoenix: error: <detail>)
+  4  the API answered 5xx
+  5  the API is unreachable (refused, timed out, unknown host)
+"""
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """`key=value`, the value read as a YAML scalar or list (k=10, k=true, k=[sshd,postgres])."""
+    import yaml
+
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    if not raw.strip():
+        return key, ""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(
+            f"the value of {key!r} is not a YAML scalar or list: {raw!r}") from None
+    # Dates and other YAML-only types have no JSON form; such a value is meant as text.
+    return key, value if _is_json(value) else raw
+
+
+def _is_json(value: Any) -> bool:
+    if value is None or isinstance(value, str | int | float | bool):
+        return True
+    if isinstance(value, list):
+        return all(_is_json(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json(v) for k, v in value.items())
+    return False
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _common(suppress: bool) -> argparse.ArgumentParser:
+    """Options accepted before and after the subcommand; after it, they only override when given."""
+    default: Any = argparse.SUPPRESS if suppress else None
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("connection and output")
+    group.add_argument("--api-url", metavar="URL", default=default, help="the control plane")
+    group.add_argument("--token", metavar="TOKEN", default=default, help="the API token")
+    group.add_argument("--generator-url", metavar="URL", default=default, help="the config generator")
+    group.add_argument("--cli-config", metavar="PATH", default=default, help="the CLI's YAML config file")
+    group.add_argument("--timeout", metavar="SECONDS", type=_number, default=default,
+                       help="HTTP timeout (default 30)")
+    group.add_argument("--json", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                       help="print the API's raw JSON instead of tables")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common(suppress=True)
+    parser = argparse.ArgumentParser(
+        prog="phoenix", parents=[_common(suppress=False)], epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Operate Phoenix: agents, pipeline deployments, A/B experiments and their cost.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
+
+    def leaf(sub: Any, name: str, handler: Callable[..., int], help_text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=help_text,
+                                                    description=help_text)
+        p.set_defaults(handler=handler, parser=p)
+        return p
+
+    agents = groups.add_parser("agents", help="the fleet of host agents").add_subparsers(
+        dest="action", metavar="ACTION", required=True)
+    p = leaf(agents, "list", commands.agents_list, "list agents with their health")
+    p.add_argument("--namespace", metavar="NS")
+    p.add_argument("--limit", type=int, metavar="N")
+    p = leaf(agents, "show", commands.agents_show, "one agent in detail")
+    p.add_argument("host", metavar="HOST")
+
+    deploy = groups.add_parser("deploy", help="pipeline deployments").add_subparsers(
+        dest="action", metavar="ACTION", required=True)
+    p = leaf(deploy, "create", commands.deploy_create, "deploy a template to every agent of a namespace")
+    p.add_argument("--name", required=True, metavar="N")
+    p.add_argument("--namespace", required=True, metavar="NS")
+    p.add_argument("--template", required=True, metavar="T")
+    p.add_argument("--param", action="append", type=parse_param, metavar="K=V",
+                   help="a template parameter, value as YAML (repeatable)")
+    p.add_argument("--allow-empty-namespace", action="store_true", help="deploy before any agent joined")
+    p = leaf(deploy, "list", commands.deploy_list, "list deployments, newest first")
+    p.add_argument("--namespace", metavar="NS")
+    p = leaf(deploy, "show", commands.deploy_show, "one deployment")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--config", action="store_true", help="print only the rendered collector config")
+    p = leaf(deploy, "rollback", commands.deploy_rollback, "restore the deployment this one replaced")
+    p.add_argument("id", metavar="ID")
+
+    exp_group = groups.add_parser("experiment", help="A/B experiments: baseline vs candidate pipeline")
+    exp = exp_group.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = leaf(exp, "create", commands.experiment_create, "create (and by default start) an experiment")
+    p.add_argument("--name", required=True, metavar="N")
+    p.add_argument("--baseline", required=True, metavar="T", help="baseline template")
+    p.add_argument("--candidate", required=True, metavar="T", help="candidate template")
+    p.add_argument("--namespace", action="extend", nargs="+", metavar="NS", help="target namespace(s)")
+    p.add_argument("--host", action="extend", nargs="+", metavar="HOST", help="target host(s)")
+    p.add_argument("--critical", action="extend", nargs="+", metavar="P",
+                   help="process(es) the candidate must keep")
+    p.add_argument("--duration", metavar="D", help="measuring time, e.g. 10m (default 10m)")
+    p.add_argument("--warmup", metavar="D", help="warm-up before measuring, e.g. 1m (default 1m)")
+    p.add_argument("--sample-interval", metavar="D", help="time between samples (default 10s)")
+    p.add_argument("--load-profile", choices=LOAD_PROFILES, help="synthetic process load to run")
+    p.add_argument("--param-baseline", action="append", type=parse_param, metavar="K=V")
+    p.add_argument("--param-candidate", action="append", type=parse_param, metavar="K=V")
+    p.add_argument("--min-reduction", type=_number, metavar="PCT",
+                   help="series reduction needed (default 50)")
+    p.add_argument("--min-cpu-coverage", type=_number, metavar="PCT",
+                   help="CPU coverage needed (default 90)")
+    p.add_argument("--max-collector-overhead", type=_number, metavar="PCT",
+                   help="collector CPU allowed (default 25)")
+    p.add_argument("--no-start", action="store_true", help="create it pending; start it later")
+    p = leaf(exp, "list", commands.experiment_list, "list experiments")
+    p.add_argument("--phase", choices=PHASES)
+    for name, handler, text in (
+        ("status", commands.experiment_status, "phase, progress and latest measurements"),
+        ("start", commands.experiment_start, "start a pending experiment"),
+        ("stop", commands.experiment_stop, "stop it and restore the hosts' configuration"),
+        ("promote", commands.experiment_promote, "deploy the candidate to the target namespaces"),
+        ("rollback", commands.experiment_rollback, "deploy the baseline to the target namespaces again"),
+        ("results", commands.experiment_results, "the measurements, per host and pipeline"),
+        ("analysis", commands.experiment_analysis, "reduction, coverage, cost and verdict"),
+        ("watch", commands.experiment_watch, "follow it live until it ends; exit 0 only if it completed"),
+    ):
+        p = leaf(exp, name, handler, text)
+        p.add_argument("id", metavar="ID")
+        if name == "promote":
+            p.add_argument("--force", action="store_true", help="promote even though the verdict is reject")
+        if name == "analysis":
+            p.add_argument("--check", action="store_true",
+                           help="exit 1 unless the analysis is final with verdict promote")
+
+    p = leaf(groups, "cost-flow", commands.cost_flow, "where the metrics bill comes from, now and after")
+    p.add_argument("--top", type=int, default=10, metavar="N", help="rows per breakdown (default 10)")
+    p = leaf(groups, "templates", commands.templates, "the generator's pipeline templates")
+    p.add_argument("name", nargs="?", metavar="NAME", help="show one template's parameters")
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("phoenix-metrics")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _check_params(args: argparse.Namespace) -> None:
+    """Repeated --param flags become one mapping; the same key twice is a mistake, not an override."""
+    parser: argparse.ArgumentParser = args.parser
+    for name in ("param", "param_baseline", "param_candidate"):
+        pairs = getattr(args, name, None)
+        if pairs is None:
+            continue
+        merged: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in merged:
+                parser.error(f"--{name.replace('_', '-')} {key} is given twice")
+            merged[key] = value
+        setattr(args, name, merged)
+    for name in ("limit", "top"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            parser.error(f"--{name} must be at least 1")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_params(args)
+    try:
+        settings = resolve(vars(args), os.environ)
+        ctx = commands.Context(settings, json=bool(args.json))
+        code: int = args.handler(ctx, args)
+    except CliError as exc:
+        print(exc.line(), file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `phoenix ... | head`: the reader left; keep the interpreter's final flush from failing too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    return code
+
+
+__all__ = ["EXIT_USAGE", "build_parser", "main"]

@@ -1,0 +1,212 @@
+"""One handler per subcommand: call the API, print a view (or the raw JSON), return the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from phoenix_cli import views
+from phoenix_cli.client import Client, quote
+from phoenix_cli.config import CliSettings
+from phoenix_cli.errors import EXIT_NEGATIVE, EXIT_OK, ApiError
+from phoenix_cli.render import dumps
+
+
+@dataclass
+class Context:
+    """What every handler needs: the settings, a client per service and the output mode."""
+
+    settings: CliSettings
+    json: bool
+
+    @property
+    def api(self) -> Client:
+        s = self.settings
+        return Client(s.api_url, token=s.token, timeout=s.timeout, service="control plane")
+
+    @property
+    def generator(self) -> Client:
+        s = self.settings
+        # The API token is the control plane's; it is not sent to another service.
+        return Client(s.generator_url, timeout=s.timeout, service="config generator")
+
+    def out(self, data: Any, human: str) -> None:
+        """The raw JSON with --json, else the human view."""
+        print(dumps(data) if self.json else human)
+
+
+def _exp(experiment_id: str, suffix: str = "") -> str:
+    return f"/api/v1/experiments/{quote(experiment_id)}{suffix}"
+
+
+# --- agents -----------------------------------------------------------------------------------
+
+def agents_list(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.api.get("/api/v1/agents", namespace=args.namespace, limit=args.limit)
+    ctx.out(data, views.agents_table(data.get("agents") or []))
+    return EXIT_OK
+
+
+def agents_show(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.api.get(f"/api/v1/agents/{quote(args.host)}")
+    ctx.out(data, views.agent_view(data))
+    return EXIT_OK
+
+
+# --- deployments ------------------------------------------------------------------------------
+
+def deploy_create(ctx: Context, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"name": args.name, "namespace": args.namespace, "template": args.template,
+                            "parameters": dict(args.param or [])}
+    if args.allow_empty_namespace:
+        body["allow_empty_namespace"] = True
+    data = ctx.api.post("/api/v1/pipeline-deployments", body)
+    replaces = f", replacing {data['previous_id']}" if data.get("previous_id") else ""
+    ctx.out(data, f"deployment {data.get('id')} created: {data.get('template')} on namespace "
+                  f"{data.get('namespace')}, sent to {data.get('hosts', 0)} host(s){replaces}")
+    return EXIT_OK
+
+
+def deploy_list(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.api.get("/api/v1/pipeline-deployments", namespace=args.namespace)
+    ctx.out(data, views.deployments_table(data.get("deployments") or []))
+    return EXIT_OK
+
+
+def deploy_show(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.api.get(f"/api/v1/pipeline-deployments/{quote(args.id)}")
+    human = views.deployment_view(data)
+    if args.config:
+        human = data.get("config_yaml") or ""
+    ctx.out(data, human.rstrip("\n"))
+    return EXIT_OK
+
+
+def deploy_rollback(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.api.delete(f"/api/v1/pipeline-deployments/{quote(args.id)}")
+    restored = data.get("restored_deployment_id")
+    what = (f"restored {restored} on {data.get('hosts', 0)} host(s)" if restored
+            else "there was no earlier deployment to restore; agents keep their current configuration")
+    ctx.out(data, f"deployment {data.get('id')} rolled back: {what}")
+    return EXIT_OK
+
+
+# --- experiments ------------------------------------------------------------------------------
+
+def experiment_create(ctx: Context, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {
+        "name": args.name,
+        "baseline_pipeline": args.baseline,
+        "candidate_pipeline": args.candidate,
+        "target_namespaces": args.namespace or [],
+        "start": not args.no_start,
+    }
+    optional = {
+        "target_hosts": args.host,
+        "critical_processes": args.critical,
+        "duration": args.duration,
+        "warmup": args.warmup,
+        "sample_interval": args.sample_interval,
+        "load_profile": args.load_profile,
+        "min_reduction_percent": args.min_reduction,
+        "min_cpu_coverage_percent": args.min_cpu_coverage,
+        "max_collector_overhead_percent": args.max_collector_overhead,
+    }
+    body.update({k: v for k, v in optional.items() if v is not None})
+    given = (("baseline", args.param_baseline), ("candidate", args.param_candidate))
+    parameters = {variant: dict(params) for variant, params in given if params}
+    if parameters:
+        body["parameters"] = parameters
+    data = ctx.api.post("/api/v1/experiments", body)
+    if ctx.json:
+        print(dumps(data))
+    else:
+        print(f"experiment {data.get('id')} created")
+        print(views.experiment_line(data))
+    if data.get("start_error"):
+        print(f"phoenix: experiment {data.get('id')} was created but did not start: {data['start_error']}; "
+              f"fix the cause, then run 'phoenix experiment start {data.get('id')}'", file=sys.stderr)
+        return EXIT_NEGATIVE
+    if not ctx.json and data.get("phase") != "pending":
+        print(f"follow it with: phoenix experiment watch {data.get('id')}")
+    return EXIT_OK
+
+
+def experiment_list(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.api.get("/api/v1/experiments", phase=args.phase)
+    ctx.out(data, views.experiments_table(data.get("experiments") or []))
+    return EXIT_OK
+
+
+def experiment_status(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.api.get(_exp(args.id))
+    ctx.out(data, views.experiment_view(data))
+    return EXIT_OK
+
+
+def experiment_start(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.api.post(_exp(args.id, "/start"))
+    ctx.out(data, views.experiment_line(data))
+    return EXIT_OK
+
+
+def experiment_stop(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.api.post(_exp(args.id, "/stop"))
+    ctx.out(data, views.experiment_line(data))
+    return EXIT_OK
+
+
+def experiment_promote(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.api.post(_exp(args.id, "/promote"), {"force": True} if args.force else {})
+    ctx.out(data, views.promotion_view(data, "candidate promoted"))
+    return EXIT_OK
+
+
+def experiment_rollback(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.api.post(_exp(args.id, "/rollback"))
+    ctx.out(data, views.promotion_view(data, "baseline restored"))
+    return EXIT_OK
+
+
+def experiment_results(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.api.get(_exp(args.id, "/results"))
+    ctx.out(data, views.results_view(data))
+    return EXIT_OK
+
+
+def experiment_analysis(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.api.get(_exp(args.id, "/analysis"))
+    ctx.out(data, views.analysis_view(data))
+    if args.check and not (data.get("final") and data.get("verdict") == "promote"):
+        return EXIT_NEGATIVE
+    return EXIT_OK
+
+
+def experiment_watch(ctx: Context, args: argparse.Namespace) -> int:
+    from phoenix_cli.watch import watch
+
+    return watch(ctx, args.id)
+
+
+# --- cost flow and templates ---------------------------------------------------------------
+
+def cost_flow(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.api.get("/api/v1/cost-flow")
+    ctx.out(data, views.cost_flow_view(data, args.top))
+    return EXIT_OK
+
+
+def templates(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.generator.get("/api/v1/templates")
+    found = data.get("templates") or []
+    if args.name is None:
+        ctx.out(data, views.templates_table(found))
+        return EXIT_OK
+    for template in found:
+        if template.get("name") == args.name:
+            ctx.out(template, views.template_view(template))
+            return EXIT_OK
+    names = ", ".join(t.get("name", "?") for t in found) or "none"
+    raise ApiError(404, f"the generator has no template {args.name!r} (it has: {names})")

@@ -1,0 +1,138 @@
+"""The CLI against the control plane and the config generator together."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli.helpers import FakeAgent, LiveProcess, clean_env, cli_json, register, row_of, run_cli
+from tests.conftest import Stack
+from tests.support import http_json
+
+
+@pytest.fixture
+def env(tmp_path: Path, stack: Stack) -> dict[str, str]:
+    return clean_env(tmp_path / "home", PHOENIX_API_URL=stack.api.url,
+                     PHOENIX_GENERATOR_URL=stack.generator.url)
+
+
+def test_templates_come_from_the_generator(stack: Stack, env: dict[str, str]) -> None:
+    status, catalog, _ = http_json("GET", f"{stack.generator.url}/api/v1/templates")
+    assert status == 200
+    result = run_cli(env, "templates")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for template in catalog["templates"]:
+        row = row_of(lines, template["name"])
+        assert str(len(template["parameters"])) in row.split()
+    assert cli_json(env, "templates") == catalog
+
+    one = catalog["templates"][0]
+    shown = run_cli(env, "templates", one["name"])
+    assert shown.returncode == 0
+    for parameter in one["parameters"]:
+        assert row_of(shown.stdout.splitlines(), parameter)
+
+    unknown = run_cli(env, "templates", "no-such-template")
+    assert unknown.returncode == 3 and "has no template 'no-such-template'" in unknown.stderr
+    # The generator URL has its own flag, and its own unreachable message.
+    down = run_cli(env, "--generator-url", "http://127.0.0.1:9", "templates")
+    assert down.returncode == 5 and "cannot reach the config generator at http://127.0.0.1:9" in down.stderr
+
+
+def test_deploy_create_list_show_rollback(stack: Stack, env: dict[str, str]) -> None:
+    register(stack.api.url, "web-1", "prod")
+    first = cli_json(env, "deploy", "create", "--name", "base", "--namespace", "prod", "--template",
+                     "process-baseline-v1")
+    created = run_cli(env, "deploy", "create", "--name", "topk", "--namespace", "prod", "--template",
+                      "process-topk-v1", "--param", "k=7")
+    assert created.returncode == 0, created.stderr
+    assert "sent to 1 host(s)" in created.stdout and f"replacing {first['id']}" in created.stdout
+    dep_id = created.stdout.split()[1]
+
+    listed = run_cli(env, "deploy", "list", "--namespace", "prod")
+    lines = listed.stdout.splitlines()
+    assert row_of(lines, dep_id).split()[1:5] == ["topk", "prod", "process-topk-v1", "active"]
+    assert row_of(lines, first["id"]).split()[4] == "superseded"
+
+    shown = cli_json(env, "deploy", "show", dep_id)
+    assert shown["parameters"] == {"k": 7}
+    config = run_cli(env, "deploy", "show", dep_id, "--config")
+    assert config.stdout.strip() == shown["config_yaml"].strip()
+
+    rejected = run_cli(env, "deploy", "create", "--name", "x", "--namespace", "prod", "--template",
+                       "process-topk-v1", "--param", "k=0")
+    assert rejected.returncode == 3 and "'k'" in rejected.stderr
+
+    rolled = run_cli(env, "deploy", "rollback", dep_id)
+    assert rolled.returncode == 0, rolled.stderr
+    assert f"restored {first['id']} on 1 host(s)" in rolled.stdout
+    assert run_cli(env, "deploy", "rollback", dep_id).returncode == 3
+
+
+def test_watch_follows_an_experiment_to_its_analysis(stack: Stack, env: dict[str, str]) -> None:
+    agents = [FakeAgent(stack.api.url, host, "prod", baseline_series, 300)
+              for host, baseline_series in (("web-1", 1200), ("web-2", 1000))]
+    for agent in agents:
+        register(stack.api.url, agent.host, "prod")
+        agent.start()
+    try:
+        created = cli_json(env, "experiment", "create", "--name", "live", "--namespace", "prod",
+                           "--baseline", "process-baseline-v1", "--candidate", "process-intelligent-v1",
+                           "--critical", "sshd", "postgres", "--duration", "10s", "--warmup", "0",
+                           "--sample-interval", "1s", "--param-candidate", "k=5")
+        exp_id = created["id"]
+        assert "start_error" not in created, created
+        watch = LiveProcess(env, "experiment", "watch", exp_id)
+        try:
+            watch.wait_line(lambda line: " measurement web-" in line and "fewer)" in line, timeout=60,
+                            what="a measurement")
+            code = watch.wait(timeout=90)
+        finally:
+            watch.kill()
+    finally:
+        for agent in agents:
+            agent.stop()
+    assert all(agent.error is None for agent in agents), [a.error for a in agents]
+    out = watch.text()
+    assert code == 0, (out, watch.stderr)
+    assert "-> analyzing" in out and "phase analyzing -> completed: verdict" in out
+
+    # The table shows the control plane's own figures.
+    analysis = cli_json(env, "experiment", "analysis", exp_id)
+    assert analysis["final"] is True and analysis["verdict"] == "promote"
+    table = out[out.index(f"Analysis of experiment {exp_id} (completed, final)"):]
+    lines = table.splitlines()
+    for variant in ("baseline", "candidate"):
+        pipeline = analysis["pipelines"][variant]
+        expected = [pipeline["template"], f"{pipeline['active_series']:,.0f}"]
+        assert row_of(lines, variant).split()[1:3] == expected
+    fleet, cost = analysis["fleet"], analysis["cost"]
+    assert f"series reduction        {fleet['series_reduction_percent']:.1f} %" in table
+    assert f"CPU coverage            {fleet['cpu_coverage_percent']:.1f} %" in table
+    assert f"memory coverage         {fleet['memory_coverage_percent']:.1f} %" in table
+    for row in ("before", "after", "savings"):
+        expected = [f"{cost['monthly_' + row]:,.2f}", f"{cost['annual_' + row]:,.2f}"]
+        assert row_of(lines, row).split()[1:] == expected
+    assert "Verdict: PROMOTE" in table
+    for criterion in analysis["criteria"]:
+        assert criterion["passed"]
+    assert table.count(" pass") == len(analysis["criteria"])
+    assert run_cli(env, "experiment", "analysis", exp_id, "--check").returncode == 0
+
+    results = run_cli(env, "experiment", "results", exp_id)
+    assert results.returncode == 0
+    assert row_of(results.stdout.splitlines(), "web-1").split()[1] in ("baseline", "candidate")
+
+    promoted = run_cli(env, "experiment", "promote", exp_id)
+    assert promoted.returncode == 0, promoted.stderr
+    assert "candidate promoted through 1 deployment(s)" in promoted.stdout
+    again = run_cli(env, "experiment", "promote", exp_id)
+    assert again.returncode == 3 and "already promoted" in again.stderr
+    rolled = json.loads(run_cli(env, "--json", "experiment", "rollback", exp_id).stdout)
+    assert rolled["experiment_id"] == exp_id and len(rolled["deployments"]) == 1
+    costs = run_cli(env, "cost-flow")
+    projection = ["prod", exp_id, "process-intelligent-v1"]
+    assert any(line.split()[:3] == projection for line in costs.stdout.splitlines())
