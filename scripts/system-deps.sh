@@ -7,12 +7,18 @@ set -euo pipefail
 declare -A NEEDS=(
 	[shellcheck]=shellcheck
 	[systemd-analyze]=systemd
+	[pkcheck]=polkitd
+	[dbus-daemon]=dbus-daemon
 )
 
 missing=()
 for cmd in "${!NEEDS[@]}"; do
 	command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEEDS[$cmd]}")
 done
+# install-agent.sh builds its venv with the system python3, which needs the venv module.
+if [[ -x /usr/bin/python3 ]] && ! /usr/bin/python3 -c 'import ensurepip' >/dev/null 2>&1; then
+	missing+=(python3-venv)
+fi
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then
