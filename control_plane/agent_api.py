@@ -81,7 +81,7 @@ def _validate_heartbeat(body: dict[str, Any]) -> dict[str, Any]:
                 raise Problem("field 'running_tasks' must be an array of task ids", field="running_tasks")
             _check_uuid(task_id, status=400)
     keep = ("namespace", "labels", "version", "facts", "collector", "running_tasks")
-    return {k: v for k, v in body.items() if k in keep}
+    return {k: v for k, v in body.items() if k in keep and v is not None}
 
 
 @routes.post("/api/v1/agent/heartbeat")
@@ -142,12 +142,7 @@ async def poll_tasks(request: web.Request) -> web.Response:
     return respond({"tasks": [_task_json(t) for t in tasks]})
 
 
-@routes.post("/api/v1/agent/tasks/{task_id}/status")
-async def report_status(request: web.Request) -> web.Response:
-    host_id = request[HOST_ID_KEY]
-    task_id = request.match_info["task_id"]
-    _check_uuid(task_id)
-    body = await json_body(request)
+def _validate_report(body: dict[str, Any]) -> dict[str, Any]:
     status = field(body, "status", str)
     if status not in REPORTABLE:
         raise Problem(f"field 'status' must be one of {', '.join(REPORTABLE)}, got {status!r}", field="status")
@@ -155,13 +150,38 @@ async def report_status(request: web.Request) -> web.Response:
     error = field(body, "error", str, default=None)
     if status == "failed" and not error:
         raise Problem("field 'error' is required when status is failed", field="error")
-    row = await request.app[keys.QUEUE].report(host_id, task_id, status, result, error[:4000] if error else None)
-    log.info("task_reported", host_id=host_id, task_id=task_id, status=status)
-    hooks = request.app.get(REPORT_HOOKS, [])
-    if not row.get("unchanged"):
-        for hook in hooks:
-            await hook(request.app, row)
-    return respond({"id": task_id, "status": status})
+    return {"status": status, "result": result, "error": error[:4000] if error else None}
+
+
+@routes.post("/api/v1/agent/tasks/{task_id}/status")
+async def report_status(request: web.Request) -> web.Response:
+    host_id = request[HOST_ID_KEY]
+    task_id = request.match_info["task_id"]
+    _check_uuid(task_id)
+    report = _validate_report(await json_body(request))
+    await request.app[keys.QUEUE].report(host_id, task_id, **report)
+    log.info("task_reported", host_id=host_id, task_id=task_id, status=report["status"])
+    return respond({"id": task_id, "status": report["status"]})
+
+
+@routes.post("/api/v1/agent/tasks/status")
+async def report_many(request: web.Request) -> web.Response:
+    """Several reports in one request and one statement; each gets its own outcome."""
+    host_id = request[HOST_ID_KEY]
+    reports = field(await json_body(request), "reports", list)
+    if not 0 < len(reports) <= 100:
+        raise Problem("field 'reports' must hold 1-100 reports", field="reports")
+    checked = []
+    for i, item in enumerate(reports):
+        if not isinstance(item, dict):
+            raise Problem(f"reports[{i}] must be an object", field="reports")
+        task_id = field(item, "id", str)
+        _check_uuid(task_id, status=400)
+        checked.append({"id": task_id, **_validate_report(item)})
+    outcomes = await request.app[keys.QUEUE].report_many(host_id, checked)
+    return respond({"results": [{"id": o["id"], "outcome": o["outcome"],
+                                 **({"current_status": o["current_status"]} if "current_status" in o else {})}
+                                for o in outcomes]})
 
 
 def _check_uuid(value: str, status: int = 404) -> None:
@@ -171,5 +191,3 @@ def _check_uuid(value: str, status: int = 404) -> None:
         raise Problem(f"task id {value!r} is not a UUID", status=status,
                       title="Not Found" if status == 404 else "Bad Request") from None
 
-
-REPORT_HOOKS = web.AppKey("report_hooks", list)

@@ -113,5 +113,7 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
     app.add_routes(experiments.routes)
     app.add_routes(cost.routes)
     app.add_routes(ws.routes)
+    app[ws.SOCKETS] = set()
+    app.on_shutdown.append(ws.close_all)
     dashboard.setup(app)
     return app

@@ -92,45 +92,40 @@ class TaskQueue:
         result: dict[str, Any] | None = None,
         error: str | None = None,
     ) -> dict[str, Any]:
-        """Apply an agent's status report; repeating one is harmless."""
-        params = {
-            "id": task_id,
-            "host_id": host_id,
-            "status": status,
-            "result": Jsonb(result) if result is not None else None,
-            "error": error,
-            "lease_seconds": self.lease_seconds,
+        """Apply one agent report; repeating one is harmless, an illegal one is a 404/409 problem."""
+        (outcome,) = await self.report_many(host_id, [{"id": task_id, "status": status, "result": result,
+                                                        "error": error}])
+        if outcome["outcome"] == "not_found":
+            raise NotFound(f"task {task_id} does not exist for host {host_id}")
+        if outcome["outcome"] == "conflict":
+            raise Conflict(f"task {task_id} is {outcome['current_status']}; it cannot become {status}",
+                           current_status=outcome["current_status"])
+        return outcome
+
+    async def report_many(self, host_id: str, reports: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Apply many reports in one statement; each gets an outcome: applied, unchanged, conflict, not_found."""
+        latest = {str(r["id"]): r for r in reports}  # a repeated id: its last report counts
+        rows = await self.db.fetch(
+            "report_tasks",
+            {"host_id": host_id, "lease_seconds": self.lease_seconds, "reports": Jsonb(list(latest.values()))},
+        )
+        applied = {str(row["id"]): row for row in rows}
+        outcomes: dict[str, dict[str, Any]] = {
+            task_id: {**row, "id": task_id, "outcome": "applied"} for task_id, row in applied.items()
         }
-        async with self.db.transaction() as tx:
-            row = await tx.fetch_one("update_task_status", params)
-            if row is None:
-                current = await tx.fetch_one("task_owner_status", {"id": task_id, "host_id": host_id})
-                if current is None:
-                    raise NotFound(f"task {task_id} does not exist for host {host_id}")
-                if current["status"] == status:
-                    return {"id": task_id, "status": status, "unchanged": True}
-                raise Conflict(
-                    f"task {task_id} is {current['status']}; it cannot become {status}",
-                    current_status=current["status"],
-                )
-            await publish(
-                tx,
-                "tasks",
-                f"task_{status}",
-                str(row["id"]),
-                data={
-                    "task_id": str(row["id"]),
-                    "host_id": host_id,
-                    "type": row["type"],
-                    "action": row["action"],
-                    "status": status,
-                    "experiment_id": row["experiment_id"],
-                    "deployment_id": row["deployment_id"],
-                    "error": error,
-                },
-                reason=error,
-            )
-        return row
+        missing = [task_id for task_id in latest if task_id not in applied]
+        if missing:
+            current = {str(r["id"]): r["status"]
+                       for r in await self.db.fetch("task_statuses", {"ids": missing, "host_id": host_id})}
+            for task_id in missing:
+                wanted = latest[task_id]["status"]
+                if task_id not in current:
+                    outcomes[task_id] = {"id": task_id, "outcome": "not_found"}
+                elif current[task_id] == wanted:
+                    outcomes[task_id] = {"id": task_id, "status": wanted, "outcome": "unchanged"}
+                else:
+                    outcomes[task_id] = {"id": task_id, "outcome": "conflict", "current_status": current[task_id]}
+        return [outcomes[str(r["id"])] for r in reports]
 
     async def extend_leases(self, host_id: str, task_ids: Sequence[str] | None = None) -> int:
         return await self.db.execute(

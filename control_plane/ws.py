@@ -15,6 +15,7 @@ from control_plane.jsonutil import dumps
 
 log = structlog.get_logger("phoenix.ws")
 routes = web.RouteTableDef()
+SOCKETS = web.AppKey("websockets", set[web.WebSocketResponse])
 TOPICS = ("agents", "tasks", "experiments", "deployments")
 SEND_TIMEOUT = 2.0
 
@@ -34,6 +35,8 @@ def _parse_subscription(data: str) -> set[str]:
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=64 * 1024)
     await ws.prepare(request)
+    sockets = request.app[SOCKETS]
+    sockets.add(ws)
     hub = request.app[keys.HUB]
     initial = request.query.get("topics")
     sub = hub.subscribe(set(initial.split(",")) if initial else set())
@@ -50,6 +53,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 continue
             await ws.send_str(dumps({"type": "subscribed", "topics": sorted(sub.topics)}))
     finally:
+        sockets.discard(ws)
         hub.unsubscribe(sub)
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -70,3 +74,9 @@ async def _pump(ws: web.WebSocketResponse, sub: Any) -> None:
         if sub.dropped:
             await ws.close(code=1013, message=b"too slow")
             return
+
+
+async def close_all(app: web.Application) -> None:
+    """On shutdown, close open sockets at once instead of waiting out their heartbeats."""
+    for ws in list(app.get(SOCKETS, ())):
+        await ws.close(code=1001, message=b"server shutdown")

@@ -9,6 +9,7 @@ declare -A NEEDS=(
 	[systemd-analyze]=systemd
 	[pkcheck]=polkitd
 	[dbus-daemon]=dbus-daemon
+	[chromium]=chromium
 )
 
 missing=()

@@ -83,23 +83,50 @@ SELECT id, host_id, type, action, payload, status, priority, attempts, max_attem
        updated_at, result, error
 FROM tasks WHERE id = %(id)s;
 
--- name: update_task_status
--- An agent's report. Allowed from: assigned/running (the live delivery) and, for a final status,
--- pending when the task was delivered before (its lease ran out while the report was in flight).
-UPDATE tasks
-SET status = %(status)s,
-    updated_at = now(),
-    started_at = CASE WHEN %(status)s = 'running' THEN COALESCE(started_at, now()) ELSE started_at END,
-    completed_at = CASE WHEN %(status)s = 'completed' THEN now() ELSE completed_at END,
-    failed_at = CASE WHEN %(status)s = 'failed' THEN now() ELSE failed_at END,
-    result = COALESCE(%(result)s, result),
-    error = COALESCE(%(error)s, error),
-    lease_expires_at = CASE WHEN %(status)s = 'running' THEN now() + make_interval(secs => %(lease_seconds)s)
-                            ELSE NULL END
-WHERE id = %(id)s AND host_id = %(host_id)s
-  AND (status IN ('assigned', 'running')
-       OR (status = 'pending' AND attempts > 0 AND %(status)s IN ('completed', 'failed')))
-RETURNING id, host_id, type, action, status, experiment_id, deployment_id, attempts, result, error;
+-- name: report_tasks
+-- Agents' reports, many in one statement: the status change, its audit event and the NOTIFY that
+-- carries it to every replica. Allowed from assigned/running (the live delivery) and, for a final
+-- status, from pending when the task was delivered before (its lease ran out while the report was
+-- in flight). Rows not returned were not changed; the caller finds out why.
+WITH input AS (
+    SELECT * FROM jsonb_to_recordset(%(reports)s::jsonb) AS r(id uuid, status text, result jsonb, error text)
+), updated AS (
+    UPDATE tasks t
+    SET status = i.status,
+        updated_at = now(),
+        started_at = CASE WHEN i.status = 'running' THEN COALESCE(t.started_at, now()) ELSE t.started_at END,
+        completed_at = CASE WHEN i.status = 'completed' THEN now() ELSE t.completed_at END,
+        failed_at = CASE WHEN i.status = 'failed' THEN now() ELSE t.failed_at END,
+        result = COALESCE(i.result, t.result),
+        error = COALESCE(i.error, t.error),
+        lease_expires_at = CASE WHEN i.status = 'running'
+                                THEN now() + make_interval(secs => %(lease_seconds)s) ELSE NULL END
+    FROM input i
+    WHERE t.id = i.id AND t.host_id = %(host_id)s
+      AND (t.status IN ('assigned', 'running')
+           OR (t.status = 'pending' AND t.attempts > 0 AND i.status IN ('completed', 'failed')))
+    RETURNING t.id, t.host_id, t.type, t.action, t.status, t.experiment_id, t.deployment_id, t.attempts,
+              i.error AS reported_error
+), logged AS (
+    INSERT INTO events (topic, kind, subject, reason, data)
+    SELECT 'tasks', 'task_' || u.status, u.id::text, left(u.reported_error, 500),
+           jsonb_build_object('task_id', u.id, 'host_id', u.host_id, 'type', u.type, 'action', u.action,
+                              'status', u.status, 'experiment_id', u.experiment_id,
+                              'deployment_id', u.deployment_id, 'error', left(u.reported_error, 500))
+    FROM updated u
+    RETURNING id, ts, topic, kind, subject, reason, data
+), notified AS (
+    SELECT count(pg_notify('phoenix_events', json_build_object(
+               'id', l.id, 'ts', l.ts, 'topic', l.topic, 'kind', l.kind, 'subject', l.subject,
+               'reason', l.reason, 'data', l.data)::text)) AS n
+    FROM logged l
+)
+SELECT u.id, u.host_id, u.type, u.action, u.status, u.experiment_id, u.deployment_id, u.attempts,
+       (SELECT n FROM notified) AS notified
+FROM updated u;
+
+-- name: task_statuses
+SELECT id, status FROM tasks WHERE id = ANY(%(ids)s::uuid[]) AND host_id = %(host_id)s;
 
 -- name: task_owner_status
 SELECT status FROM tasks WHERE id = %(id)s AND host_id = %(host_id)s;
@@ -112,25 +139,31 @@ WHERE host_id = %(host_id)s AND status IN ('assigned', 'running')
   AND (%(task_ids)s::uuid[] IS NULL OR id = ANY(%(task_ids)s::uuid[]));
 
 -- name: reap_expired_leases
--- Return tasks whose agent went quiet to the queue, or fail them after their last attempt.
+-- Return tasks whose agent went quiet to the queue (waking that host's polls), or fail them after
+-- their last attempt.
 WITH expired AS (
     SELECT id FROM tasks
     WHERE status IN ('assigned', 'running') AND lease_expires_at < now()
     ORDER BY lease_expires_at
     LIMIT 1000
     FOR UPDATE SKIP LOCKED
+), reaped AS (
+    UPDATE tasks t
+    SET status = CASE WHEN t.attempts >= t.max_attempts THEN 'failed' ELSE 'pending' END,
+        failed_at = CASE WHEN t.attempts >= t.max_attempts THEN now() ELSE NULL END,
+        error = CASE WHEN t.attempts >= t.max_attempts
+                     THEN format('lease expired %%s times: agent %%s stopped reporting', t.attempts, t.host_id)
+                     ELSE t.error END,
+        lease_expires_at = NULL,
+        updated_at = now()
+    FROM expired
+    WHERE t.id = expired.id
+    RETURNING t.id, t.host_id, t.type, t.status, t.attempts, t.experiment_id, t.error
+), woken AS (
+    SELECT count(pg_notify('phoenix_tasks', h)) AS n
+    FROM (SELECT DISTINCT host_id AS h FROM reaped WHERE status = 'pending') s
 )
-UPDATE tasks t
-SET status = CASE WHEN t.attempts >= t.max_attempts THEN 'failed' ELSE 'pending' END,
-    failed_at = CASE WHEN t.attempts >= t.max_attempts THEN now() ELSE NULL END,
-    error = CASE WHEN t.attempts >= t.max_attempts
-                 THEN format('lease expired %%s times: agent %%s stopped reporting', t.attempts, t.host_id)
-                 ELSE t.error END,
-    lease_expires_at = NULL,
-    updated_at = now()
-FROM expired
-WHERE t.id = expired.id
-RETURNING t.id, t.host_id, t.type, t.status, t.attempts, t.experiment_id, t.error;
+SELECT r.*, (SELECT n FROM woken) AS woken FROM reaped r;
 
 -- name: list_tasks
 SELECT id, host_id, type, action, status, priority, attempts, max_attempts, experiment_id, deployment_id,

@@ -71,7 +71,6 @@ CREATE INDEX tasks_claim ON tasks (host_id, priority DESC, created_at ASC) WHERE
 -- The lease reaper's path.
 CREATE INDEX tasks_leased ON tasks (lease_expires_at) WHERE status IN ('assigned', 'running');
 CREATE INDEX tasks_experiment ON tasks (experiment_id) WHERE experiment_id IS NOT NULL;
-CREATE INDEX tasks_status ON tasks (status);
 
 CREATE TABLE events (
     id          bigserial PRIMARY KEY,
@@ -84,30 +83,20 @@ CREATE TABLE events (
 );
 CREATE INDEX events_subject ON events (subject, id);
 
--- Wake long polls: one NOTIFY per host for small batches, one wildcard for a large fan-out,
--- so that enqueuing for 100,000 hosts does not queue 100,000 notifications.
+-- Wake long polls on enqueue: one NOTIFY per host for small batches, one wildcard for a large fan-out,
+-- so that enqueuing for 100,000 hosts does not queue 100,000 notifications. (The lease reaper
+-- notifies for the tasks it returns to the queue; claims and reports need no wake-up.)
 CREATE FUNCTION phoenix_notify_tasks() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    hosts text[];
 BEGIN
-    SELECT array_agg(host_id) INTO hosts FROM (
-        SELECT DISTINCT host_id FROM new_rows WHERE status = 'pending' LIMIT 101
-    ) s;
-    IF hosts IS NULL THEN
-        RETURN NULL;
-    END IF;
-    IF cardinality(hosts) > 100 THEN
+    IF (SELECT count(*) FROM (SELECT 1 FROM new_rows LIMIT 101) s) > 100 THEN
         PERFORM pg_notify('phoenix_tasks', '*');
     ELSE
-        PERFORM pg_notify('phoenix_tasks', h) FROM unnest(hosts) AS h;
+        PERFORM pg_notify('phoenix_tasks', h) FROM (SELECT DISTINCT host_id AS h FROM new_rows) s;
     END IF;
     RETURN NULL;
 END;
 $$;
 
 CREATE TRIGGER tasks_notify_insert AFTER INSERT ON tasks
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION phoenix_notify_tasks();
-CREATE TRIGGER tasks_notify_update AFTER UPDATE ON tasks
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION phoenix_notify_tasks();

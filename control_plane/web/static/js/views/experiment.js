@@ -128,6 +128,8 @@ class SeriesChart {
     if (this.plot) this.plot.setData(data);
     const n = data[0].length;
     this.figure.dataset.points = String(n);
+    // An empty plot is only a blank box; the caption says why instead.
+    this.figure.classList.toggle("empty", n === 0);
     const latest = VARIANTS.map((v, i) => {
       const values = data[i + 1];
       return `${v} ${n && values[n - 1] !== null ? num(values[n - 1], 0) : "—"}`;
@@ -246,9 +248,12 @@ function criterionValue(c) {
   return pct(c.value, 2);
 }
 
-function analysisSection(a) {
+function analysisSection(a, phase) {
   if (!a) return h("p", { class: "muted" }, "No analysis yet.");
-  const head = h("p", {}, a.final ? "Final analysis of the running phase." : "Provisional: figures so far, not final.");
+  let note = "Provisional: figures so far, not final.";
+  if (a.final) note = "Final analysis of the running phase.";
+  else if (FINAL.includes(phase)) note = `Not analysed: the experiment ended ${phase} before its analysis; figures so far.`;
+  const head = h("p", {}, note);
   if (a.status !== "ok") {
     return [head, h("p", { class: "muted", "data-analysis-status": a.status }, a.detail || "Not enough data yet.")];
   }
@@ -362,7 +367,7 @@ export async function mount(main, { id }) {
     replace(timelineHolder, timeline(e));
     replace(specHolder, specList(e));
     replace(hostsHolder, hostsTable(e, samples, analysis));
-    replace(analysisHolder, analysisSection(analysis));
+    replace(analysisHolder, analysisSection(analysis, e.phase));
     renderButtons();
   }
 

@@ -19,8 +19,9 @@ function targets(e) {
 
 function outcome(e) {
   const s = e.summary;
-  if (!s || !s.verdict) return h("span", { class: "muted" }, "—");
-  return [badge(s.verdict, `verdict-${s.verdict}`), " ", pct(s.series_reduction_percent), " fewer series"];
+  if (!s || (s.verdict == null && s.series_reduction_percent == null)) return h("span", { class: "muted" }, "—");
+  return [s.verdict ? [badge(s.verdict, `verdict-${s.verdict}`), " "] : null,
+    `${pct(s.series_reduction_percent)} fewer series`];
 }
 
 export async function mount(main) {

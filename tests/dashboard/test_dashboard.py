@@ -1,0 +1,354 @@
+"""The dashboard in headless Chromium against the real API: data made through HTTP, updates seen live."""
+
+from __future__ import annotations
+
+import gzip
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.conftest import Service, Stack, start_api
+from tests.support import ROOT, http_json, wait_for
+
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+# --- making data the way agents and operators do: over HTTP -----------------------------------------
+
+def heartbeat(api: Service, host: str, namespace: str, *, state: str = "running",
+              pipeline: str | None = "process-baseline-v1", headers: dict[str, str] | None = None) -> None:
+    body = {"namespace": namespace, "version": "0.1.0",
+            "collector": {"state": state, "restarts": 0, "last_error": None, "config_hash": None,
+                          "pipeline": pipeline},
+            "facts": {"hostname": host, "os": "linux", "cpus": 2}}
+    status, answer, _ = http_json("POST", f"{api.url}/api/v1/agent/heartbeat", body,
+                                  {"X-Agent-Host-ID": host, **(headers or {})})
+    assert status == 200, answer
+
+
+def create_experiment(api: Service, name: str, namespace: str, **extra: Any) -> dict[str, Any]:
+    body = {"name": name, "baseline_pipeline": "process-baseline-v1", "candidate_pipeline": "process-topk-v1",
+            "target_namespaces": [namespace], "start": False, **extra}
+    status, answer, _ = http_json("POST", f"{api.url}/api/v1/experiments", body)
+    assert status == 201, answer
+    return answer
+
+
+def experiment(api: Service, experiment_id: str) -> dict[str, Any]:
+    status, answer, _ = http_json("GET", f"{api.url}/api/v1/experiments/{experiment_id}")
+    assert status == 200, answer
+    return answer
+
+
+def money(value: float) -> str:
+    """What Intl.NumberFormat('en-US', USD) shows."""
+    return f"-${-value:,.2f}" if value < 0 else f"${value:,.2f}"
+
+
+def open_page(page: Any, api: Service, route: str) -> None:
+    """Load the dashboard and wait until its event stream is subscribed, so no event can be missed."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{api.url}/#/{route}")
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    page.evaluate("window.__phoenixNoReload = true")
+
+
+def screenshot(page: Any, name: str) -> None:
+    """Kept for people reviewing a CI run: what the page looked like when the test passed."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+def assert_not_reloaded(page: Any) -> None:
+    assert page.evaluate("window.__phoenixNoReload === true"), "the page was reloaded"
+
+
+# --- serving ------------------------------------------------------------------------------------------
+
+def test_index_and_static_files_have_cache_headers(api: Service) -> None:
+    status, html, headers = http_json("GET", f"{api.url}/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert headers["Cache-Control"] == "no-cache"
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    prefix = re.search(r'src="(/static/[0-9a-f]{12})/js/app\.js"', html)
+    assert prefix, html
+    status, _, headers = http_json("GET", f"{api.url}{prefix.group(1)}/js/app.js")
+    assert status == 200 and headers["Content-Type"].startswith("application/javascript")
+    assert headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    etag = headers["ETag"]
+    status, _, headers = http_json("GET", f"{api.url}{prefix.group(1)}/js/app.js",
+                                   headers={"If-None-Match": etag})
+    assert status == 304 and headers["ETag"] == etag
+    # Unversioned paths work too, but are revalidated.
+    status, _, headers = http_json("GET", f"{api.url}/static/vendor/uPlot.min.css")
+    assert status == 200 and headers["Cache-Control"] == "no-cache"
+    import urllib.request
+
+    request = urllib.request.Request(f"{api.url}{prefix.group(1)}/vendor/uPlot.iife.min.js",
+                                     headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Encoding"] == "gzip"
+        assert b"uPlot" in gzip.decompress(response.read())
+    status, problem, headers = http_json("GET", f"{api.url}/static/../control_plane/app.py")
+    assert status == 404 and headers["Content-Type"].startswith("application/problem+json"), problem
+
+
+# --- pages ----------------------------------------------------------------------------------------------
+
+def test_fleet_lists_agents_with_their_status(api: Service, database_url: str, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    heartbeat(api, "web-1", "web")
+    heartbeat(api, "db-1", "db", state="failed", pipeline=None)
+    # An agent that went quiet an hour ago: its status is derived from the time, so set the time.
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE agents SET last_seen_at = now() - interval '1 hour' WHERE host_id = 'db-1'")
+    open_page(page, api, "fleet")
+    web = page.locator("tr[data-host='web-1']")
+    expect(web).to_contain_text("healthy")
+    expect(web).to_contain_text("web")
+    expect(web).to_contain_text("running")
+    expect(web).to_contain_text("process-baseline-v1")
+    db = page.locator("tr[data-host='db-1']")
+    expect(db).to_contain_text("offline")
+    expect(db).to_contain_text("failed")
+    expect(db).to_contain_text("60m ago")
+    expect(page.locator("[data-count='healthy']")).to_have_text("1 healthy")
+    expect(page.locator("[data-count='offline']")).to_have_text("1 offline")
+    # A new agent shows up without a reload.
+    heartbeat(api, "web-2", "web")
+    expect(page.locator("tr[data-host='web-2']")).to_contain_text("healthy")
+    assert_not_reloaded(page)
+    screenshot(page, "dashboard-fleet.png")
+
+
+def test_experiment_page_follows_a_phase_change_without_reload(api: Service, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    exp = create_experiment(api, "topk on web", "web", critical_processes=["postgres"], duration="15m")
+    open_page(page, api, "experiments")
+    row = page.locator(f"tr[data-experiment='{exp['id']}']")
+    expect(row).to_contain_text("pending")
+    expect(row).to_contain_text("process-baseline-v1 → process-topk-v1")
+    later = create_experiment(api, "created while watching", "web")
+    expect(page.locator(f"tr[data-experiment='{later['id']}']")).to_contain_text("pending")
+    row.get_by_role("link", name="topk on web").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("topk on web")
+    expect(page.locator("#experiment-phase")).to_have_text("pending")
+    expect(page.locator(".timeline [aria-current='step']")).to_contain_text("pending")
+    expect(page.locator(".timeline li")).to_have_count(6)
+    expect(page.get_by_role("button", name="Start")).to_be_enabled()
+    expect(page.get_by_role("button", name="Promote")).to_be_disabled()
+    expect(page.locator("#series-chart figcaption")).to_contain_text("No measurement yet")
+    expect(page.locator("#analysis")).to_contain_text("Provisional")
+    expect(page.locator(".spec")).to_contain_text("postgres")
+    expect(page.locator(".spec")).to_contain_text("15m")
+
+    status, _, _ = http_json("POST", f"{api.url}/api/v1/experiments/{exp['id']}/stop")
+    assert status == 200
+    expect(page.locator("#experiment-phase")).to_have_text("stopped")
+    expect(page.locator(".timeline li[data-step='stopped']")).to_have_attribute("aria-current", "step")
+    expect(page.locator(".reason")).to_contain_text("stopped by operator")
+    expect(page.locator("#analysis")).to_contain_text("ended stopped before")
+    expect(page.get_by_role("button", name="Stop")).to_be_disabled()
+    assert_not_reloaded(page)
+
+
+def test_buttons_reach_the_api_and_show_its_answer(api: Service, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    exp = create_experiment(api, "nobody home", "empty-ns")
+    open_page(page, api, f"experiments/{exp['id']}")
+    expect(page.locator("#experiment-phase")).to_have_text("pending")
+    # The API refuses to start an experiment without agents; the page says why.
+    page.get_by_role("button", name="Start").click()
+    expect(page.get_by_role("alert")).to_contain_text("has no agents in its targets")
+    assert experiment(api, exp["id"])["phase"] == "pending"
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Stop").click()
+    expect(page.locator("[data-outcome='stop']")).to_contain_text("Stopped")
+    expect(page.locator("#experiment-phase")).to_have_text("stopped")
+    assert experiment(api, exp["id"])["phase"] == "stopped"
+    # Rolling back a stopped experiment needs the config generator, which is not running here: 502 shown.
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Roll back").click()
+    expect(page.get_by_role("alert")).to_contain_text("generator")
+    page.goto(f"{api.url}/#/experiments/exp-missing")
+    expect(page.get_by_role("alert")).to_contain_text("experiment 'exp-missing' does not exist")
+
+
+def test_reconnects_after_the_api_restarts_and_catches_up(api: Service, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    exp = create_experiment(api, "survives a restart", "web")
+    open_page(page, api, f"experiments/{exp['id']}")
+    expect(page.locator("#experiment-phase")).to_have_text("pending")
+    api.stop()
+    expect(page.locator("#live")).to_have_attribute("data-state", "reconnecting")
+    api.start()
+    # Changed while the page may not be subscribed yet: the page re-reads what it shows once it is back.
+    status, _, _ = http_json("POST", f"{api.url}/api/v1/experiments/{exp['id']}/stop")
+    assert status == 200
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    expect(page.locator("#experiment-phase")).to_have_text("stopped")
+    assert_not_reloaded(page)
+
+
+def test_deploy_form_shows_the_problem_detail(api: Service, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    open_page(page, api, "deployments")
+    expect(page.locator("table caption")).to_have_text("Pipeline deployments, newest first")
+    page.get_by_text("Deploy a pipeline to a namespace").click()
+    page.get_by_label("Name", exact=True).fill("topk everywhere")
+    page.get_by_label("Namespace").fill("nowhere")
+    page.get_by_label("Template").fill("process-topk-v1")
+    page.get_by_role("button", name="Deploy").click()
+    expect(page.get_by_role("alert")).to_contain_text("namespace 'nowhere' has no registered agents")
+
+
+def test_cost_flow_shows_cost_by_namespace_pipeline_and_metric(api: Service, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    for host, namespace, series in (("web-1", "web", 900), ("web-2", "web", 700), ("db-1", "db", 300)):
+        heartbeat(api, host, namespace)
+        sample = {"variant": "main", "pipeline": "process-baseline-v1", "ts": time.time(),
+                  "active_series": series, "datapoints_per_second": series / 10,
+                  "series_per_metric": {"process.cpu.time": series * 2 // 3, "system.cpu.time": series // 3}}
+        status, answer, _ = http_json("POST", f"{api.url}/api/v1/agent/measurements", {"samples": [sample]},
+                                      {"X-Agent-Host-ID": host})
+        assert status == 202, answer
+    status, flow, _ = http_json("GET", f"{api.url}/api/v1/cost-flow")
+    assert status == 200
+    open_page(page, api, "cost")
+    expect(page.locator("#monthly-now")).to_have_text(money(flow["now"]["monthly_cost"]))
+    for row in flow["now"]["by_namespace"]:
+        expect(page.locator(f"[data-dimension='namespace'] tr[data-key='{row['key']}']")).to_contain_text(
+            money(row["monthly_cost"]))
+    expect(page.locator("[data-dimension='pipeline'] tr[data-key='process-baseline-v1']")).to_be_visible()
+    expect(page.locator("[data-dimension='metric'] tbody tr")).to_have_count(2)
+    # The bars are drawn to scale: the largest namespace fills its track.
+    widths = page.locator("[data-dimension='namespace'] .bar-fill").evaluate_all(
+        "els => els.map(e => e.style.width)")
+    assert widths[0] == "100%" and 0 < float(widths[1].rstrip("%")) < 100, widths
+    screenshot(page, "dashboard-cost.png")
+
+
+# --- the operator token ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def secured(database_url: str, tmp_path: Path) -> Iterator[Service]:
+    service = start_api(database_url, tmp_path, env={"PHOENIX_API_TOKEN": "dash-secret-7"}, name="secured")
+    yield service
+    service.stop()
+
+
+def test_asks_for_the_token_once_and_uses_it_for_http_and_websocket(secured: Service, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    heartbeat(secured, "web-1", "web")
+    page.goto(f"{secured.url}/#/fleet")
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    dialog.get_by_label("Token").fill("wrong")
+    dialog.get_by_role("button", name="Sign in").click()
+    expect(dialog.get_by_role("alert")).to_contain_text("not accepted")
+    dialog.get_by_label("Token").fill("dash-secret-7")
+    dialog.get_by_role("button", name="Sign in").click()
+    expect(page.locator("tr[data-host='web-1']")).to_contain_text("healthy")
+    expect(dialog).to_be_hidden()
+    # The WebSocket handshake passed the token check too.
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    assert page.evaluate("sessionStorage.getItem('phoenix.apiToken')") == "dash-secret-7"
+    page.reload()
+    expect(page.locator("tr[data-host='web-1']")).to_be_visible()
+    expect(page.get_by_role("dialog")).to_be_hidden()
+
+
+# --- a whole experiment, live ---------------------------------------------------------------------------
+
+def _samples(ts: float, baseline: int, candidate: int) -> list[dict[str, Any]]:
+    """One scrape of each pipeline, in the agent's Sample format (docs/contracts.md)."""
+    cpu = {"postgres": 0.42, "nginx": 0.21, "sshd": 0.01, "other": 0.03}
+    memory = {"postgres": 512_000_000, "nginx": 64_000_000, "sshd": 8_000_000, "other": 20_000_000}
+    common = {"ts": ts, "process_cpu_seconds_rate": cpu, "process_memory_bytes": memory,
+              "critical_present": {"postgres": True}, "collector_cpu_percent": 1.8,
+              "collector_memory_bytes": 90_000_000}
+    return [
+        {**common, "variant": "baseline", "pipeline": "process-baseline-v1", "active_series": baseline,
+         "datapoints_per_second": baseline / 10, "kept_processes": ["nginx", "postgres", "sshd"],
+         "series_per_metric": {"process.cpu.time": baseline - 100, "system.cpu.time": 100}},
+        {**common, "variant": "candidate", "pipeline": "process-topk-v1", "active_series": candidate,
+         "datapoints_per_second": candidate / 10, "kept_processes": ["nginx", "postgres"],
+         "series_per_metric": {"process.cpu.time": candidate - 100, "system.cpu.time": 100}},
+    ]
+
+
+def test_live_experiment_chart_analysis_and_promotion(stack: Stack, page: Any) -> None:
+    """The test plays the agent over the agent API (ack, samples); the rest is the real stack."""
+    from playwright.sync_api import expect
+
+    api = stack.api
+    agent = {"X-Agent-Host-ID": "web-1"}
+    heartbeat(api, "web-1", "web")
+    # No critical_processes: promotion passes them to the candidate template, which (for now) rejects them.
+    exp = create_experiment(api, "topk vs baseline on web", "web", start=True, warmup=0, duration=10,
+                            sample_interval=1)
+    assert "start_error" not in exp, exp["start_error"]
+    open_page(page, api, f"experiments/{exp['id']}")
+    expect(page.locator("#experiment-phase")).to_have_text("deploying")
+
+    def start_task() -> dict[str, Any] | None:
+        _, body, _ = http_json("GET", f"{api.url}/api/v1/agent/tasks?wait=2", headers=agent)
+        return next((t for t in body["tasks"] if t["type"] == "experiment" and t["action"] == "start"), None)
+
+    task = wait_for(start_task, timeout=20, what="the experiment's start task")
+    assert task is not None
+    status, answer, _ = http_json("POST", f"{api.url}/api/v1/agent/tasks/{task['id']}/status",
+                                  {"status": "running"}, agent)
+    assert status == 200, answer
+    expect(page.locator("#experiment-phase")).to_have_text("running")
+    expect(page.locator(".timeline li[data-step='warming_up']")).to_have_class(re.compile("step-done"))
+
+    chart = page.locator("#series-chart")
+    now = time.time()
+    for i, (baseline, candidate) in enumerate(((1200, 310), (1240, 300), (1180, 290))):
+        batch = {"experiment_id": exp["id"], "samples": _samples(now + i, baseline, candidate)}
+        status, answer, _ = http_json("POST", f"{api.url}/api/v1/agent/measurements", batch, agent)
+        assert status == 202, answer
+        # Each batch is appended to the chart from the WebSocket event.
+        expect(chart).to_have_attribute("data-points", str(i + 1))
+    expect(chart.locator("figcaption")).to_contain_text("Latest: baseline 1,180, candidate 290")
+    expect(page.locator("tr[data-host='web-1']")).to_contain_text("1,180")
+    assert chart.locator("canvas").count() >= 1
+
+    expect(page.locator("#experiment-phase")).to_have_text("completed", timeout=60_000)
+    status, analysis, _ = http_json("GET", f"{api.url}/api/v1/experiments/{exp['id']}/analysis")
+    assert status == 200 and analysis["final"], analysis
+    expect(page.locator("#verdict")).to_have_attribute("data-verdict", analysis["verdict"])
+    figures = page.locator("[data-analysis='fleet']")
+    expect(figures).to_contain_text(f"{analysis['fleet']['series_reduction_percent']:.2f} %")
+    expect(figures).to_contain_text(money(analysis["cost"]["monthly_before"]))
+    expect(figures).to_contain_text(money(analysis["cost"]["annual_savings"]))
+    for criterion in analysis["criteria"]:
+        expect(page.locator(f"tr[data-criterion='{criterion['name']}']")).to_contain_text(
+            "passed" if criterion["passed"] else "failed")
+    expect(page.locator(".timeline li[data-step='completed']")).to_have_class(re.compile("step-done"))
+
+    assert analysis["verdict"] == "promote", analysis["criteria"]
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Promote").click()
+    expect(page.locator("[data-outcome='promote']")).to_contain_text("Promoted: dep")
+    promoted = experiment(api, exp["id"])["promoted_deployments"]
+    assert len(promoted) == 1
+    expect(page.get_by_role("button", name="Promote")).to_be_disabled()
+    assert_not_reloaded(page)
+
+    screenshot(page, "dashboard-experiment.png")
