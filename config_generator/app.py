@@ -12,6 +12,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from config_generator import openapi
 from config_generator import keys
 from config_generator.catalog import ParameterError, Template, load_catalog
 from config_generator.control_plane import ControlPlaneClient
@@ -233,4 +234,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/api/v1/templates", list_templates)
     app.router.add_post("/api/v1/render", render_one)
     app.router.add_post("/api/v1/generate", generate)
+    app.add_routes(openapi.routes)
     return app

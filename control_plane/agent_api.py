@@ -13,6 +13,7 @@ from psycopg.types.json import Jsonb
 
 from control_plane import keys
 from control_plane.auth import HOST_ID_KEY, NEW_HOST_TOKEN_KEY
+from control_plane.deployments import check_namespace
 from control_plane.events import publish
 from control_plane.jsonutil import respond
 from control_plane.queue import REPORTABLE
@@ -65,15 +66,24 @@ async def _register(app: web.Application, host_id: str, report: dict[str, Any] |
 
 
 def _validate_heartbeat(body: dict[str, Any]) -> dict[str, Any]:
+    # JSON null means absent, as everywhere in the API.
+    body = {k: v for k, v in body.items() if v is not None}
     namespace = field(body, "namespace", str, default=None)
-    if namespace is not None and not (0 < len(namespace) <= 63):
-        raise Problem("field 'namespace' must be 1-63 characters", field="namespace")
+    if namespace is not None:
+        check_namespace(namespace)
     labels = field(body, "labels", dict, default=None)
     if labels is not None and not all(isinstance(v, str) for v in labels.values()):
         raise Problem("field 'labels' must map strings to strings", field="labels")
     field(body, "version", str, default=None)
     field(body, "facts", dict, default=None)
-    field(body, "collector", dict, default=None)
+    collector = field(body, "collector", dict, default=None)
+    if collector is not None:
+        for key in ("state", "last_error", "config_hash", "pipeline"):
+            if collector.get(key) is not None and not isinstance(collector[key], str):
+                raise Problem(f"field 'collector.{key}' must be a string", field=f"collector.{key}")
+        restarts = collector.get("restarts")
+        if restarts is not None and (isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0):
+            raise Problem("field 'collector.restarts' must be a non-negative integer", field="collector.restarts")
     running = field(body, "running_tasks", list, default=None)
     if running is not None:
         for task_id in running:
@@ -122,7 +132,7 @@ async def poll_tasks(request: web.Request) -> web.Response:
     tasks = await queue.claim(host_id)
     while not tasks:
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if remaining <= 0 or _gone(request):
             break
         event = waiters.register(host_id)
         try:
@@ -136,7 +146,14 @@ async def poll_tasks(request: web.Request) -> web.Response:
                 break
         finally:
             waiters.unregister(host_id, event)
+        if _gone(request):
+            break
         tasks = await queue.claim(host_id)
+    if tasks and _gone(request):
+        # Nobody is left to receive them: back to the queue at once rather than after a lease.
+        await queue.release([str(t["id"]) for t in tasks])
+        log.info("poll_abandoned", host_id=host_id, released=len(tasks))
+        tasks = []
     for task in tasks:
         log.info("task_assigned", host_id=host_id, task_id=str(task["id"]), type=task["type"])
     return respond({"tasks": [_task_json(t) for t in tasks]})
@@ -182,6 +199,12 @@ async def report_many(request: web.Request) -> web.Response:
     return respond({"results": [{"id": o["id"], "outcome": o["outcome"],
                                  **({"current_status": o["current_status"]} if "current_status" in o else {})}
                                 for o in outcomes]})
+
+
+def _gone(request: web.Request) -> bool:
+    """Whether the long-polling client has disconnected."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _check_uuid(value: str, status: int = 404) -> None:

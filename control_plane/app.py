@@ -12,7 +12,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from control_plane import agent_api, cost, deployments, experiments, fleet, keys, ws
+from control_plane import agent_api, cost, deployments, experiments, fleet, keys, openapi, ws
 from control_plane import web as dashboard
 from control_plane.auth import auth_middleware
 from control_plane.db import Database, make_pool, migrate
@@ -113,6 +113,7 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
     app.add_routes(experiments.routes)
     app.add_routes(cost.routes)
     app.add_routes(ws.routes)
+    app.add_routes(openapi.routes)
     app[ws.SOCKETS] = set()
     app.on_shutdown.append(ws.close_all)
     dashboard.setup(app)

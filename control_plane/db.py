@@ -14,6 +14,8 @@ import structlog
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from phoenix_common.problems import Problem
+
 log = structlog.get_logger("phoenix.db")
 
 DATABASE_NAME = "phoenix"
@@ -115,6 +117,17 @@ def make_pool(url: str, min_size: int, max_size: int) -> AsyncConnectionPool:
     )
 
 
+@asynccontextmanager
+async def _mapped_errors() -> AsyncIterator[None]:
+    """psycopg errors a client's input can cause, turned into a 400 problem here, in one place."""
+    try:
+        yield
+    except psycopg.errors.DataError as exc:
+        # NUL bytes, out-of-range timestamps or numbers: the input is at fault, not the server.
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise Problem(f"a value in the request cannot be stored: {detail}") from None
+
+
 class Database:
     """Thin wrapper over the pool: named queries in, dict rows out."""
 
@@ -122,7 +135,7 @@ class Database:
         self.pool = pool
 
     async def fetch(self, name: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        async with self.pool.connection() as conn:
+        async with _mapped_errors(), self.pool.connection() as conn:
             cur = await conn.execute(query(name), params or {})
             return await cur.fetchall() if cur.description else []  # type: ignore[return-value]
 
@@ -131,13 +144,13 @@ class Database:
         return rows[0] if rows else None
 
     async def execute(self, name: str, params: dict[str, Any] | None = None) -> int:
-        async with self.pool.connection() as conn:
+        async with _mapped_errors(), self.pool.connection() as conn:
             cur = await conn.execute(query(name), params or {})
             return cur.rowcount
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
-        async with self.pool.connection() as conn, conn.transaction():
+        async with _mapped_errors(), self.pool.connection() as conn, conn.transaction():
             yield Tx(conn)
 
 

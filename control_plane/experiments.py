@@ -502,6 +502,48 @@ async def analysis(request: web.Request) -> web.Response:
     return respond({"experiment_id": experiment_id, "phase": row["phase"], "final": True, **row["analysis"]})
 
 
+_NUMBERS = ("active_series", "datapoints_per_second", "collector_cpu_percent", "collector_memory_bytes",
+            "interval_seconds")
+_NUMBER_MAPS = ("series_per_metric", "process_cpu_seconds_rate", "process_memory_bytes",
+                "process_cpu_seconds_total")
+# Unix seconds from 2000 to 2200: anything else is a broken clock or a broken client.
+_TS_RANGE = (946_684_800, 7_258_118_400)
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and value == value and value >= 0
+
+
+def _check_sample(i: int, sample: Any) -> None:
+    """A sample as docs/contracts.md describes it; every figure the analysis reads must be a number."""
+    where = f"samples[{i}]"
+    if not isinstance(sample, dict):
+        raise Problem(f"{where} must be an object", field="samples")
+    if not isinstance(sample.get("variant"), str) or not 0 < len(sample["variant"]) <= 64:
+        raise Problem(f"{where}.variant must be a string of 1-64 characters", field="samples")
+    ts = sample.get("ts")
+    if not _is_number(ts) or not _TS_RANGE[0] <= ts <= _TS_RANGE[1]:
+        raise Problem(f"{where}.ts must be a unix time in seconds", field="samples")
+    if "active_series" not in sample:
+        raise Problem(f"{where}.active_series is required", field="samples")
+    for key in _NUMBERS:
+        if sample.get(key) is not None and not _is_number(sample[key]):
+            raise Problem(f"{where}.{key} must be a non-negative number", field="samples")
+    for key in _NUMBER_MAPS:
+        value = sample.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict) or not all(_is_number(v) for v in value.values()):
+            raise Problem(f"{where}.{key} must map names to non-negative numbers", field="samples")
+    for key in ("kept_processes",):
+        value = sample.get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise Problem(f"{where}.{key} must be an array of strings", field="samples")
+    present = sample.get("critical_present")
+    if present is not None and not (isinstance(present, dict) and all(isinstance(v, bool) for v in present.values())):
+        raise Problem(f"{where}.critical_present must map names to booleans", field="samples")
+
+
 @routes.post("/api/v1/agent/measurements")
 async def measurements(request: web.Request) -> web.Response:
     """Samples an agent measured for an experiment (or, without one, of what its collector emits now)."""
@@ -510,21 +552,13 @@ async def measurements(request: web.Request) -> web.Response:
     samples = field(body, "samples", list)
     if not 0 < len(samples) <= 200:
         raise Problem("field 'samples' must hold 1-200 samples", field="samples")
-    for i, s in enumerate(samples):
-        if not isinstance(s, dict):
-            raise Problem(f"samples[{i}] must be an object", field="samples")
-        if not isinstance(s.get("variant"), str) or not s["variant"]:
-            raise Problem(f"samples[{i}].variant must be a non-empty string", field="samples")
-        ts = s.get("ts")
-        if isinstance(ts, bool) or not isinstance(ts, int | float):
-            raise Problem(f"samples[{i}].ts must be a unix time in seconds", field="samples")
-        series = s.get("active_series")
-        if isinstance(series, bool) or not isinstance(series, int | float) or series < 0:
-            raise Problem(f"samples[{i}].active_series must be a non-negative number", field="samples")
+    for i, sample in enumerate(samples):
+        _check_sample(i, sample)
     experiment_id = field(body, "experiment_id", str, default=None)
     db = request.app[keys.DB]
     if experiment_id is None:
-        await db.execute("upsert_emission", {"host_id": host_id, "samples": Jsonb(samples)})
+        latest = list({s["variant"]: s for s in samples}.values())  # one row per variant
+        await db.execute("upsert_emission", {"host_id": host_id, "samples": Jsonb(latest)})
         return respond({"accepted": len(samples)}, status=202)
     row = await _load(request.app, experiment_id)
     if host_id not in row["hosts"]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from aiohttp import web
 import prometheus_client
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from control_plane import keys
@@ -65,9 +66,31 @@ class ApiMetrics:
             "phoenix_long_polls_waiting", "Agent long polls waiting for a task in this process",
             registry=registry,
         )
+        self.counters = DatabaseCounters()
+        registry.register(self.counters)  # type: ignore[arg-type]
         self.leases_expired = Counter(
             "phoenix_task_leases_expired_total", "Tasks whose lease expired", ["outcome"], registry=registry
         )
+
+
+class DatabaseCounters:
+    """Counters whose truth lives in the database, so every replica exposes the same values."""
+
+    def __init__(self) -> None:
+        self.restarts: dict[str, int] = {}
+        self.finished: dict[tuple[str, str], int] = {}
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        restarts = CounterMetricFamily("phoenix_agent_collector_restarts",
+                                       "Collector restarts each agent reported", labels=["host_id"])
+        for host_id, n in sorted(self.restarts.items()):
+            restarts.add_metric([host_id], n)
+        yield restarts
+        finished = CounterMetricFamily("phoenix_tasks_finished", "Tasks that reached completed or failed",
+                                       labels=["type", "status"])
+        for (kind, status), n in sorted(self.finished.items()):
+            finished.add_metric([kind, status], n)
+        yield finished
 
 
 METRICS = web.AppKey("metrics", ApiMetrics)
@@ -103,6 +126,8 @@ async def metrics_handler(request: web.Request) -> web.Response:
     metrics.last_seen.clear()
     for row in await db.fetch("agents_last_seen"):
         metrics.last_seen.labels(row["host_id"]).set(float(row["last_seen"]))
+    metrics.counters.restarts = {r["host_id"]: r["restarts"] for r in await db.fetch("agents_collector_restarts")}
+    metrics.counters.finished = {(r["type"], r["status"]): r["n"] for r in await db.fetch("tasks_finished")}
     for hook in request.app.get(METRIC_HOOKS, []):
         await hook(request.app, metrics)
     body = generate_latest(metrics.registry)

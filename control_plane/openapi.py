@@ -1,25 +1,10 @@
-"""GET /api/v1/openapi.json: this service's OpenAPI document (openapi.yaml beside this module) as JSON."""
+"""GET /api/v1/openapi.json: the OpenAPI document in openapi.yaml beside this module."""
 
-from __future__ import annotations
+from phoenix_common.openapi import document_json, openapi_routes
 
-import functools
-import json
-from importlib import resources
-
-import yaml
-from aiohttp import web
-
-routes = web.RouteTableDef()
+routes = openapi_routes("control_plane")
 
 
-@functools.cache
-def document_json() -> str:
-    """The OpenAPI document as JSON text, read and converted once per process."""
-    text = resources.files("control_plane").joinpath("openapi.yaml").read_text(encoding="utf-8")
-    return json.dumps(yaml.safe_load(text), separators=(",", ":"))
-
-
-@routes.get("/api/v1/openapi.json")
-async def openapi_document(request: web.Request) -> web.Response:
-    """The OpenAPI 3.1 description of every route of the control plane."""
-    return web.Response(text=document_json(), content_type="application/json")
+def document() -> str:
+    """This service's OpenAPI document as JSON text."""
+    return document_json("control_plane")

@@ -84,6 +84,10 @@ class TaskQueue:
         rows.sort(key=lambda r: (-r["priority"], r["created_at"]))
         return rows
 
+    async def release(self, task_ids: Sequence[str]) -> int:
+        """Return claimed-but-undelivered tasks to the queue without counting the attempt."""
+        return await self.db.execute("release_tasks", {"ids": list(task_ids)})
+
     async def report(
         self,
         host_id: str,

@@ -10,6 +10,7 @@ declare -A NEEDS=(
 	[pkcheck]=polkitd
 	[dbus-daemon]=dbus-daemon
 	[chromium]=chromium
+	[promtool]=prometheus
 )
 
 missing=()

@@ -425,3 +425,16 @@ ORDER BY ns, finished_at DESC;
 -- name: experiment_gauges
 SELECT id, phase, (analysis -> 'fleet' ->> 'series_reduction_percent')::double precision AS reduction
 FROM experiments ORDER BY created_at DESC LIMIT 500;
+
+-- name: release_tasks
+-- Undo a claim whose long poll lost its client before the answer went out.
+UPDATE tasks SET status = 'pending', attempts = GREATEST(attempts - 1, 0), assigned_at = NULL,
+       lease_expires_at = NULL, updated_at = now()
+WHERE id = ANY(%(ids)s::uuid[]) AND status = 'assigned';
+
+-- name: agents_collector_restarts
+SELECT host_id, COALESCE((collector ->> 'restarts')::bigint, 0) AS restarts FROM agents
+WHERE jsonb_typeof(collector -> 'restarts') = 'number';
+
+-- name: tasks_finished
+SELECT type, status, count(*) AS n FROM tasks WHERE status IN ('completed', 'failed') GROUP BY type, status;

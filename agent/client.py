@@ -1,0 +1,227 @@
+"""HTTP client for the control plane's agent endpoints (docs/contracts.md), with backoff while it is down."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import aiohttp
+import structlog
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
+
+from agent.state import Outbox, OutboxEntry
+
+log = structlog.get_logger("phoenix.agent.client")
+
+T = TypeVar("T")
+AGENT_PREFIX = "/api/v1/agent"
+BACKOFF_MAX_SECONDS = 30.0
+# The control plane answers an agent's first call with the enrolment token with a token of the host's own.
+AGENT_TOKEN_HEADER = "X-Phoenix-Agent-Token"
+
+
+class ApiUnavailable(Exception):
+    """The control plane could not be reached or answered 5xx/429/401/403; worth retrying later."""
+
+
+class ApiRejected(Exception):
+    """The control plane refused the request for good (4xx other than 401/403/408/429)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+# Auth failures are retried: an operator fixing the token on the control plane must not lose reports.
+_RETRYABLE_STATUS = frozenset({401, 403, 408, 429})
+
+
+def _detail(status: int, text: str) -> str:
+    try:
+        body = json.loads(text)
+        if isinstance(body, dict) and body.get("detail"):
+            return str(body["detail"])
+    except ValueError:
+        pass
+    return " ".join(text.split())[:300] or f"HTTP {status}"
+
+
+class ControlPlaneClient:
+    """Calls the agent API as one host; every call names the host and carries the agent token."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        api_url: str,
+        host_id: str,
+        token: str | None = None,
+        *,
+        backoff_max: float = BACKOFF_MAX_SECONDS,
+        request_timeout: float = 15.0,
+        on_token: Callable[[str], None] | None = None,
+    ) -> None:
+        self._session = session
+        self._base = api_url.rstrip("/") + AGENT_PREFIX
+        self._headers = {"X-Agent-Host-ID": host_id, "Accept": "application/json"}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+        self.backoff_max = backoff_max
+        self.request_timeout = request_timeout
+        self._on_token = on_token
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """One request; the decoded JSON answer, ApiUnavailable to retry, or ApiRejected."""
+        try:
+            async with self._session.request(
+                method,
+                self._base + path,
+                json=body,
+                params=params,
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=timeout or self.request_timeout),
+            ) as response:
+                text = await response.text()
+                self._adopt_token(response.headers.get(AGENT_TOKEN_HEADER))
+                if response.status >= 500 or response.status in _RETRYABLE_STATUS:
+                    raise ApiUnavailable(
+                        f"{method} {path}: HTTP {response.status}: {_detail(response.status, text)}"
+                    )
+                if response.status >= 400:
+                    raise ApiRejected(response.status, _detail(response.status, text))
+                try:
+                    return json.loads(text) if text else {}
+                except ValueError:
+                    raise ApiUnavailable(f"{method} {path}: answer is not JSON") from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise ApiUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}".strip()) from None
+
+    def _adopt_token(self, token: str | None) -> None:
+        """Switch to the host's own token the control plane issued on enrolment (never logged)."""
+        if not token or self._headers.get("Authorization") == f"Bearer {token}":
+            return
+        self._headers["Authorization"] = f"Bearer {token}"
+        if self._on_token is not None:
+            self._on_token(token)
+        log.info("agent_enrolled")
+
+    async def with_backoff(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Retry `call` with jittered exponential backoff for as long as the control plane is unavailable."""
+        attempt = 0
+        async for retry in AsyncRetrying(
+            wait=wait_random_exponential(multiplier=0.5, max=self.backoff_max),
+            retry=retry_if_exception_type(ApiUnavailable),
+            reraise=True,
+            before_sleep=lambda state: log.warning(
+                "control_plane_unavailable",
+                call=what,
+                attempt=state.attempt_number,
+                error=str(state.outcome.exception()) if state.outcome else None,
+                retry_in_seconds=round(state.next_action.sleep, 2) if state.next_action else None,
+            ),
+        ):
+            with retry:
+                attempt += 1
+                result = await call()
+        if attempt > 1:
+            log.info("control_plane_reachable", call=what, attempts=attempt)
+        return result
+
+    async def heartbeat(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST /heartbeat once."""
+        answer = await self._request("POST", "/heartbeat", body=body)
+        return answer if isinstance(answer, dict) else {}
+
+    async def poll_tasks(self, wait: float) -> list[dict[str, Any]]:
+        """GET /tasks?wait=..., held by the control plane up to `wait` seconds."""
+        answer = await self._request(
+            "GET", "/tasks", params={"wait": str(int(wait))}, timeout=wait + self.request_timeout
+        )
+        tasks = answer.get("tasks") if isinstance(answer, dict) else None
+        if not isinstance(tasks, list):
+            raise ApiUnavailable("GET /tasks: answer has no tasks list")
+        return tasks
+
+    async def post(self, path: str, body: dict[str, Any]) -> Any:
+        """POST `body` to an agent path such as /tasks/{id}/status or /measurements."""
+        return await self._request("POST", path, body=body)
+
+
+class Reporter:
+    """Sends task status reports and measurement batches in order, from the outbox, until accepted."""
+
+    def __init__(self, client: ControlPlaneClient, outbox: Outbox) -> None:
+        self.client = client
+        self.outbox = outbox
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+
+    def status(
+        self, task_id: str, status: str, *, result: dict[str, Any] | None = None, error: str | None = None
+    ) -> None:
+        """Queue a task status report (persisted before this returns)."""
+        body: dict[str, Any] = {"status": status}
+        if result is not None:
+            body["result"] = result
+        if error is not None:
+            body["error"] = error
+        self.outbox.put("status", f"/tasks/{task_id}/status", body)
+        log.info("task_status_queued", task_id=task_id, status=status, error=error)
+        self._poke()
+
+    def measurements(self, experiment_id: str, task_id: str, samples: list[dict[str, Any]]) -> None:
+        """Queue one batch of samples of a running experiment."""
+        body = {"experiment_id": experiment_id, "task_id": task_id, "samples": samples}
+        self.outbox.put("measurements", "/measurements", body)
+        self._poke()
+
+    def _poke(self) -> None:
+        self._idle.clear()
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Deliver entries oldest first; one not yet deliverable holds back the rest (order matters)."""
+        while True:
+            self._wake.clear()
+            entries = self.outbox.pending()
+            if not entries:
+                self._idle.set()
+                await self._wake.wait()
+                continue
+            for entry in entries:
+                await self._deliver(entry)
+
+    async def _deliver(self, entry: OutboxEntry) -> None:
+        try:
+            await self.client.with_backoff(
+                f"report {entry.kind}", lambda: self.client.post(entry.path, entry.body)
+            )
+            log.debug("report_delivered", kind=entry.kind, path=entry.path)
+        except ApiRejected as exc:
+            # 404/409: the control plane no longer expects this report (task gone, or finished another way).
+            log.warning(
+                "report_dropped", kind=entry.kind, path=entry.path, status=exc.status, detail=exc.detail
+            )
+        self.outbox.done(entry)
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until everything queued is delivered; False if `timeout` passed first."""
+        if not len(self.outbox):
+            return True
+        self._idle.clear()
+        self._wake.set()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True

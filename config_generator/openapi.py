@@ -1,0 +1,10 @@
+"""GET /api/v1/openapi.json: the OpenAPI document in openapi.yaml beside this module."""
+
+from phoenix_common.openapi import document_json, openapi_routes
+
+routes = openapi_routes("config_generator")
+
+
+def document() -> str:
+    """This service's OpenAPI document as JSON text."""
+    return document_json("config_generator")
