@@ -169,12 +169,14 @@ class KeepListTracker:
         challengers = sorted(
             (n for n in scores if n not in selected and n not in critical), key=lambda n: (-scores[n], n)
         )
-        # Free slots are filled without a margin: there is no incumbent to protect.
-        while len(selected) < self.k and challengers:
+        # Free slots are filled without a margin (there is no incumbent to protect), but never with a
+        # process that costs nothing: a slot it takes is a slot a busy newcomer would have to win back.
+        while len(selected) < self.k and challengers and scores[challengers[0]] > 0:
             selected[challengers.pop(0)] = now
-        # Swap the weakest evictable incumbents for clearly stronger challengers.
+        # Swap the weakest evictable incumbents for clearly stronger challengers; an idle incumbent has
+        # nothing to protect, whatever its age.
         evictable = sorted(
-            (n for n, since in selected.items() if now - since >= self.min_hold_seconds),
+            (n for n, since in selected.items() if now - since >= self.min_hold_seconds or scores[n] <= 0),
             key=lambda n: (scores[n], n),
         )
         for challenger, incumbent in zip(challengers, evictable, strict=False):

@@ -171,6 +171,16 @@ class _Digest:
     memory: dict[ProcessKey, float] = field(default_factory=dict)
 
 
+def _fresh(series: Sequence[Series], tolerance: float) -> list[Series]:
+    """With exposition timestamps, only the series of the newest collection: an exporter repeats a gone
+    process's last sample until it expires, but no backend stores a repeated sample again."""
+    stamps = [s.timestamp for s in series if s.timestamp is not None]
+    if not stamps:
+        return list(series)
+    newest = max(stamps)
+    return [s for s in series if s.timestamp is None or s.timestamp >= newest - tolerance]
+
+
 def _digest(series: Sequence[Series]) -> _Digest:
     """Count the distinct series and reduce process series to one CPU and memory figure per process."""
     d = _Digest()
@@ -261,15 +271,23 @@ def _advance(d: _Digest, previous: Snapshot | None, now: float) -> Snapshot:
         if _is_real_pid(pid):
             by_pid[pid] = max(total, by_pid.get(pid, 0.0))
     rates: dict[str, float] = {}
+    # No process can have spent more CPU than every core for the whole interval: a larger jump is a
+    # series that became visible (a process newly kept, a member joining the roll-up), not CPU spent.
+    ceiling = elapsed * (os.cpu_count() or 1) * 1.05
     for process, total in d.cpu.items():
         if _is_real_pid(process[1]):
             before = by_pid.get(process[1])
-            # A pid not seen before started since the reference (or was reused): all its time is new.
-            delta = total if before is None or total < before else total - before
+            if before is None or total < before:
+                # A pid not seen before started since the reference (or was reused): all its time is
+                # new, unless it is more than it could have spent, i.e. it was there all along.
+                delta = total if total <= ceiling else 0.0
+            else:
+                delta = total - before
         else:
-            # A roll-up shrinks when members exit; only its growth is CPU spent.
+            # A roll-up shrinks when members exit or get kept; only its growth is CPU spent.
             before = previous.cpu_seconds.get(process)
-            delta = 0.0 if before is None else max(0.0, total - before)
+            growth = 0.0 if before is None else max(0.0, total - before)
+            delta = growth if growth <= ceiling else 0.0
         rates[process[0]] = rates.get(process[0], 0.0) + delta / elapsed
     return Snapshot(
         ts=now,
@@ -309,7 +327,10 @@ def summarize(
     series over `collection_interval` when the caller knows it, else over that observed interval.
     """
     now = time.time() if now is None else now
-    d = _digest(parse_exposition(text))
+    # One collection reads processes one by one over a fraction of the interval; the points of the
+    # collection before are at least a whole interval older.
+    tolerance = 0.9 * (collection_interval if collection_interval and collection_interval > 0 else 1.0)
+    d = _digest(_fresh(parse_exposition(text), tolerance))
     reference = _advance(d, previous, now)
     # Every process in this scrape gets a rate: 0 when idle, none at all without a reference yet.
     rates = {n: reference.cpu_rates.get(n, 0.0) for n in d.names} if previous is not None else {}
@@ -319,6 +340,7 @@ def summarize(
         "variant": variant,
         "pipeline": pipeline,
         "ts": now,
+        "data_ts": d.data_ts,
         "active_series": d.active,
         "datapoints_per_second": round(d.active / divisor, 6) if divisor else 0.0,
         "interval_seconds": round(divisor, 6) if divisor else None,

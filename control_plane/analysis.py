@@ -68,19 +68,37 @@ def summarize_pipeline(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+def totals_ratios(baseline: Sequence[Mapping[str, Any]], candidate: Sequence[Mapping[str, Any]],
+                  key: str, tolerance: float) -> float | None:
+    """Median over same-moment sample pairs of candidate total / baseline total of a per-process figure.
+
+    Both exporters are fed by one receiver, and the agent scrapes them in the same tick, so a pair holds
+    the same collection: the 'other' roll-up must make the totals equal.
+    """
+    ratios = []
+    ordered = sorted(baseline, key=lambda s: s["ts"])
+    for cand in candidate:
+        match = min(ordered, key=lambda b: abs(b["ts"] - cand["ts"]), default=None)
+        if match is None or abs(match["ts"] - cand["ts"]) > tolerance:
+            continue
+        base_total = sum((match.get(key) or {}).values())
+        cand_total = sum((cand.get(key) or {}).values())
+        if base_total > 0:
+            ratios.append(cand_total / base_total)
+    return round(statistics.median(ratios), 6) if ratios else None
+
+
 def _pct(part: float, whole: float) -> float | None:
     return round(100.0 * part / whole, 3) if whole > 0 else None
 
 
 def compare_host(baseline: Mapping[str, Any], candidate: Mapping[str, Any],
-                 critical: Sequence[str]) -> dict[str, Any]:
+                 critical: Sequence[str], fidelity: Mapping[str, float | None]) -> dict[str, Any]:
     """One host: reduction, coverage, fidelity and critical processes, baseline vs candidate."""
     base_series = baseline["active_series"] or 0.0
     cand_series = candidate["active_series"] or 0.0
     base_cpu = baseline["process_cpu_seconds_rate"]
-    cand_cpu = candidate["process_cpu_seconds_rate"]
     base_mem = baseline["process_memory_bytes"]
-    cand_mem = candidate["process_memory_bytes"]
     kept = set(candidate["kept_processes"])
     total_cpu = sum(base_cpu.values())
     total_mem = sum(base_mem.values())
@@ -94,8 +112,8 @@ def compare_host(baseline: Mapping[str, Any], candidate: Mapping[str, Any],
         "candidate_datapoints_per_second": round(candidate["datapoints_per_second"] or 0.0, 4),
         "cpu_coverage_percent": _pct(sum(v for k, v in base_cpu.items() if k in kept), total_cpu),
         "memory_coverage_percent": _pct(sum(v for k, v in base_mem.items() if k in kept), total_mem),
-        "cpu_totals_ratio": round(sum(cand_cpu.values()) / total_cpu, 5) if total_cpu else None,
-        "memory_totals_ratio": round(sum(cand_mem.values()) / total_mem, 5) if total_mem else None,
+        "cpu_totals_ratio": fidelity["cpu"],
+        "memory_totals_ratio": fidelity["memory"],
         "kept_processes": sorted(kept),
         "critical_running": sorted(running),
         "critical_not_running_on_host": sorted(set(critical) - running),
@@ -143,7 +161,14 @@ def analyze(
             continue
         base = summarize_pipeline(variants["baseline"])
         cand = summarize_pipeline(variants["candidate"])
-        hosts[host_id] = {"baseline": base, "candidate": cand, **compare_host(base, cand, critical)}
+        pair_within = 0.5 * float(spec.get("sample_interval_seconds") or 10)
+        fidelity = {
+            "cpu": totals_ratios(variants["baseline"], variants["candidate"], "process_cpu_seconds_total",
+                                 pair_within),
+            "memory": totals_ratios(variants["baseline"], variants["candidate"], "process_memory_bytes",
+                                    pair_within),
+        }
+        hosts[host_id] = {"baseline": base, "candidate": cand, **compare_host(base, cand, critical, fidelity)}
         for variant, summary in (("baseline", base), ("candidate", cand)):
             pipelines[variant]["active_series"] += summary["active_series"] or 0.0
             pipelines[variant]["datapoints_per_second"] += summary["datapoints_per_second"] or 0.0

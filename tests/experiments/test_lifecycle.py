@@ -1,0 +1,253 @@
+"""A/B experiments end to end: real database, API, generator, agent (process supervisor) and collector."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.agent.test_e2e import agent_factory, agent_row, deploy, free_ports  # noqa: F401 - fixture
+from tests.conftest import ROOT, Stack, start_api
+from tests.support import free_port, http_json, wait_for
+
+PHASE_ORDER = ["deploying", "warming_up", "running", "analyzing", "completed"]
+
+
+class PhaseWatcher:
+    """A WebSocket client on its own thread, collecting an experiment's phase events in arrival order."""
+
+    def __init__(self, api_url: str, experiment_id: str):
+        self.url = api_url.replace("http://", "ws://") + "/api/v1/ws"
+        self.experiment_id = experiment_id
+        self.phases: list[str] = []
+        self.subscribed = threading.Event()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self._run(),), daemon=True)
+        self.thread.start()
+
+    async def _run(self) -> None:
+        async with aiohttp.ClientSession() as session, session.ws_connect(self.url) as ws:
+            await ws.send_str(json.dumps({"subscribe": [self.experiment_id]}))
+            async for msg in ws:
+                frame = json.loads(msg.data)
+                if frame["type"] == "subscribed":
+                    self.subscribed.set()
+                elif frame["type"] == "event" and frame["kind"] == "experiment_phase":
+                    self.phases.append(frame["data"]["to"])
+                    if frame["data"]["to"] in ("completed", "failed", "stopped"):
+                        return
+
+
+def experiment(stack_api: str, experiment_id: str) -> dict[str, Any]:
+    status, body, _ = http_json("GET", f"{stack_api}/api/v1/experiments/{experiment_id}")
+    assert status == 200, body
+    return dict(body)
+
+
+def phase_is(api_url: str, experiment_id: str, phase: str) -> bool:
+    row = experiment(api_url, experiment_id)
+    if row["phase"] == "failed" and phase != "failed":
+        raise AssertionError(f"experiment failed: {row['phase_reason']}")
+    return bool(row["phase"] == phase)
+
+
+def spec_for(host_id: str, **extra: Any) -> dict[str, Any]:
+    shared = {"health_port": free_port(), "telemetry_port": free_port(), "collection_interval": 1}
+    return {
+        "name": "e2e cost-opt",
+        "baseline_pipeline": "process-baseline-v1",
+        "candidate_pipeline": "process-intelligent-v1",
+        "target_namespaces": ["default"],
+        "parameters": {
+            "baseline": {**shared, "prometheus_port": free_port()},
+            "candidate": {**shared, "prometheus_port": free_port(), "observe_port": free_port(), "k": 12},
+        },
+        "critical_processes": ["otelcol-phoenix", "postgres"],
+        **extra,
+    }
+
+
+@pytest.fixture
+def running_agent(stack: Stack, agent_factory: Any) -> Iterator[tuple[Any, dict[str, Any]]]:  # noqa: F811
+    """An agent registered in `default` and running a baseline deployment."""
+    agent = agent_factory(stack.api.url)
+    wait_for(lambda: agent_row(stack.api, agent.host_id), timeout=60, what="the agent to register")
+    ports = free_ports()
+    created = deploy(stack.api, ports)
+    wait_for(lambda: agent_row(stack.api, agent.host_id).get("config_hash") == created["config_hash"],
+             timeout=90, what="the baseline deployment to run")
+    yield agent, created
+
+
+def test_experiment_runs_every_phase_and_is_promoted_then_rolled_back(
+    stack: Stack, running_agent: tuple[Any, dict[str, Any]]
+) -> None:
+    agent, baseline_deployment = running_agent
+    spec = spec_for(agent.host_id, duration=25, warmup=3, sample_interval=1, load_profile="realistic", start=False)
+    status, created, _ = http_json("POST", f"{stack.api.url}/api/v1/experiments", spec)
+    assert status == 201 and created["phase"] == "pending", created
+    experiment_id = created["id"]
+
+    # The generator renders the experiment's two configurations, reading it from the control plane.
+    status, generated, _ = http_json("POST", f"{stack.generator.url}/api/v1/generate",
+                                     {"experiment_id": experiment_id})
+    assert status == 200, generated
+    assert generated["baseline"]["template"] == "process-baseline-v1"
+    assert generated["candidate"]["template"] == "process-intelligent-v1"
+
+    watcher = PhaseWatcher(stack.api.url, experiment_id)
+    assert watcher.subscribed.wait(10)
+    status, started, _ = http_json("POST", f"{stack.api.url}/api/v1/experiments/{experiment_id}/start")
+    assert status == 200 and started["phase"] == "deploying", started
+    assert http_json("POST", f"{stack.api.url}/api/v1/experiments/{experiment_id}/start")[0] == 409
+    assert http_json("POST", f"{stack.api.url}/api/v1/experiments/{experiment_id}/promote", {})[0] == 409
+
+    wait_for(lambda: phase_is(stack.api.url, experiment_id, "completed"), timeout=240,
+             what="the experiment to complete by itself")
+    watcher.thread.join(10)
+    assert watcher.phases == PHASE_ORDER, "the WebSocket must see every phase change in order"
+
+    status, analysis, _ = http_json("GET", f"{stack.api.url}/api/v1/experiments/{experiment_id}/analysis")
+    assert status == 200 and analysis["final"] and analysis["status"] == "ok", analysis
+    (ROOT / "test-artifacts").mkdir(exist_ok=True)
+    (ROOT / "test-artifacts" / "experiment-analysis.json").write_text(json.dumps(analysis, indent=2))
+    fleet = analysis["fleet"]
+    base = analysis["pipelines"]["baseline"]["active_series"]
+    cand = analysis["pipelines"]["candidate"]["active_series"]
+    assert 0 < cand < base
+    assert fleet["series_reduction_percent"] == pytest.approx(100 * (1 - cand / base), abs=0.01)
+    assert fleet["critical_missing"] == []
+    assert fleet["cpu_coverage_percent"] > 0
+    assert fleet["cpu_totals_ratio"] == pytest.approx(1.0, abs=0.01), "the 'other' roll-up keeps CPU totals"
+    assert fleet["memory_totals_ratio"] == pytest.approx(1.0, abs=0.01), "the roll-up keeps memory totals"
+    host = analysis["hosts"][agent.host_id]
+    assert "otelcol-phoenix" in host["critical_running"] and "otelcol-phoenix" in host["kept_processes"]
+    assert analysis["cost"]["monthly_after"] < analysis["cost"]["monthly_before"]
+    assert {c["name"] for c in analysis["criteria"]} >= {"series_reduction_percent", "cpu_coverage_percent"}
+
+    status, text, _ = http_json("GET", f"{stack.api.url}/metrics")
+    assert f'phoenix_experiment_phase{{experiment_id="{experiment_id}"}} 5.0' in text
+    assert f'phoenix_cardinality_reduction_percent{{experiment_id="{experiment_id}"}}' in text
+
+    # The agent put its deployment back when the run ended.
+    wait_for(lambda: agent_row(stack.api, agent.host_id).get("config_hash") == baseline_deployment["config_hash"],
+             timeout=60, what="the baseline deployment restored after the run")
+
+    status, promoted, _ = http_json("POST", f"{stack.api.url}/api/v1/experiments/{experiment_id}/promote",
+                                    {"force": True})
+    assert status == 200, promoted
+    (deployment,) = promoted["deployments"]
+    status, dep, _ = http_json("GET", f"{stack.api.url}/api/v1/pipeline-deployments/{deployment['id']}")
+    assert dep["template"] == "process-intelligent-v1" and dep["status"] == "active"
+    wait_for(lambda: agent_row(stack.api, agent.host_id).get("config_hash") == dep["config_hash"],
+             timeout=90, what="the agent to run the promoted candidate")
+
+    status, rolled, _ = http_json("POST", f"{stack.api.url}/api/v1/experiments/{experiment_id}/rollback")
+    assert status == 200, rolled
+    (restored,) = rolled["deployments"]
+    status, dep, _ = http_json("GET", f"{stack.api.url}/api/v1/pipeline-deployments/{restored['id']}")
+    assert dep["template"] == "process-baseline-v1"
+    wait_for(lambda: agent_row(stack.api, agent.host_id).get("config_hash") == dep["config_hash"],
+             timeout=90, what="the agent to run the baseline again")
+
+
+@pytest.mark.parametrize("phase", ["warming_up", "running"])
+def test_stop_restores_the_host_from_an_active_phase(
+    stack: Stack, running_agent: tuple[Any, dict[str, Any]], phase: str
+) -> None:
+    agent, baseline_deployment = running_agent
+    warmup = 600 if phase == "warming_up" else 0
+    spec = spec_for(agent.host_id, duration=600, warmup=warmup, sample_interval=1, load_profile="steady")
+    status, created, _ = http_json("POST", f"{stack.api.url}/api/v1/experiments", spec)
+    assert status == 201 and created["phase"] == "deploying", created
+    experiment_id = created["id"]
+    wait_for(lambda: phase_is(stack.api.url, experiment_id, phase), timeout=120, what=f"phase {phase}")
+    status, stopped, _ = http_json("POST", f"{stack.api.url}/api/v1/experiments/{experiment_id}/stop")
+    assert status == 200 and stopped["phase"] == "stopped", stopped
+    assert http_json("POST", f"{stack.api.url}/api/v1/experiments/{experiment_id}/stop")[0] == 200
+    wait_for(lambda: agent_row(stack.api, agent.host_id).get("config_hash") == baseline_deployment["config_hash"],
+             timeout=60, what="the baseline config restored after stop")
+
+
+def register(api_url: str, host: str, namespace: str = "default") -> None:
+    status, body, _ = http_json("POST", f"{api_url}/api/v1/agent/heartbeat", {"namespace": namespace},
+                                {"X-Agent-Host-ID": host})
+    assert status == 200, body
+
+
+def test_stop_from_pending_and_deploying_and_illegal_transitions(stack: Stack) -> None:
+    register(stack.api.url, "silent-host")
+    spec = spec_for("silent-host", start=False)
+    _, pending, _ = http_json("POST", f"{stack.api.url}/api/v1/experiments", spec)
+    status, body, _ = http_json("POST", f"{stack.api.url}/api/v1/experiments/{pending['id']}/stop")
+    assert status == 200 and body["phase"] == "stopped"
+    assert http_json("POST", f"{stack.api.url}/api/v1/experiments/{pending['id']}/start")[0] == 409
+    assert http_json("POST", f"{stack.api.url}/api/v1/experiments/{pending['id']}/promote", {})[0] == 409
+
+    # A host that never polls keeps the experiment deploying; stop still completes and cancels its task.
+    _, deploying, _ = http_json("POST", f"{stack.api.url}/api/v1/experiments", spec_for("silent-host"))
+    assert deploying["phase"] == "deploying", deploying
+    status, body, _ = http_json("POST", f"{stack.api.url}/api/v1/experiments/{deploying['id']}/stop")
+    assert status == 200 and body["phase"] == "stopped"
+    _, tasks, _ = http_json("GET", f"{stack.api.url}/api/v1/tasks?experiment_id={deploying['id']}")
+    assert [t["status"] for t in tasks["tasks"] if t["action"] == "start"] == ["failed"]
+    status, listed, _ = http_json("GET", f"{stack.api.url}/api/v1/experiments?phase=stopped")
+    assert {e["id"] for e in listed["experiments"]} == {pending["id"], deploying["id"]}
+
+
+def test_hosts_that_never_acknowledge_fail_the_experiment(stack: Stack, tmp_path: Path) -> None:
+    api = start_api(stack.database_url, tmp_path, generator_url=stack.generator.url, name="api-ack",
+                    env={"PHOENIX_EXPERIMENT_ACK_TIMEOUT": "2"})
+    try:
+        register(api.url, "mute-1")
+        register(api.url, "mute-2")
+        # The generator reads experiments from the first API; both share the database.
+        _, body, _ = http_json("POST", f"{api.url}/api/v1/experiments", spec_for("mute-1"))
+        assert body["phase"] == "deploying", body
+        wait_for(lambda: phase_is(api.url, body["id"], "failed"), timeout=60, what="the ack timeout")
+        row = experiment(api.url, body["id"])
+        assert "never acknowledged" in row["phase_reason"] and "mute-1" in row["phase_reason"]
+        assert "mute-2" in row["phase_reason"]
+        assert http_json("POST", f"{api.url}/api/v1/experiments/{body['id']}/stop")[0] == 409
+    finally:
+        api.stop()
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"baseline_pipeline": "a", "candidate_pipeline": "b", "target_namespaces": ["default"]}, "'name'"),
+        ({"name": "x", "candidate_pipeline": "b", "target_namespaces": ["default"]}, "'baseline_pipeline'"),
+        ({"name": "x", "baseline_pipeline": "a", "candidate_pipeline": "b"}, "target_namespaces"),
+        ({"name": "x", "baseline_pipeline": "a", "candidate_pipeline": "b", "target_namespaces": "default"},
+         "must be an array"),
+        ({"name": "x", "baseline_pipeline": "a", "candidate_pipeline": "b", "target_namespaces": ["default"],
+          "duration": "forever"}, "duration"),
+        ({"name": "x", "baseline_pipeline": "a", "candidate_pipeline": "b", "target_namespaces": ["default"],
+          "load_profile": "chaos"}, "load_profile"),
+        ({"name": "x", "baseline_pipeline": "a", "candidate_pipeline": "b", "target_namespaces": ["default"],
+          "min_reduction_percent": 170}, "min_reduction_percent"),
+        ({"name": "x", "baseline_pipeline": "a", "candidate_pipeline": "b", "target_namespaces": ["default"],
+          "critical_processes": ["ok", "bad\nname"]}, "critical_processes"),
+    ],
+)
+def test_bad_experiment_specs_are_400(stack: Stack, body: dict[str, Any], words: str) -> None:
+    status, answer, headers = http_json("POST", f"{stack.api.url}/api/v1/experiments", body)
+    assert status == 400 and words in answer["detail"], answer
+    assert headers["Content-Type"].startswith("application/problem+json")
+
+
+def test_unknown_experiment_is_404_everywhere(stack: Stack) -> None:
+    for method, suffix in (("GET", ""), ("GET", "/results"), ("GET", "/analysis"), ("POST", "/start"),
+                           ("POST", "/stop"), ("POST", "/promote"), ("POST", "/rollback")):
+        status, body, _ = http_json(method, f"{stack.api.url}/api/v1/experiments/exp-nope{suffix}",
+                                    {} if method == "POST" else None)
+        assert status == 404, (method, suffix, body)
+    status, body, _ = http_json("POST", f"{stack.generator.url}/api/v1/generate", {"experiment_id": "exp-nope"})
+    assert status == 404, body
