@@ -43,3 +43,7 @@ dev-up: venv otelcol
 
 dev-down:
 	@if [ -x $(PY) ]; then $(PY) scripts/devstack.py down; else $(PYTHON) scripts/devstack.py down; fi
+
+## On a fresh clone: build what is missing, start the stack, run the operations guide's workflow
+demo: dev-up
+	bash scripts/demo.sh
