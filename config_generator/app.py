@@ -12,8 +12,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from config_generator import openapi
-from config_generator import keys
+from config_generator import keys, openapi
 from config_generator.catalog import ParameterError, Template, load_catalog
 from config_generator.control_plane import ControlPlaneClient
 from config_generator.merge import MergeConflict, merge_configs

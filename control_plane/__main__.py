@@ -20,10 +20,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", help="YAML settings file (default: $PHOENIX_CONFIG)")
     parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to bind (default 8080)")
-    parser.add_argument("--insecure", action="store_true", default=None,
-                        help="allow a non-loopback bind without tokens")
-    parser.add_argument("--print-database-url", action="store_true",
-                        help="start the database if embedded, print its URL (for psql) and exit")
+    parser.add_argument(
+        "--insecure", action="store_true", default=None, help="allow a non-loopback bind without tokens"
+    )
+    parser.add_argument(
+        "--print-database-url",
+        action="store_true",
+        help="start the database if embedded, print its URL (for psql) and exit",
+    )
     parser.add_argument("--migrate-only", action="store_true", help="apply migrations and exit")
     return parser.parse_args(argv)
 
@@ -48,8 +52,10 @@ def main(argv: list[str] | None = None) -> None:
         try:
             url = embedded_database_url(settings.state_dir)
         except Exception as exc:
-            print(f"phoenix-api: cannot start the embedded PostgreSQL under {settings.state_dir}: {exc}",
-                  file=sys.stderr)
+            print(
+                f"phoenix-api: cannot start the embedded PostgreSQL under {settings.state_dir}: {exc}",
+                file=sys.stderr,
+            )
             raise SystemExit(1) from None
         log.info("embedded_database", state_dir=str(settings.state_dir))
     if args.print_database_url:
@@ -63,10 +69,20 @@ def main(argv: list[str] | None = None) -> None:
         applied = asyncio.run(migrate(url))
         print(f"applied migrations: {applied or 'none pending'}")
         return
-    log.info("api_starting", host=settings.host, port=settings.port,
-             auth="tokens" if settings.api_token else "none")
-    web.run_app(create_app(settings, url), host=settings.host, port=settings.port, print=None,
-                access_log=None, shutdown_timeout=5)
+    log.info(
+        "api_starting",
+        host=settings.host,
+        port=settings.port,
+        auth="tokens" if settings.api_token else "none",
+    )
+    web.run_app(
+        create_app(settings, url),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=5,
+    )
 
 
 if __name__ == "__main__":

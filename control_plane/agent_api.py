@@ -57,7 +57,10 @@ async def _register(app: web.Application, host_id: str, report: dict[str, Any] |
         joined = row["inserted"] or row["previous_namespace"] != row["namespace"]
         if joined:
             await publish(
-                tx, "agents", "agent_registered" if row["inserted"] else "agent_moved", host_id,
+                tx,
+                "agents",
+                "agent_registered" if row["inserted"] else "agent_moved",
+                host_id,
                 data={"host_id": host_id, "namespace": row["namespace"]},
             )
         if joined or report.get("collector") is not None:
@@ -82,8 +85,12 @@ def _validate_heartbeat(body: dict[str, Any]) -> dict[str, Any]:
             if collector.get(key) is not None and not isinstance(collector[key], str):
                 raise Problem(f"field 'collector.{key}' must be a string", field=f"collector.{key}")
         restarts = collector.get("restarts")
-        if restarts is not None and (isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0):
-            raise Problem("field 'collector.restarts' must be a non-negative integer", field="collector.restarts")
+        if restarts is not None and (
+            isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0
+        ):
+            raise Problem(
+                "field 'collector.restarts' must be a non-negative integer", field="collector.restarts"
+            )
     running = field(body, "running_tasks", list, default=None)
     if running is not None:
         for task_id in running:
@@ -162,7 +169,9 @@ async def poll_tasks(request: web.Request) -> web.Response:
 def _validate_report(body: dict[str, Any]) -> dict[str, Any]:
     status = field(body, "status", str)
     if status not in REPORTABLE:
-        raise Problem(f"field 'status' must be one of {', '.join(REPORTABLE)}, got {status!r}", field="status")
+        raise Problem(
+            f"field 'status' must be one of {', '.join(REPORTABLE)}, got {status!r}", field="status"
+        )
     result = field(body, "result", dict, default=None)
     error = field(body, "error", str, default=None)
     if status == "failed" and not error:
@@ -196,9 +205,18 @@ async def report_many(request: web.Request) -> web.Response:
         _check_uuid(task_id, status=400)
         checked.append({"id": task_id, **_validate_report(item)})
     outcomes = await request.app[keys.QUEUE].report_many(host_id, checked)
-    return respond({"results": [{"id": o["id"], "outcome": o["outcome"],
-                                 **({"current_status": o["current_status"]} if "current_status" in o else {})}
-                                for o in outcomes]})
+    return respond(
+        {
+            "results": [
+                {
+                    "id": o["id"],
+                    "outcome": o["outcome"],
+                    **({"current_status": o["current_status"]} if "current_status" in o else {}),
+                }
+                for o in outcomes
+            ]
+        }
+    )
 
 
 def _gone(request: web.Request) -> bool:
@@ -211,6 +229,8 @@ def _check_uuid(value: str, status: int = 404) -> None:
     try:
         uuid.UUID(value)
     except ValueError:
-        raise Problem(f"task id {value!r} is not a UUID", status=status,
-                      title="Not Found" if status == 404 else "Bad Request") from None
-
+        raise Problem(
+            f"task id {value!r} is not a UUID",
+            status=status,
+            title="Not Found" if status == 404 else "Bad Request",
+        ) from None

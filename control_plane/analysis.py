@@ -25,8 +25,10 @@ class Prices:
     per_million_datapoints: float
 
     def monthly(self, active_series: float, datapoints_per_second: float) -> float:
-        return (active_series * self.per_series_month
-                + datapoints_per_second * SECONDS_PER_MONTH / 1e6 * self.per_million_datapoints)
+        return (
+            active_series * self.per_series_month
+            + datapoints_per_second * SECONDS_PER_MONTH / 1e6 * self.per_million_datapoints
+        )
 
 
 def _mean(values: Iterable[float]) -> float | None:
@@ -61,15 +63,18 @@ def summarize_pipeline(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "process_memory_bytes": _mean_maps(mem_samples),
         "kept_processes": sorted(kept),
         "critical_present": critical,
-        "collector_cpu_percent": _mean(float(s["collector_cpu_percent"]) for s in samples
-                                       if s.get("collector_cpu_percent") is not None),
-        "collector_memory_bytes": _mean(float(s["collector_memory_bytes"]) for s in samples
-                                        if s.get("collector_memory_bytes") is not None),
+        "collector_cpu_percent": _mean(
+            float(s["collector_cpu_percent"]) for s in samples if s.get("collector_cpu_percent") is not None
+        ),
+        "collector_memory_bytes": _mean(
+            float(s["collector_memory_bytes"]) for s in samples if s.get("collector_memory_bytes") is not None
+        ),
     }
 
 
-def totals_ratios(baseline: Sequence[Mapping[str, Any]], candidate: Sequence[Mapping[str, Any]],
-                  key: str, tolerance: float) -> float | None:
+def totals_ratios(
+    baseline: Sequence[Mapping[str, Any]], candidate: Sequence[Mapping[str, Any]], key: str, tolerance: float
+) -> float | None:
     """Median over same-moment sample pairs of candidate total / baseline total of a per-process figure.
 
     Both exporters are fed by one receiver, and the agent scrapes them in the same tick, so a pair holds
@@ -92,8 +97,12 @@ def _pct(part: float, whole: float) -> float | None:
     return round(100.0 * part / whole, 3) if whole > 0 else None
 
 
-def compare_host(baseline: Mapping[str, Any], candidate: Mapping[str, Any],
-                 critical: Sequence[str], fidelity: Mapping[str, float | None]) -> dict[str, Any]:
+def compare_host(
+    baseline: Mapping[str, Any],
+    candidate: Mapping[str, Any],
+    critical: Sequence[str],
+    fidelity: Mapping[str, float | None],
+) -> dict[str, Any]:
     """One host: reduction, coverage, fidelity and critical processes, baseline vs candidate."""
     base_series = baseline["active_series"] or 0.0
     cand_series = candidate["active_series"] or 0.0
@@ -107,7 +116,9 @@ def compare_host(baseline: Mapping[str, Any], candidate: Mapping[str, Any],
     return {
         "baseline_series": round(base_series, 2),
         "candidate_series": round(cand_series, 2),
-        "series_reduction_percent": round(100.0 * (1 - cand_series / base_series), 3) if base_series else None,
+        "series_reduction_percent": round(100.0 * (1 - cand_series / base_series), 3)
+        if base_series
+        else None,
         "baseline_datapoints_per_second": round(baseline["datapoints_per_second"] or 0.0, 4),
         "candidate_datapoints_per_second": round(candidate["datapoints_per_second"] or 0.0, 4),
         "cpu_coverage_percent": _pct(sum(v for k, v in base_cpu.items() if k in kept), total_cpu),
@@ -156,17 +167,21 @@ def analyze(
     }
     for host_id, variants in sorted(grouped.items()):
         if not variants.get("baseline") or not variants.get("candidate"):
-            hosts[host_id] = {"error": "measurements of both pipelines are needed; got "
-                                       + ", ".join(sorted(variants)) or "none"}
+            hosts[host_id] = {
+                "error": "measurements of both pipelines are needed; got " + ", ".join(sorted(variants))
+                or "none"
+            }
             continue
         base = summarize_pipeline(variants["baseline"])
         cand = summarize_pipeline(variants["candidate"])
         pair_within = 0.5 * float(spec.get("sample_interval_seconds") or 10)
         fidelity = {
-            "cpu": totals_ratios(variants["baseline"], variants["candidate"], "process_cpu_seconds_total",
-                                 pair_within),
-            "memory": totals_ratios(variants["baseline"], variants["candidate"], "process_memory_bytes",
-                                    pair_within),
+            "cpu": totals_ratios(
+                variants["baseline"], variants["candidate"], "process_cpu_seconds_total", pair_within
+            ),
+            "memory": totals_ratios(
+                variants["baseline"], variants["candidate"], "process_memory_bytes", pair_within
+            ),
         }
         hosts[host_id] = {"baseline": base, "candidate": cand, **compare_host(base, cand, critical, fidelity)}
         for variant, summary in (("baseline", base), ("candidate", cand)):
@@ -184,16 +199,25 @@ def analyze(
     reduction = round(100.0 * (1 - cand_total / base_total), 3) if base_total else None
     cpu_cov = _weighted(compared, "cpu_coverage_percent", "baseline", "process_cpu_seconds_rate")
     mem_cov = _weighted(compared, "memory_coverage_percent", "baseline", "process_memory_bytes")
-    missing = sorted({f"{h}:{p}" for h, d in hosts.items() if "error" not in d for p in d["critical_missing"]})
+    missing = sorted(
+        {f"{h}:{p}" for h, d in hosts.items() if "error" not in d for p in d["critical_missing"]}
+    )
     overhead = max((h["collector_cpu_percent"] or 0.0) for h in compared)
     before = prices.monthly(base_total, pipelines["baseline"]["datapoints_per_second"])
     after = prices.monthly(cand_total, pipelines["candidate"]["datapoints_per_second"])
     checks = [
         _criterion("series_reduction_percent", reduction, ">=", criteria["min_reduction_percent"]),
         _criterion("cpu_coverage_percent", cpu_cov, ">=", criteria["min_cpu_coverage_percent"]),
-        _criterion("collector_cpu_percent", round(overhead, 3), "<=", criteria["max_collector_overhead_percent"]),
-        {"name": "critical_processes_missing", "value": len(missing), "op": "==", "threshold": 0,
-         "passed": not missing},
+        _criterion(
+            "collector_cpu_percent", round(overhead, 3), "<=", criteria["max_collector_overhead_percent"]
+        ),
+        {
+            "name": "critical_processes_missing",
+            "value": len(missing),
+            "op": "==",
+            "threshold": 0,
+            "passed": not missing,
+        },
     ]
     return {
         "status": "ok",
@@ -204,8 +228,9 @@ def analyze(
         },
         "fleet": {
             "series_reduction_percent": reduction,
-            "series_reduction_spread": _spread([h["series_reduction_percent"] for h in compared
-                                                if h["series_reduction_percent"] is not None]),
+            "series_reduction_spread": _spread(
+                [h["series_reduction_percent"] for h in compared if h["series_reduction_percent"] is not None]
+            ),
             "cpu_coverage_percent": cpu_cov,
             "memory_coverage_percent": mem_cov,
             "cpu_totals_ratio": _ratio(compared, "cpu_totals_ratio"),
@@ -214,7 +239,7 @@ def analyze(
             "collector_cpu_percent_max": round(overhead, 3),
             "collector_memory_bytes_max": max((h["collector_memory_bytes"] or 0.0) for h in compared),
             "collector_note": "both pipelines run in one collector process during the experiment; "
-                              "its CPU and memory are measured for the pair",
+            "its CPU and memory are measured for the pair",
         },
         "cost": {
             "price_per_series_month": prices.per_series_month,
@@ -233,10 +258,7 @@ def analyze(
 
 
 def _criterion(name: str, value: float | None, op: str, threshold: float) -> dict[str, Any]:
-    if value is None:
-        passed = False
-    else:
-        passed = value >= threshold if op == ">=" else value <= threshold
+    passed = False if value is None else value >= threshold if op == ">=" else value <= threshold
     return {"name": name, "value": value, "op": op, "threshold": threshold, "passed": passed}
 
 

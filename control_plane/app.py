@@ -34,8 +34,12 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await pool.open(wait=True, timeout=30)
     db = Database(pool)
     app[keys.DB] = db
-    app[keys.QUEUE] = TaskQueue(db, lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts,
-                                claim_limit=settings.claim_limit)
+    app[keys.QUEUE] = TaskQueue(
+        db,
+        lease_seconds=settings.lease_seconds,
+        max_attempts=settings.max_attempts,
+        claim_limit=settings.claim_limit,
+    )
     yield
     await pool.close()
 
@@ -44,8 +48,10 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     """The LISTEN loop and the lease reaper; cancelled and awaited on exit."""
     listener = Listener(app[keys.DATABASE_URL], app[keys.WAITERS], app[keys.HUB])
     app[keys.LISTENER] = listener
-    tasks = [asyncio.create_task(listener.run(), name="listener"),
-             asyncio.create_task(_reaper(app), name="reaper")]
+    tasks = [
+        asyncio.create_task(listener.run(), name="listener"),
+        asyncio.create_task(_reaper(app), name="reaper"),
+    ]
     app[keys.BACKGROUND] = tasks
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(listener.connected.wait(), timeout=10)

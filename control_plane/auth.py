@@ -84,7 +84,7 @@ async def auth_middleware(
             # The agent keeps this and uses it from now on; it is never logged.
             response.headers[AGENT_TOKEN_HEADER] = own
         return response
-    elif path.startswith("/api/v1/") and path not in OPEN_PATHS:
+    if path.startswith("/api/v1/") and path not in OPEN_PATHS:
         token = request.app[keys.SETTINGS].api_token
         if token:
             presented = _bearer(request) or request.query.get("token")

@@ -53,31 +53,37 @@ async def cost_flow(request: web.Request) -> web.Response:
     for row in await db.fetch("latest_completed_experiments"):
         analysis = row["analysis"] or {}
         cost = analysis.get("cost") or {}
-        projections.append({
-            "namespace": row["namespace"],
-            "experiment_id": row["id"],
-            "experiment": row["name"],
-            "candidate_pipeline": row["spec"].get("candidate_pipeline"),
-            "verdict": analysis.get("verdict"),
-            "measured_on_hosts": analysis.get("hosts_compared"),
-            "series_reduction_percent": (analysis.get("fleet") or {}).get("series_reduction_percent"),
-            "monthly_before": cost.get("monthly_before"),
-            "monthly_after": cost.get("monthly_after"),
-        })
-    return respond({
-        "prices": {"per_series_month": prices.per_series_month,
-                   "per_million_datapoints": prices.per_million_datapoints},
-        "now": {
-            "hosts_reporting": len(hosts),
-            "active_series": round(total_series, 2),
-            "datapoints_per_second": round(total_dps, 4),
-            "monthly_cost": round(prices.monthly(total_series, total_dps), 4),
-            "by_namespace": _round(by["namespace"]),
-            "by_host": _round(by["host"])[:200],
-            "by_pipeline": _round(by["pipeline"]),
-            "by_metric": _round(by["metric"]),
-        },
-        "after_candidates": projections,
-        "source": "the latest measured emissions each agent reported within the last "
-                  f"{MAX_AGE_SECONDS // 60} minutes, and completed experiments' measured analyses",
-    })
+        projections.append(
+            {
+                "namespace": row["namespace"],
+                "experiment_id": row["id"],
+                "experiment": row["name"],
+                "candidate_pipeline": row["spec"].get("candidate_pipeline"),
+                "verdict": analysis.get("verdict"),
+                "measured_on_hosts": analysis.get("hosts_compared"),
+                "series_reduction_percent": (analysis.get("fleet") or {}).get("series_reduction_percent"),
+                "monthly_before": cost.get("monthly_before"),
+                "monthly_after": cost.get("monthly_after"),
+            }
+        )
+    return respond(
+        {
+            "prices": {
+                "per_series_month": prices.per_series_month,
+                "per_million_datapoints": prices.per_million_datapoints,
+            },
+            "now": {
+                "hosts_reporting": len(hosts),
+                "active_series": round(total_series, 2),
+                "datapoints_per_second": round(total_dps, 4),
+                "monthly_cost": round(prices.monthly(total_series, total_dps), 4),
+                "by_namespace": _round(by["namespace"]),
+                "by_host": _round(by["host"])[:200],
+                "by_pipeline": _round(by["pipeline"]),
+                "by_metric": _round(by["metric"]),
+            },
+            "after_candidates": projections,
+            "source": "the latest measured emissions each agent reported within the last "
+            f"{MAX_AGE_SECONDS // 60} minutes, and completed experiments' measured analyses",
+        }
+    )

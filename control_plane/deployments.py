@@ -28,8 +28,9 @@ DEPLOYMENT_PRIORITY = 10
 
 def check_namespace(value: str, name: str = "namespace") -> str:
     if not NAMESPACE_RE.match(value):
-        raise Problem(f"field '{name}' must be a DNS label (lowercase letters, digits, '-'), got {value!r}",
-                      field=name)
+        raise Problem(
+            f"field '{name}' must be a DNS label (lowercase letters, digits, '-'), got {value!r}", field=name
+        )
     return value
 
 
@@ -81,18 +82,28 @@ async def deploy(
         )
         hosts = await _fan_out(tx, queue, namespace, deployment_id, 1, reason)
         await publish(
-            tx, "deployments", "deployment_created", deployment_id,
-            data={"deployment_id": deployment_id, "namespace": namespace, "template": template, "hosts": hosts,
-                  "experiment_id": experiment_id},
+            tx,
+            "deployments",
+            "deployment_created",
+            deployment_id,
+            data={
+                "deployment_id": deployment_id,
+                "namespace": namespace,
+                "template": template,
+                "hosts": hosts,
+                "experiment_id": experiment_id,
+            },
             reason=reason,
         )
-    log.info("deployment_created", deployment_id=deployment_id, namespace=namespace, template=template,
-             hosts=hosts)
+    log.info(
+        "deployment_created", deployment_id=deployment_id, namespace=namespace, template=template, hosts=hosts
+    )
     return {"id": deployment_id, "hosts": hosts, "previous_id": previous["id"] if previous else None}
 
 
-async def _fan_out(tx: Tx, queue: TaskQueue, namespace: str, deployment_id: str, version: int,
-                   reason: str) -> int:
+async def _fan_out(
+    tx: Tx, queue: TaskQueue, namespace: str, deployment_id: str, version: int, reason: str
+) -> int:
     return await queue.enqueue_namespace(
         tx,
         namespace,
@@ -116,25 +127,45 @@ async def create_deployment(request: web.Request) -> web.Response:
     parameters = field(body, "parameters", dict, default={})
     db = request.app[keys.DB]
     count = await db.fetch_one("namespace_agent_count", {"namespace": namespace})
-    if not count or count["n"] == 0:
-        if not field(body, "allow_empty_namespace", bool, default=False):
-            raise NotFound(
-                f"namespace {namespace!r} has no registered agents; start an agent in it first "
-                "or pass \"allow_empty_namespace\": true to deploy ahead of them",
-                field="namespace",
-            )
+    if (not count or count["n"] == 0) and not field(body, "allow_empty_namespace", bool, default=False):
+        raise NotFound(
+            f"namespace {namespace!r} has no registered agents; start an agent in it first "
+            'or pass "allow_empty_namespace": true to deploy ahead of them',
+            field="namespace",
+        )
     generator = GeneratorClient(request.app[keys.HTTP], request.app[keys.SETTINGS].generator_url)
     rendered = await generator.render(template, parameters, variant="main")
-    created = await deploy(request.app, name=name, namespace=namespace, template=template,
-                           parameters=parameters, rendered=rendered)
+    created = await deploy(
+        request.app,
+        name=name,
+        namespace=namespace,
+        template=template,
+        parameters=parameters,
+        rendered=rendered,
+    )
     row = await db.fetch_one("get_deployment", {"id": created["id"]})
     assert row is not None
     return respond(_deployment_json(row, hosts=created["hosts"]), status=201)
 
 
 def _deployment_json(row: dict[str, Any], *, hosts: int | None = None, full: bool = False) -> dict[str, Any]:
-    out = {k: row[k] for k in ("id", "name", "namespace", "template", "parameters", "status", "previous_id",
-                               "experiment_id", "created_at", "updated_at", "version", "config_hash")}
+    out = {
+        k: row[k]
+        for k in (
+            "id",
+            "name",
+            "namespace",
+            "template",
+            "parameters",
+            "status",
+            "previous_id",
+            "experiment_id",
+            "created_at",
+            "updated_at",
+            "version",
+            "config_hash",
+        )
+    }
     out["tasks"] = row.get("task_counts") or {}
     if hosts is not None:
         out["hosts"] = hosts
@@ -171,8 +202,10 @@ async def rollback(app: web.Application, deployment_id: str, reason: str) -> dic
         await tx.fetch("lock_namespace", {"namespace": row["namespace"]})
         active = await tx.fetch_one("active_deployment", {"namespace": row["namespace"]})
         if not active or active["id"] != deployment_id:
-            raise Conflict(f"pipeline deployment {deployment_id} is {row['status']}, not the active one of "
-                           f"namespace {row['namespace']}; only the active deployment can be rolled back")
+            raise Conflict(
+                f"pipeline deployment {deployment_id} is {row['status']}, not the active one of "
+                f"namespace {row['namespace']}; only the active deployment can be rolled back"
+            )
         await tx.execute("set_deployment_status", {"id": deployment_id, "status": "rolled_back"})
         restored = None
         hosts = 0
@@ -180,13 +213,26 @@ async def rollback(app: web.Application, deployment_id: str, reason: str) -> dic
             previous = await tx.fetch_one("get_deployment", {"id": row["previous_id"]})
             assert previous is not None
             await tx.execute("set_deployment_status", {"id": previous["id"], "status": "active"})
-            hosts = await _fan_out(tx, queue, row["namespace"], previous["id"], previous["version"],
-                                   f"rollback of {deployment_id}")
+            hosts = await _fan_out(
+                tx,
+                queue,
+                row["namespace"],
+                previous["id"],
+                previous["version"],
+                f"rollback of {deployment_id}",
+            )
             restored = previous["id"]
         await publish(
-            tx, "deployments", "deployment_rolled_back", deployment_id,
-            data={"deployment_id": deployment_id, "namespace": row["namespace"], "restored": restored,
-                  "hosts": hosts},
+            tx,
+            "deployments",
+            "deployment_rolled_back",
+            deployment_id,
+            data={
+                "deployment_id": deployment_id,
+                "namespace": row["namespace"],
+                "restored": restored,
+                "hosts": hosts,
+            },
             reason=reason,
         )
     return {"id": deployment_id, "status": "rolled_back", "restored_deployment_id": restored, "hosts": hosts}

@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 
 from control_plane import keys
 from control_plane.analysis import DEFAULT_CRITERIA, Prices, analyze
-from control_plane.auth import HOST_ID_KEY, _HOST_ID
+from control_plane.auth import _HOST_ID, HOST_ID_KEY
 from control_plane.db import Tx
 from control_plane.deployments import check_namespace, deploy, new_id
 from control_plane.events import publish
@@ -38,6 +38,7 @@ WAKE = web.AppKey("experiment_wake", asyncio.Event)
 
 
 # --- spec ---------------------------------------------------------------------------------------
+
 
 def _duration(body: dict[str, Any], name: str, default: float, minimum: float, maximum: float) -> float:
     raw = body.get(name)
@@ -71,7 +72,9 @@ def validate_spec(body: dict[str, Any]) -> dict[str, Any]:
         raise Problem("field 'name' must be 1-200 characters", field="name")
     baseline = field(body, "baseline_pipeline", str)
     candidate = field(body, "candidate_pipeline", str)
-    namespaces = _string_list(body, "target_namespaces", re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"), 100)
+    namespaces = _string_list(
+        body, "target_namespaces", re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"), 100
+    )
     hosts = _string_list(body, "target_hosts", _HOST_ID, 10_000)
     if not namespaces and not hosts:
         raise Problem("give 'target_namespaces' or 'target_hosts'", field="target_namespaces")
@@ -80,8 +83,10 @@ def validate_spec(body: dict[str, Any]) -> dict[str, Any]:
     parameters = field(body, "parameters", dict, default={})
     unknown = set(parameters) - {"baseline", "candidate"}
     if unknown:
-        raise Problem(f"field 'parameters' takes only 'baseline' and 'candidate', not {sorted(unknown)[0]!r}",
-                      field="parameters")
+        raise Problem(
+            f"field 'parameters' takes only 'baseline' and 'candidate', not {sorted(unknown)[0]!r}",
+            field="parameters",
+        )
     for variant, params in parameters.items():
         if not isinstance(params, dict):
             raise Problem(f"field 'parameters.{variant}' must be an object", field="parameters")
@@ -101,7 +106,10 @@ def validate_spec(body: dict[str, Any]) -> dict[str, Any]:
         "candidate_pipeline": candidate,
         "target_namespaces": namespaces,
         "target_hosts": hosts,
-        "parameters": {"baseline": parameters.get("baseline", {}), "candidate": parameters.get("candidate", {})},
+        "parameters": {
+            "baseline": parameters.get("baseline", {}),
+            "candidate": parameters.get("candidate", {}),
+        },
         "critical_processes": critical,
         "duration_seconds": _duration(body, "duration", 600, 10, 7 * 86400),
         "warmup_seconds": _duration(body, "warmup", 60, 0, 86400),
@@ -113,8 +121,10 @@ def validate_spec(body: dict[str, Any]) -> dict[str, Any]:
 
 # --- views --------------------------------------------------------------------------------------
 
-def experiment_json(row: dict[str, Any], tasks: list[dict[str, Any]] | None = None,
-                    latest: dict[str, Any] | None = None) -> dict[str, Any]:
+
+def experiment_json(
+    row: dict[str, Any], tasks: list[dict[str, Any]] | None = None, latest: dict[str, Any] | None = None
+) -> dict[str, Any]:
     spec = row["spec"]
     out: dict[str, Any] = {
         "id": row["id"],
@@ -122,10 +132,22 @@ def experiment_json(row: dict[str, Any], tasks: list[dict[str, Any]] | None = No
         "phase": row["phase"],
         "phase_reason": row["phase_reason"],
         "phase_changed_at": row["phase_changed_at"],
-        **{k: spec.get(k) for k in ("baseline_pipeline", "candidate_pipeline", "target_namespaces",
-                                     "target_hosts", "parameters", "critical_processes", "load_profile",
-                                     "duration_seconds", "warmup_seconds", "sample_interval_seconds",
-                                     "success_criteria")},
+        **{
+            k: spec.get(k)
+            for k in (
+                "baseline_pipeline",
+                "candidate_pipeline",
+                "target_namespaces",
+                "target_hosts",
+                "parameters",
+                "critical_processes",
+                "load_profile",
+                "duration_seconds",
+                "warmup_seconds",
+                "sample_interval_seconds",
+                "success_criteria",
+            )
+        },
         "hosts": row["hosts"],
         "promoted_deployments": row["promoted_deployments"],
         "rolled_back_at": row["rolled_back_at"],
@@ -140,8 +162,11 @@ def experiment_json(row: dict[str, Any], tasks: list[dict[str, Any]] | None = No
     if latest is not None:
         out["latest_measurements"] = latest
     if row.get("analysis") and isinstance(row["analysis"], dict) and "fleet" in row["analysis"]:
-        out["summary"] = {"verdict": row["analysis"].get("verdict"), **row["analysis"]["fleet"],
-                          "cost": row["analysis"].get("cost")}
+        out["summary"] = {
+            "verdict": row["analysis"].get("verdict"),
+            **row["analysis"]["fleet"],
+            "cost": row["analysis"].get("cost"),
+        }
     return out
 
 
@@ -154,13 +179,21 @@ async def _load(app: web.Application, experiment_id: str) -> dict[str, Any]:
 
 # --- transitions ----------------------------------------------------------------------------------
 
+
 async def transition(tx: Tx, row: dict[str, Any], phase: str, reason: str) -> None:
     """Move an experiment to `phase`, recording the event with its reason."""
     await tx.execute("set_experiment_phase", {"id": row["id"], "phase": phase, "reason": reason})
-    await publish(tx, "experiments", "experiment_phase", row["id"],
-                  data={"experiment_id": row["id"], "from": row["phase"], "to": phase, "phase": phase},
-                  reason=reason)
-    log.info("experiment_phase", experiment_id=row["id"], from_phase=row["phase"], to_phase=phase, reason=reason)
+    await publish(
+        tx,
+        "experiments",
+        "experiment_phase",
+        row["id"],
+        data={"experiment_id": row["id"], "from": row["phase"], "to": phase, "phase": phase},
+        reason=reason,
+    )
+    log.info(
+        "experiment_phase", experiment_id=row["id"], from_phase=row["phase"], to_phase=phase, reason=reason
+    )
     row["phase"] = phase
 
 
@@ -170,9 +203,13 @@ async def _send_stop(app: web.Application, tx: Tx, experiment_id: str, reason: s
     hosts = [r["host_id"] for r in await tx.fetch("experiment_hosts_started", {"id": experiment_id})]
     if hosts:
         await app[keys.QUEUE].enqueue_hosts(
-            tx, hosts, type="experiment", action="stop", payload={"experiment_id": experiment_id,
-                                                                  "reason": reason},
-            priority=STOP_PRIORITY, experiment_id=experiment_id,
+            tx,
+            hosts,
+            type="experiment",
+            action="stop",
+            payload={"experiment_id": experiment_id, "reason": reason},
+            priority=STOP_PRIORITY,
+            experiment_id=experiment_id,
         )
     return len(hosts)
 
@@ -184,11 +221,18 @@ async def start_experiment(app: web.Application, experiment_id: str) -> dict[str
     if row["phase"] != "pending":
         raise Conflict(f"experiment {experiment_id} is {row['phase']}; only a pending experiment can start")
     spec = row["spec"]
-    hosts = [r["host_id"] for r in await db.fetch(
-        "experiment_target_hosts", {"namespaces": spec["target_namespaces"], "hosts": spec["target_hosts"]})]
+    hosts = [
+        r["host_id"]
+        for r in await db.fetch(
+            "experiment_target_hosts",
+            {"namespaces": spec["target_namespaces"], "hosts": spec["target_hosts"]},
+        )
+    ]
     if not hosts:
-        raise Conflict(f"experiment {experiment_id} has no agents in its targets "
-                       f"(namespaces {spec['target_namespaces']}, hosts {spec['target_hosts']})")
+        raise Conflict(
+            f"experiment {experiment_id} has no agents in its targets "
+            f"(namespaces {spec['target_namespaces']}, hosts {spec['target_hosts']})"
+        )
     generated = await _generate(app, experiment_id)
     settings = app[keys.SETTINGS]
     payload = {
@@ -206,12 +250,26 @@ async def start_experiment(app: web.Application, experiment_id: str) -> dict[str
         locked = await tx.fetch_one("lock_experiment", {"id": experiment_id})
         assert locked is not None
         if locked["phase"] != "pending":
-            raise Conflict(f"experiment {experiment_id} is {locked['phase']}; only a pending experiment can start")
-        rendered = {v: {k: generated[v].get(k) for k in ("template", "config_hash", "prometheus_endpoint")}
-                    for v in ("baseline", "candidate")}
-        await tx.execute("set_experiment_hosts", {"id": experiment_id, "hosts": hosts, "rendered": Jsonb(rendered)})
-        await app[keys.QUEUE].enqueue_hosts(tx, hosts, type="experiment", action="start", payload=payload,
-                                            priority=START_PRIORITY, experiment_id=experiment_id, max_attempts=1)
+            raise Conflict(
+                f"experiment {experiment_id} is {locked['phase']}; only a pending experiment can start"
+            )
+        rendered = {
+            v: {k: generated[v].get(k) for k in ("template", "config_hash", "prometheus_endpoint")}
+            for v in ("baseline", "candidate")
+        }
+        await tx.execute(
+            "set_experiment_hosts", {"id": experiment_id, "hosts": hosts, "rendered": Jsonb(rendered)}
+        )
+        await app[keys.QUEUE].enqueue_hosts(
+            tx,
+            hosts,
+            type="experiment",
+            action="start",
+            payload=payload,
+            priority=START_PRIORITY,
+            experiment_id=experiment_id,
+            max_attempts=1,
+        )
         await transition(tx, locked, "deploying", f"experiment sent to {len(hosts)} host(s)")
     app[WAKE].set()
     return await _load(app, experiment_id)
@@ -240,6 +298,7 @@ async def stop_experiment(app: web.Application, experiment_id: str, reason: str)
 
 
 # --- the driver -------------------------------------------------------------------------------
+
 
 async def advance_all(app: web.Application) -> None:
     """One pass over active experiments; replicas skip rows another one holds."""
@@ -272,30 +331,45 @@ async def _advance(app: web.Application, tx: Tx, row: dict[str, Any]) -> None:
         elif elapsed > settings.experiment_ack_timeout:
             silent = sorted(set(row["hosts"]) - set(acked))
             await _send_stop(app, tx, row["id"], "experiment failed")
-            await transition(tx, row, "failed", f"host(s) never acknowledged within "
-                                                f"{settings.experiment_ack_timeout:g}s: {', '.join(silent[:20])}")
+            await transition(
+                tx,
+                row,
+                "failed",
+                f"host(s) never acknowledged within "
+                f"{settings.experiment_ack_timeout:g}s: {', '.join(silent[:20])}",
+            )
     elif row["phase"] == "warming_up":
         if elapsed >= spec["warmup_seconds"]:
             await transition(tx, row, "running", f"warm-up of {spec['warmup_seconds']:g}s done; measuring")
     elif row["phase"] == "running":
         if elapsed >= spec["duration_seconds"]:
             hosts = await _send_stop(app, tx, row["id"], "experiment finished")
-            await transition(tx, row, "analyzing", f"ran {spec['duration_seconds']:g}s; restoring {hosts} host(s)")
+            await transition(
+                tx, row, "analyzing", f"ran {spec['duration_seconds']:g}s; restoring {hosts} host(s)"
+            )
     elif row["phase"] == "analyzing":
         current = await tx.fetch_one("get_experiment", {"id": row["id"]})
         assert current is not None
         measurements = await tx.fetch("experiment_measurements", {"id": row["id"]})
         prices = Prices(settings.price_per_series_month, settings.price_per_million_datapoints)
-        result = analyze(measurements, spec={**spec, "id": row["id"]}, prices=prices,
-                         window=(current["running_at"], current["analyzing_at"]))
+        result = analyze(
+            measurements,
+            spec={**spec, "id": row["id"]},
+            prices=prices,
+            window=(current["running_at"], current["analyzing_at"]),
+        )
         await tx.execute("set_experiment_analysis", {"id": row["id"], "analysis": Jsonb(result)})
         if result["status"] != "ok":
             await transition(tx, row, "failed", result["detail"])
             return
         fleet = result["fleet"]
-        await transition(tx, row, "completed",
-                         f"verdict {result['verdict']}: {fleet['series_reduction_percent']}% fewer series, "
-                         f"{fleet['cpu_coverage_percent']}% of CPU covered")
+        await transition(
+            tx,
+            row,
+            "completed",
+            f"verdict {result['verdict']}: {fleet['series_reduction_percent']}% fewer series, "
+            f"{fleet['cpu_coverage_percent']}% of CPU covered",
+        )
 
 
 async def driver(app: web.Application) -> None:
@@ -339,6 +413,7 @@ async def experiment_metrics(app: web.Application, metrics: Any) -> None:
 
 # --- HTTP ---------------------------------------------------------------------------------------
 
+
 @routes.post("/api/v1/experiments")
 async def create(request: web.Request) -> web.Response:
     body = await json_body(request)
@@ -347,9 +422,14 @@ async def create(request: web.Request) -> web.Response:
     experiment_id = new_id("exp")
     async with request.app[keys.DB].transaction() as tx:
         await tx.fetch("insert_experiment", {"id": experiment_id, "name": spec["name"], "spec": Jsonb(spec)})
-        await publish(tx, "experiments", "experiment_created", experiment_id,
-                      data={"experiment_id": experiment_id, "phase": "pending", "name": spec["name"]},
-                      reason="created")
+        await publish(
+            tx,
+            "experiments",
+            "experiment_created",
+            experiment_id,
+            data={"experiment_id": experiment_id, "phase": "pending", "name": spec["name"]},
+            reason="created",
+        )
     start_error = None
     if auto_start:
         try:
@@ -370,9 +450,16 @@ async def list_all(request: web.Request) -> web.Response:
     if phase is not None and phase not in PHASES:
         raise Problem(f"query parameter 'phase' must be one of {', '.join(PHASES)}")
     rows = await request.app[keys.DB].fetch("list_experiments", {"phase": phase, "limit": 500})
-    return respond({"experiments": [
-        experiment_json({**r, "analysis": {"fleet": r["fleet"], "verdict": r["verdict"]} if r["fleet"] else None})
-        for r in rows]})
+    return respond(
+        {
+            "experiments": [
+                experiment_json(
+                    {**r, "analysis": {"fleet": r["fleet"], "verdict": r["verdict"]} if r["fleet"] else None}
+                )
+                for r in rows
+            ]
+        }
+    )
 
 
 @routes.get("/api/v1/experiments/{id}")
@@ -385,7 +472,8 @@ async def get_one(request: web.Request) -> web.Response:
     for m in await db.fetch("experiment_measurements", {"id": experiment_id}):
         s = m["sample"]
         latest.setdefault(m["host_id"], {})[m["variant"]] = {
-            "ts": m["ts"], "active_series": s.get("active_series"),
+            "ts": m["ts"],
+            "active_series": s.get("active_series"),
             "datapoints_per_second": s.get("datapoints_per_second"),
         }
     out = experiment_json(row, tasks, latest)
@@ -414,13 +502,18 @@ async def promote(request: web.Request) -> web.Response:
     body = await json_body(request) if request.can_read_body else {}
     force = field(body, "force", bool, default=False)
     if row["phase"] != "completed":
-        raise Conflict(f"experiment {experiment_id} is {row['phase']}; only a completed experiment can be promoted")
+        raise Conflict(
+            f"experiment {experiment_id} is {row['phase']}; only a completed experiment can be promoted"
+        )
     verdict = (row["analysis"] or {}).get("verdict")
     if verdict != "promote" and not force:
-        raise Conflict(f"experiment {experiment_id}'s verdict is {verdict}; pass {{\"force\": true}} to promote "
-                       "anyway")
+        raise Conflict(
+            f'experiment {experiment_id}\'s verdict is {verdict}; pass {{"force": true}} to promote anyway'
+        )
     if row["promoted_deployments"] and not row["rolled_back_at"]:
-        raise Conflict(f"experiment {experiment_id} is already promoted: {', '.join(row['promoted_deployments'])}")
+        raise Conflict(
+            f"experiment {experiment_id} is already promoted: {', '.join(row['promoted_deployments'])}"
+        )
     spec = row["spec"]
     namespaces = spec["target_namespaces"]
     if not namespaces:
@@ -430,15 +523,30 @@ async def promote(request: web.Request) -> web.Response:
     if spec["critical_processes"] and await generator.takes(spec["candidate_pipeline"], "critical_processes"):
         params.setdefault("critical_processes", spec["critical_processes"])
     rendered = await generator.render(spec["candidate_pipeline"], params, variant="main")
-    created = [await deploy(request.app, name=f"{row['name']} (promoted)", namespace=ns,
-                            template=spec["candidate_pipeline"], parameters=params, rendered=rendered,
-                            experiment_id=experiment_id, reason=f"promoted from experiment {experiment_id}")
-               for ns in namespaces]
+    created = [
+        await deploy(
+            request.app,
+            name=f"{row['name']} (promoted)",
+            namespace=ns,
+            template=spec["candidate_pipeline"],
+            parameters=params,
+            rendered=rendered,
+            experiment_id=experiment_id,
+            reason=f"promoted from experiment {experiment_id}",
+        )
+        for ns in namespaces
+    ]
     ids = [c["id"] for c in created]
     async with request.app[keys.DB].transaction() as tx:
         await tx.execute("set_experiment_promoted", {"id": experiment_id, "ids": ids})
-        await publish(tx, "experiments", "experiment_promoted", experiment_id,
-                      data={"experiment_id": experiment_id, "deployments": ids}, reason="promoted by operator")
+        await publish(
+            tx,
+            "experiments",
+            "experiment_promoted",
+            experiment_id,
+            data={"experiment_id": experiment_id, "deployments": ids},
+            reason="promoted by operator",
+        )
     return respond({"experiment_id": experiment_id, "deployments": created})
 
 
@@ -455,15 +563,29 @@ async def rollback(request: web.Request) -> web.Response:
     generator = GeneratorClient(request.app[keys.HTTP], request.app[keys.SETTINGS].generator_url)
     params = spec["parameters"].get("baseline", {})
     rendered = await generator.render(spec["baseline_pipeline"], params, variant="main")
-    created = [await deploy(request.app, name=f"{row['name']} (baseline restored)", namespace=ns,
-                            template=spec["baseline_pipeline"], parameters=params, rendered=rendered,
-                            experiment_id=experiment_id, reason=f"rollback of experiment {experiment_id}")
-               for ns in spec["target_namespaces"]]
+    created = [
+        await deploy(
+            request.app,
+            name=f"{row['name']} (baseline restored)",
+            namespace=ns,
+            template=spec["baseline_pipeline"],
+            parameters=params,
+            rendered=rendered,
+            experiment_id=experiment_id,
+            reason=f"rollback of experiment {experiment_id}",
+        )
+        for ns in spec["target_namespaces"]
+    ]
     async with request.app[keys.DB].transaction() as tx:
         await tx.execute("set_experiment_rolled_back", {"id": experiment_id})
-        await publish(tx, "experiments", "experiment_rolled_back", experiment_id,
-                      data={"experiment_id": experiment_id, "deployments": [c["id"] for c in created]},
-                      reason="rolled back by operator")
+        await publish(
+            tx,
+            "experiments",
+            "experiment_rolled_back",
+            experiment_id,
+            data={"experiment_id": experiment_id, "deployments": [c["id"] for c in created]},
+            reason="rolled back by operator",
+        )
     return respond({"experiment_id": experiment_id, "deployments": created})
 
 
@@ -475,17 +597,30 @@ async def results(request: web.Request) -> web.Response:
     series: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for m in measurements:
         s = m["sample"]
-        series.setdefault(m["host_id"], {}).setdefault(m["variant"], []).append({
-            "ts": m["ts"], "phase": m["phase"], "active_series": s.get("active_series"),
-            "datapoints_per_second": s.get("datapoints_per_second"),
-            "collector_cpu_percent": s.get("collector_cpu_percent"),
-            "collector_memory_bytes": s.get("collector_memory_bytes"),
-        })
+        series.setdefault(m["host_id"], {}).setdefault(m["variant"], []).append(
+            {
+                "ts": m["ts"],
+                "phase": m["phase"],
+                "active_series": s.get("active_series"),
+                "datapoints_per_second": s.get("datapoints_per_second"),
+                "collector_cpu_percent": s.get("collector_cpu_percent"),
+                "collector_memory_bytes": s.get("collector_memory_bytes"),
+            }
+        )
     analysis = row["analysis"] or {}
-    summaries = {h: {k: v for k, v in d.items() if k not in ("baseline", "candidate")}
-                 for h, d in (analysis.get("hosts") or {}).items()}
-    return respond({"experiment_id": experiment_id, "phase": row["phase"], "time_series": series,
-                    "host_summaries": summaries, "measurements": len(measurements)})
+    summaries = {
+        h: {k: v for k, v in d.items() if k not in ("baseline", "candidate")}
+        for h, d in (analysis.get("hosts") or {}).items()
+    }
+    return respond(
+        {
+            "experiment_id": experiment_id,
+            "phase": row["phase"],
+            "time_series": series,
+            "host_summaries": summaries,
+            "measurements": len(measurements),
+        }
+    )
 
 
 @routes.get("/api/v1/experiments/{id}/analysis")
@@ -496,16 +631,28 @@ async def analysis(request: web.Request) -> web.Response:
         # Before the run ends: what has been measured so far, marked as provisional.
         measurements = await request.app[keys.DB].fetch("experiment_measurements", {"id": experiment_id})
         settings = request.app[keys.SETTINGS]
-        result = analyze(measurements, spec=row["spec"],
-                         prices=Prices(settings.price_per_series_month, settings.price_per_million_datapoints))
+        result = analyze(
+            measurements,
+            spec=row["spec"],
+            prices=Prices(settings.price_per_series_month, settings.price_per_million_datapoints),
+        )
         return respond({"experiment_id": experiment_id, "phase": row["phase"], "final": False, **result})
     return respond({"experiment_id": experiment_id, "phase": row["phase"], "final": True, **row["analysis"]})
 
 
-_NUMBERS = ("active_series", "datapoints_per_second", "collector_cpu_percent", "collector_memory_bytes",
-            "interval_seconds")
-_NUMBER_MAPS = ("series_per_metric", "process_cpu_seconds_rate", "process_memory_bytes",
-                "process_cpu_seconds_total")
+_NUMBERS = (
+    "active_series",
+    "datapoints_per_second",
+    "collector_cpu_percent",
+    "collector_memory_bytes",
+    "interval_seconds",
+)
+_NUMBER_MAPS = (
+    "series_per_metric",
+    "process_cpu_seconds_rate",
+    "process_memory_bytes",
+    "process_cpu_seconds_total",
+)
 # Unix seconds from 2000 to 2200: anything else is a broken clock or a broken client.
 _TS_RANGE = (946_684_800, 7_258_118_400)
 
@@ -540,7 +687,9 @@ def _check_sample(i: int, sample: Any) -> None:
         if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise Problem(f"{where}.{key} must be an array of strings", field="samples")
     present = sample.get("critical_present")
-    if present is not None and not (isinstance(present, dict) and all(isinstance(v, bool) for v in present.values())):
+    if present is not None and not (
+        isinstance(present, dict) and all(isinstance(v, bool) for v in present.values())
+    ):
         raise Problem(f"{where}.critical_present must map names to booleans", field="samples")
 
 
@@ -563,12 +712,30 @@ async def measurements(request: web.Request) -> web.Response:
     row = await _load(request.app, experiment_id)
     if host_id not in row["hosts"]:
         raise Conflict(f"host {host_id} is not part of experiment {experiment_id}")
-    await db.execute("insert_measurements", {"experiment_id": experiment_id, "host_id": host_id,
-                                             "phase": row["phase"], "samples": Jsonb(samples)})
+    await db.execute(
+        "insert_measurements",
+        {
+            "experiment_id": experiment_id,
+            "host_id": host_id,
+            "phase": row["phase"],
+            "samples": Jsonb(samples),
+        },
+    )
     last = samples[-1]
-    await publish(db, "experiments", "measurement", experiment_id,
-                  data={"experiment_id": experiment_id, "host_id": host_id, "phase": row["phase"],
-                        "points": [{"variant": s["variant"], "ts": s["ts"], "active_series": s["active_series"]}
-                                   for s in samples[-10:]],
-                        "variant": last["variant"]})
+    await publish(
+        db,
+        "experiments",
+        "measurement",
+        experiment_id,
+        data={
+            "experiment_id": experiment_id,
+            "host_id": host_id,
+            "phase": row["phase"],
+            "points": [
+                {"variant": s["variant"], "ts": s["ts"], "active_series": s["active_series"]}
+                for s in samples[-10:]
+            ],
+            "variant": last["variant"],
+        },
+    )
     return respond({"accepted": len(samples)}, status=202)

@@ -26,9 +26,23 @@ def agent_status(seconds_since_seen: float, stale_after: float, offline_after: f
 
 def _agent_json(row: dict[str, Any], app: web.Application) -> dict[str, Any]:
     settings = app[keys.SETTINGS]
-    out = {k: row[k] for k in ("host_id", "namespace", "labels", "version", "first_seen_at", "last_seen_at",
-                               "facts", "collector", "config_hash")}
-    out["status"] = agent_status(float(row["seconds_since_seen"]), settings.stale_after, settings.offline_after)
+    out = {
+        k: row[k]
+        for k in (
+            "host_id",
+            "namespace",
+            "labels",
+            "version",
+            "first_seen_at",
+            "last_seen_at",
+            "facts",
+            "collector",
+            "config_hash",
+        )
+    }
+    out["status"] = agent_status(
+        float(row["seconds_since_seen"]), settings.stale_after, settings.offline_after
+    )
     out["pipeline"] = (row["collector"] or {}).get("pipeline") or row.get("namespace_pipeline")
     return out
 
@@ -91,8 +105,11 @@ async def request_task(request: web.Request) -> web.Response:
     kind = field(body, "type", str)
     on_demand = {"health": "check", "metrics": "collect"}
     if kind not in on_demand:
-        raise Problem(f"field 'type' must be health or metrics (other tasks come from deployments and "
-                      f"experiments), got {kind!r}", field="type")
+        raise Problem(
+            f"field 'type' must be health or metrics (other tasks come from deployments and "
+            f"experiments), got {kind!r}",
+            field="type",
+        )
     host_id = field(body, "host_id", str, default=None)
     namespace = field(body, "namespace", str, default=None)
     if (host_id is None) == (namespace is None):
@@ -109,8 +126,9 @@ async def request_task(request: web.Request) -> web.Response:
         return respond({"tasks": 1, "task_ids": [str(row["id"])]}, status=202)
     check_namespace(namespace or "")
     async with db.transaction() as tx:
-        count = await queue.enqueue_namespace(tx, namespace or "", type=kind, action=on_demand[kind],
-                                              priority=priority)
+        count = await queue.enqueue_namespace(
+            tx, namespace or "", type=kind, action=on_demand[kind], priority=priority
+        )
     if count == 0:
         raise NotFound(f"namespace {namespace!r} has no registered agents", field="namespace")
     return respond({"tasks": count}, status=202)

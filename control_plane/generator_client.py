@@ -35,8 +35,11 @@ class GeneratorClient:
     async def takes(self, template: str, parameter: str) -> bool:
         """Whether `template` has a parameter named `parameter`."""
         try:
-            async with self.session.get(f"{self.base_url}/api/v1/templates", headers=self.headers,
-                                        timeout=aiohttp.ClientTimeout(total=15)) as resp:
+            async with self.session.get(
+                f"{self.base_url}/api/v1/templates",
+                headers=self.headers,
+                timeout=aiohttp.ClientTimeout(total=15),
+            ) as resp:
                 data = await resp.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError):
             raise BadGateway(f"config generator at {self.base_url} is unreachable") from None

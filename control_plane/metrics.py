@@ -5,10 +5,17 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
-from aiohttp import web
 import prometheus_client
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from control_plane import keys
 
@@ -35,7 +42,10 @@ class ApiMetrics:
     def __init__(self, registry: CollectorRegistry):
         self.registry = registry
         self.requests = Counter(
-            "phoenix_http_requests_total", "HTTP requests served", ["method", "route", "status"], registry=registry
+            "phoenix_http_requests_total",
+            "HTTP requests served",
+            ["method", "route", "status"],
+            registry=registry,
         )
         self.latency = Histogram(
             "phoenix_http_request_duration_seconds",
@@ -45,10 +55,14 @@ class ApiMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
         self.last_seen = Gauge(
-            "phoenix_agent_last_seen_seconds", "Unix time of the agent's last contact", ["host_id"],
+            "phoenix_agent_last_seen_seconds",
+            "Unix time of the agent's last contact",
+            ["host_id"],
             registry=registry,
         )
-        self.queue_depth = Gauge("phoenix_task_queue_depth", "Tasks per status", ["status"], registry=registry)
+        self.queue_depth = Gauge(
+            "phoenix_task_queue_depth", "Tasks per status", ["status"], registry=registry
+        )
         self.reduction = Gauge(
             "phoenix_cardinality_reduction_percent",
             "Measured fleet-wide series reduction of the experiment's candidate",
@@ -63,7 +77,8 @@ class ApiMetrics:
             registry=registry,
         )
         self.long_polls = Gauge(
-            "phoenix_long_polls_waiting", "Agent long polls waiting for a task in this process",
+            "phoenix_long_polls_waiting",
+            "Agent long polls waiting for a task in this process",
             registry=registry,
         )
         self.counters = DatabaseCounters()
@@ -81,13 +96,15 @@ class DatabaseCounters:
         self.finished: dict[tuple[str, str], int] = {}
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        restarts = CounterMetricFamily("phoenix_agent_collector_restarts",
-                                       "Collector restarts each agent reported", labels=["host_id"])
+        restarts = CounterMetricFamily(
+            "phoenix_agent_collector_restarts", "Collector restarts each agent reported", labels=["host_id"]
+        )
         for host_id, n in sorted(self.restarts.items()):
             restarts.add_metric([host_id], n)
         yield restarts
-        finished = CounterMetricFamily("phoenix_tasks_finished", "Tasks that reached completed or failed",
-                                       labels=["type", "status"])
+        finished = CounterMetricFamily(
+            "phoenix_tasks_finished", "Tasks that reached completed or failed", labels=["type", "status"]
+        )
         for (kind, status), n in sorted(self.finished.items()):
             finished.add_metric([kind, status], n)
         yield finished
@@ -126,7 +143,9 @@ async def metrics_handler(request: web.Request) -> web.Response:
     metrics.last_seen.clear()
     for row in await db.fetch("agents_last_seen"):
         metrics.last_seen.labels(row["host_id"]).set(float(row["last_seen"]))
-    metrics.counters.restarts = {r["host_id"]: r["restarts"] for r in await db.fetch("agents_collector_restarts")}
+    metrics.counters.restarts = {
+        r["host_id"]: r["restarts"] for r in await db.fetch("agents_collector_restarts")
+    }
     metrics.counters.finished = {(r["type"], r["status"]): r["n"] for r in await db.fetch("tasks_finished")}
     for hook in request.app.get(METRIC_HOOKS, []):
         await hook(request.app, metrics)
@@ -134,6 +153,4 @@ async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-METRIC_HOOKS = web.AppKey(
-    "metric_hooks", list[Callable[[web.Application, ApiMetrics], Awaitable[None]]]
-)
+METRIC_HOOKS = web.AppKey("metric_hooks", list[Callable[[web.Application, ApiMetrics], Awaitable[None]]])

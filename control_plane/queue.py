@@ -97,21 +97,28 @@ class TaskQueue:
         error: str | None = None,
     ) -> dict[str, Any]:
         """Apply one agent report; repeating one is harmless, an illegal one is a 404/409 problem."""
-        (outcome,) = await self.report_many(host_id, [{"id": task_id, "status": status, "result": result,
-                                                        "error": error}])
+        (outcome,) = await self.report_many(
+            host_id, [{"id": task_id, "status": status, "result": result, "error": error}]
+        )
         if outcome["outcome"] == "not_found":
             raise NotFound(f"task {task_id} does not exist for host {host_id}")
         if outcome["outcome"] == "conflict":
-            raise Conflict(f"task {task_id} is {outcome['current_status']}; it cannot become {status}",
-                           current_status=outcome["current_status"])
+            raise Conflict(
+                f"task {task_id} is {outcome['current_status']}; it cannot become {status}",
+                current_status=outcome["current_status"],
+            )
         return outcome
 
     async def report_many(self, host_id: str, reports: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Apply many reports in one statement; each gets an outcome: applied, unchanged, conflict, not_found."""
+        """Apply reports in one statement; each gets an outcome (applied, unchanged, conflict, not_found)."""
         latest = {str(r["id"]): r for r in reports}  # a repeated id: its last report counts
         rows = await self.db.fetch(
             "report_tasks",
-            {"host_id": host_id, "lease_seconds": self.lease_seconds, "reports": Jsonb(list(latest.values()))},
+            {
+                "host_id": host_id,
+                "lease_seconds": self.lease_seconds,
+                "reports": Jsonb(list(latest.values())),
+            },
         )
         applied = {str(row["id"]): row for row in rows}
         outcomes: dict[str, dict[str, Any]] = {
@@ -119,8 +126,10 @@ class TaskQueue:
         }
         missing = [task_id for task_id in latest if task_id not in applied]
         if missing:
-            current = {str(r["id"]): r["status"]
-                       for r in await self.db.fetch("task_statuses", {"ids": missing, "host_id": host_id})}
+            current = {
+                str(r["id"]): r["status"]
+                for r in await self.db.fetch("task_statuses", {"ids": missing, "host_id": host_id})
+            }
             for task_id in missing:
                 wanted = latest[task_id]["status"]
                 if task_id not in current:
@@ -128,14 +137,21 @@ class TaskQueue:
                 elif current[task_id] == wanted:
                     outcomes[task_id] = {"id": task_id, "status": wanted, "outcome": "unchanged"}
                 else:
-                    outcomes[task_id] = {"id": task_id, "outcome": "conflict", "current_status": current[task_id]}
+                    outcomes[task_id] = {
+                        "id": task_id,
+                        "outcome": "conflict",
+                        "current_status": current[task_id],
+                    }
         return [outcomes[str(r["id"])] for r in reports]
 
     async def extend_leases(self, host_id: str, task_ids: Sequence[str] | None = None) -> int:
         return await self.db.execute(
             "extend_leases",
-            {"host_id": host_id, "lease_seconds": self.lease_seconds,
-             "task_ids": list(task_ids) if task_ids is not None else None},
+            {
+                "host_id": host_id,
+                "lease_seconds": self.lease_seconds,
+                "task_ids": list(task_ids) if task_ids is not None else None,
+            },
         )
 
     async def reap(self) -> list[dict[str, Any]]:
@@ -160,6 +176,11 @@ class TaskQueue:
                     reason=row["error"] or "lease expired",
                 )
         for row in rows:
-            log.warning("lease_expired", task_id=str(row["id"]), host_id=row["host_id"], status=row["status"],
-                        attempts=row["attempts"])
+            log.warning(
+                "lease_expired",
+                task_id=str(row["id"]),
+                host_id=row["host_id"],
+                status=row["status"],
+                attempts=row["attempts"],
+            )
         return rows

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
@@ -21,7 +21,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     database_url: str | None = None
-    state_dir: Path = default_state_dir()
+    state_dir: Path = field(default_factory=default_state_dir)
     generator_url: str = "http://127.0.0.1:8082"
     api_token: str | None = None
     agent_token: str | None = None
@@ -46,7 +46,9 @@ class Settings:
     def validate(self) -> None:
         if not 0 < self.port < 65536:
             raise SettingsError("port must be between 1 and 65535")
-        if self.database_url is not None and not self.database_url.startswith(("postgresql://", "postgres://")):
+        if self.database_url is not None and not self.database_url.startswith(
+            ("postgresql://", "postgres://")
+        ):
             raise SettingsError("database_url must be a postgresql:// URL")
         if not self.generator_url.startswith(("http://", "https://")):
             raise SettingsError("generator_url must be an http:// or https:// URL")

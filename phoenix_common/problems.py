@@ -89,18 +89,22 @@ async def problem_middleware(
         return problem_response(exc.status, exc.reason, detail, request.path)
     except Exception:
         log.exception("unhandled_error", path=request.path, method=request.method)
-        return problem_response(500, "Internal Server Error", "unexpected error; see the service log", request.path)
+        return problem_response(
+            500, "Internal Server Error", "unexpected error; see the service log", request.path
+        )
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
     """The request's JSON object body, or a 400/415 problem that says what is wrong."""
-    if request.content_type not in ("application/json", "application/problem+json", ""):
-        if request.can_read_body:
-            raise Problem(
-                f"Content-Type must be application/json, got {request.content_type}",
-                status=415,
-                title="Unsupported Media Type",
-            )
+    if (
+        request.content_type not in ("application/json", "application/problem+json", "")
+        and request.can_read_body
+    ):
+        raise Problem(
+            f"Content-Type must be application/json, got {request.content_type}",
+            status=415,
+            title="Unsupported Media Type",
+        )
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -127,15 +131,18 @@ def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, def
         return default
     value = body[name]
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds:
-        ok = False
-    else:
-        ok = isinstance(value, kinds)
+    ok = False if isinstance(value, bool) and bool not in kinds else isinstance(value, kinds)
     if not ok:
         names = " or ".join(_JSON_NAMES.get(k, k.__name__) for k in kinds)
         raise Problem(f"field '{name}' must be {names}", field=name)
     return value
 
 
-_JSON_NAMES = {str: "a string", int: "an integer", float: "a number", dict: "an object", list: "an array",
-               bool: "a boolean"}
+_JSON_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    dict: "an object",
+    list: "an array",
+    bool: "a boolean",
+}

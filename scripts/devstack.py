@@ -82,8 +82,15 @@ def _spawn(name: str, args: list[str], env: dict[str, str]) -> None:
     (state / "logs").mkdir(parents=True, exist_ok=True)
     (state / "run").mkdir(parents=True, exist_ok=True)
     log = open(state / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env={**os.environ, **env}, stdout=log,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     log.close()
     (state / "run" / f"{name}.pid").write_text(str(proc.pid))
 
@@ -122,14 +129,24 @@ def up() -> None:
     if _pid("api") is None:
         if _port_busy(API_PORT):
             sys.exit(f"dev-up: port {API_PORT} is taken by another program; set PHOENIX_DEV_API_PORT")
-        _spawn("api", ["control_plane"], {"PHOENIX_STATE_DIR": str(state / "api"), "PHOENIX_PORT": str(API_PORT),
-                                          "PHOENIX_GENERATOR_URL": gen_url})
+        _spawn(
+            "api",
+            ["control_plane"],
+            {
+                "PHOENIX_STATE_DIR": str(state / "api"),
+                "PHOENIX_PORT": str(API_PORT),
+                "PHOENIX_GENERATOR_URL": gen_url,
+            },
+        )
     _wait("the API", lambda: _get(f"{api_url}/health")[0] == 200, "api")
     if _pid("generator") is None:
         if _port_busy(GEN_PORT):
             sys.exit(f"dev-up: port {GEN_PORT} is taken by another program; set PHOENIX_DEV_GENERATOR_PORT")
-        _spawn("generator", ["config_generator"], {"PHOENIX_GENERATOR_PORT": str(GEN_PORT),
-                                                   "PHOENIX_GENERATOR_CONTROL_PLANE_URL": api_url})
+        _spawn(
+            "generator",
+            ["config_generator"],
+            {"PHOENIX_GENERATOR_PORT": str(GEN_PORT), "PHOENIX_GENERATOR_CONTROL_PLANE_URL": api_url},
+        )
     _wait("the config generator", lambda: _get(f"{gen_url}/health")[0] == 200, "generator")
     if _pid("agent") is None:
         _spawn("agent", ["agent", "--config", str(_agent_config())], {})

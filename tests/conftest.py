@@ -1,4 +1,4 @@
-"""Shared fixtures: a real PostgreSQL (embedded unless PHOENIX_TEST_DATABASE_URL is set), the real services."""
+"""Shared fixtures: a real PostgreSQL (embedded unless PHOENIX_TEST_DATABASE_URL is set), real services."""
 
 from __future__ import annotations
 
@@ -79,8 +79,15 @@ class Service:
         self.process.start()
 
 
-def start_api(database_url: str, tmp_path: Path, *, generator_url: str = "http://127.0.0.1:9",
-              env: dict[str, str] | None = None, port: int | None = None, name: str = "api") -> Service:
+def start_api(
+    database_url: str,
+    tmp_path: Path,
+    *,
+    generator_url: str = "http://127.0.0.1:9",
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    name: str = "api",
+) -> Service:
     port = port or free_port()
     proc = ServiceProcess(
         "control_plane",

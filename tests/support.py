@@ -43,11 +43,14 @@ def wait_for(condition: Callable[[], T], timeout: float = 30.0, interval: float 
         except Exception as exc:
             last_exc = exc
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}; last error: {last_exc}")
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what or condition}; last error: {last_exc}"
+    )
 
 
-def http_json(method: str, url: str, body: Any = None, headers: Mapping[str, str] | None = None,
-              timeout: float = 30.0) -> tuple[int, Any, Mapping[str, str]]:
+def http_json(
+    method: str, url: str, body: Any = None, headers: Mapping[str, str] | None = None, timeout: float = 30.0
+) -> tuple[int, Any, Mapping[str, str]]:
     """A real HTTP request; returns status, decoded JSON (or text) and headers."""
     import json
 
@@ -72,8 +75,14 @@ def http_json(method: str, url: str, body: Any = None, headers: Mapping[str, str
 class ServiceProcess:
     """A Phoenix service started with `python -m <module>`, logs kept in a file."""
 
-    def __init__(self, module: str, env: Mapping[str, str], log_path: Path, args: list[str] | None = None,
-                 health_url: str | None = None):
+    def __init__(
+        self,
+        module: str,
+        env: Mapping[str, str],
+        log_path: Path,
+        args: list[str] | None = None,
+        health_url: str | None = None,
+    ):
         self.module = module
         self.env = {**os.environ, **env}
         self.log_path = log_path
@@ -84,8 +93,12 @@ class ServiceProcess:
     def start(self, timeout: float = 60.0) -> ServiceProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, *self.args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            cwd=ROOT, start_new_session=True,
+            [sys.executable, "-m", self.module, *self.args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
         )
         log.close()
         if self.health_url:

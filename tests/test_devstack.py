@@ -13,8 +13,14 @@ from tests.support import ROOT, free_port, http_json
 
 
 def devstack(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "scripts/devstack.py", command], cwd=ROOT, env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "scripts/devstack.py", command],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_dev_up_twice_then_down_leaves_nothing(tmp_path: Path, otelcol_bin: Path) -> None:

@@ -24,33 +24,100 @@ def assert_problem(status: int, body: object, headers: object, expect: int, word
 @pytest.mark.parametrize(
     ("method", "path", "body", "headers", "expect", "words"),
     [
-        ("POST", "/api/v1/pipeline-deployments", b"{not json", {"Content-Type": "application/json"}, 400,
-         "not valid JSON"),
-        ("POST", "/api/v1/pipeline-deployments", b"[1, 2]", {"Content-Type": "application/json"}, 400,
-         "must be a JSON object"),
-        ("POST", "/api/v1/pipeline-deployments", {"namespace": "default", "template": "x"}, {}, 400,
-         "'name' is required"),
-        ("POST", "/api/v1/pipeline-deployments", {"name": 5, "namespace": "default", "template": "x"}, {}, 400,
-         "'name' must be a string"),
-        ("POST", "/api/v1/pipeline-deployments", {"name": "a", "namespace": "Bad_NS", "template": "x"}, {}, 400,
-         "namespace"),
-        ("POST", "/api/v1/pipeline-deployments", {"name": "a", "namespace": "nowhere", "template": "x"}, {}, 404,
-         "no registered agents"),
-        ("POST", "/api/v1/pipeline-deployments", {"name": "a", "namespace": "default", "template": "x",
-                                                  "parameters": []}, {}, 400, "'parameters' must be an object"),
-        ("POST", "/api/v1/pipeline-deployments", b"x" * 2_000_000, {"Content-Type": "application/json"}, 413,
-         "larger than the limit"),
+        (
+            "POST",
+            "/api/v1/pipeline-deployments",
+            b"{not json",
+            {"Content-Type": "application/json"},
+            400,
+            "not valid JSON",
+        ),
+        (
+            "POST",
+            "/api/v1/pipeline-deployments",
+            b"[1, 2]",
+            {"Content-Type": "application/json"},
+            400,
+            "must be a JSON object",
+        ),
+        (
+            "POST",
+            "/api/v1/pipeline-deployments",
+            {"namespace": "default", "template": "x"},
+            {},
+            400,
+            "'name' is required",
+        ),
+        (
+            "POST",
+            "/api/v1/pipeline-deployments",
+            {"name": 5, "namespace": "default", "template": "x"},
+            {},
+            400,
+            "'name' must be a string",
+        ),
+        (
+            "POST",
+            "/api/v1/pipeline-deployments",
+            {"name": "a", "namespace": "Bad_NS", "template": "x"},
+            {},
+            400,
+            "namespace",
+        ),
+        (
+            "POST",
+            "/api/v1/pipeline-deployments",
+            {"name": "a", "namespace": "nowhere", "template": "x"},
+            {},
+            404,
+            "no registered agents",
+        ),
+        (
+            "POST",
+            "/api/v1/pipeline-deployments",
+            {"name": "a", "namespace": "default", "template": "x", "parameters": []},
+            {},
+            400,
+            "'parameters' must be an object",
+        ),
+        (
+            "POST",
+            "/api/v1/pipeline-deployments",
+            b"x" * 2_000_000,
+            {"Content-Type": "application/json"},
+            413,
+            "larger than the limit",
+        ),
         ("POST", "/api/v1/pipeline-deployments", b"a=b", {"Content-Type": "text/plain"}, 415, "Content-Type"),
         ("GET", "/api/v1/agent/tasks", None, {}, 400, "X-Agent-Host-ID is required"),
-        ("GET", "/api/v1/agent/tasks", None, {"X-Agent-Host-ID": "bad host/../"}, 400, "X-Agent-Host-ID must"),
+        (
+            "GET",
+            "/api/v1/agent/tasks",
+            None,
+            {"X-Agent-Host-ID": "bad host/../"},
+            400,
+            "X-Agent-Host-ID must",
+        ),
         ("POST", "/api/v1/agent/heartbeat", {"namespace": 3}, AGENT, 400, "'namespace' must be a string"),
         ("POST", "/api/v1/agent/heartbeat", {"labels": {"a": 1}}, AGENT, 400, "labels"),
         ("POST", "/api/v1/agent/heartbeat", {"running_tasks": ["nope"]}, AGENT, 400, "not a UUID"),
         ("POST", "/api/v1/agent/tasks/not-a-uuid/status", {"status": "running"}, AGENT, 404, "not a UUID"),
-        ("POST", "/api/v1/agent/tasks/00000000-0000-0000-0000-000000000000/status", {"status": "done"}, AGENT,
-         400, "'status' must be one of"),
-        ("POST", "/api/v1/agent/tasks/00000000-0000-0000-0000-000000000000/status", {"status": "failed"}, AGENT,
-         400, "'error' is required"),
+        (
+            "POST",
+            "/api/v1/agent/tasks/00000000-0000-0000-0000-000000000000/status",
+            {"status": "done"},
+            AGENT,
+            400,
+            "'status' must be one of",
+        ),
+        (
+            "POST",
+            "/api/v1/agent/tasks/00000000-0000-0000-0000-000000000000/status",
+            {"status": "failed"},
+            AGENT,
+            400,
+            "'error' is required",
+        ),
         ("GET", "/api/v1/tasks?status=weird", None, {}, 400, "'status' must be one of"),
         ("GET", "/api/v1/tasks?limit=0", None, {}, 400, "limit"),
         ("GET", "/api/v1/agents/nobody", None, {}, 404, "does not exist"),
@@ -64,8 +131,9 @@ def assert_problem(status: int, body: object, headers: object, expect: int, word
         ("PUT", "/api/v1/agents", None, {}, 405, "not allowed"),
     ],
 )
-def test_bad_input_gets_a_problem(api: Service, method: str, path: str, body: object, headers: dict,
-                                  expect: int, words: str) -> None:
+def test_bad_input_gets_a_problem(
+    api: Service, method: str, path: str, body: object, headers: dict, expect: int, words: str
+) -> None:
     http_json("POST", f"{api.url}/api/v1/agent/heartbeat", {"namespace": "default"}, AGENT)
     status, answer, hdrs = http_json(method, f"{api.url}{path}", body, headers)
     assert_problem(status, answer, hdrs, expect, words)
@@ -73,8 +141,11 @@ def test_bad_input_gets_a_problem(api: Service, method: str, path: str, body: ob
 
 def test_generator_unreachable_is_a_502(api: Service) -> None:
     http_json("POST", f"{api.url}/api/v1/agent/heartbeat", {"namespace": "default"}, AGENT)
-    status, body, hdrs = http_json("POST", f"{api.url}/api/v1/pipeline-deployments",
-                                   {"name": "demo", "namespace": "default", "template": "process-baseline-v1"})
+    status, body, hdrs = http_json(
+        "POST",
+        f"{api.url}/api/v1/pipeline-deployments",
+        {"name": "demo", "namespace": "default", "template": "process-baseline-v1"},
+    )
     assert_problem(status, body, hdrs, 502, "unreachable")
 
 
@@ -101,19 +172,34 @@ def test_health_reports_503_when_the_database_is_gone(pg_server, tmp_path: Path)
 def test_settings_errors_name_the_field_and_exit_nonzero(tmp_path: Path) -> None:
     cfg = tmp_path / "api.yaml"
     cfg.write_text("port: 80000\n")
-    run = subprocess.run([sys.executable, "-m", "control_plane", "--config", str(cfg)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-m", "control_plane", "--config", str(cfg)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 2 and "port must be between" in run.stderr
     assert "Traceback" not in run.stderr
     cfg.write_text("lease_seconds: soon\n")
-    run = subprocess.run([sys.executable, "-m", "control_plane", "--config", str(cfg)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-m", "control_plane", "--config", str(cfg)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 2 and "lease_seconds must be" in run.stderr
 
 
 def test_refuses_public_bind_without_tokens(tmp_path: Path) -> None:
-    run = subprocess.run([sys.executable, "-m", "control_plane", "--host", "0.0.0.0"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-m", "control_plane", "--host", "0.0.0.0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 2 and "not a loopback address" in run.stderr
 
 

@@ -9,13 +9,16 @@ from tests.support import http_json
 
 
 def register(stack: Stack, host: str, namespace: str = "default") -> None:
-    status, _, _ = http_json("POST", f"{stack.api.url}/api/v1/agent/heartbeat", {"namespace": namespace},
-                             {"X-Agent-Host-ID": host})
+    status, _, _ = http_json(
+        "POST", f"{stack.api.url}/api/v1/agent/heartbeat", {"namespace": namespace}, {"X-Agent-Host-ID": host}
+    )
     assert status == 200
 
 
 def poll(stack: Stack, host: str) -> list[dict]:
-    status, body, _ = http_json("GET", f"{stack.api.url}/api/v1/agent/tasks?wait=0", headers={"X-Agent-Host-ID": host})
+    status, body, _ = http_json(
+        "GET", f"{stack.api.url}/api/v1/agent/tasks?wait=0", headers={"X-Agent-Host-ID": host}
+    )
     assert status == 200
     return body["tasks"]
 
@@ -24,8 +27,11 @@ def test_operations_guide_deployment_workflow(stack: Stack) -> None:
     register(stack, "vm-1")
     register(stack, "vm-2")
     register(stack, "other-1", namespace="batch")
-    status, dep, _ = http_json("POST", f"{stack.api.url}/api/v1/pipeline-deployments",
-                               {"name": "demo", "namespace": "default", "template": "process-baseline-v1"})
+    status, dep, _ = http_json(
+        "POST",
+        f"{stack.api.url}/api/v1/pipeline-deployments",
+        {"name": "demo", "namespace": "default", "template": "process-baseline-v1"},
+    )
     assert status == 201, dep
     assert dep["hosts"] == 2 and dep["status"] == "active" and dep["config_hash"]
     status, listing, _ = http_json("GET", f"{stack.api.url}/api/v1/pipeline-deployments?namespace=default")
@@ -39,9 +45,11 @@ def test_operations_guide_deployment_workflow(stack: Stack) -> None:
 
 def test_a_late_joining_agent_gets_the_active_deployment(stack: Stack) -> None:
     register(stack, "early")
-    status, dep, _ = http_json("POST", f"{stack.api.url}/api/v1/pipeline-deployments",
-                               {"name": "d", "namespace": "default", "template": "process-topk-v1",
-                                "parameters": {"k": 5}})
+    status, dep, _ = http_json(
+        "POST",
+        f"{stack.api.url}/api/v1/pipeline-deployments",
+        {"name": "d", "namespace": "default", "template": "process-topk-v1", "parameters": {"k": 5}},
+    )
     assert status == 201, dep
     register(stack, "late")
     (task,) = poll(stack, "late")
@@ -53,10 +61,16 @@ def test_a_late_joining_agent_gets_the_active_deployment(stack: Stack) -> None:
 
 def test_delete_rolls_the_namespace_back(stack: Stack) -> None:
     register(stack, "vm-1")
-    _, first, _ = http_json("POST", f"{stack.api.url}/api/v1/pipeline-deployments",
-                            {"name": "a", "namespace": "default", "template": "process-baseline-v1"})
-    _, second, _ = http_json("POST", f"{stack.api.url}/api/v1/pipeline-deployments",
-                             {"name": "b", "namespace": "default", "template": "process-topk-v1"})
+    _, first, _ = http_json(
+        "POST",
+        f"{stack.api.url}/api/v1/pipeline-deployments",
+        {"name": "a", "namespace": "default", "template": "process-baseline-v1"},
+    )
+    _, second, _ = http_json(
+        "POST",
+        f"{stack.api.url}/api/v1/pipeline-deployments",
+        {"name": "b", "namespace": "default", "template": "process-topk-v1"},
+    )
     assert second["previous_id"] == first["id"]
     poll(stack, "vm-1")
     status, body, _ = http_json("DELETE", f"{stack.api.url}/api/v1/pipeline-deployments/{second['id']}")
@@ -71,22 +85,32 @@ def test_delete_rolls_the_namespace_back(stack: Stack) -> None:
 
 def test_unknown_template_and_bad_parameters_are_4xx(stack: Stack) -> None:
     register(stack, "vm-1")
-    status, body, headers = http_json("POST", f"{stack.api.url}/api/v1/pipeline-deployments",
-                                      {"name": "x", "namespace": "default", "template": "no-such-template"})
+    status, body, headers = http_json(
+        "POST",
+        f"{stack.api.url}/api/v1/pipeline-deployments",
+        {"name": "x", "namespace": "default", "template": "no-such-template"},
+    )
     assert status == 404 and "no-such-template" in body["detail"]
     assert headers["Content-Type"].startswith("application/problem+json")
-    status, body, _ = http_json("POST", f"{stack.api.url}/api/v1/pipeline-deployments",
-                                {"name": "x", "namespace": "default", "template": "process-topk-v1",
-                                 "parameters": {"k": "many"}})
+    status, body, _ = http_json(
+        "POST",
+        f"{stack.api.url}/api/v1/pipeline-deployments",
+        {"name": "x", "namespace": "default", "template": "process-topk-v1", "parameters": {"k": "many"}},
+    )
     assert status == 422 and "k" in body["detail"]
 
 
 def test_fan_out_is_one_insert(stack: Stack) -> None:
     with psycopg.connect(stack.database_url, autocommit=True) as conn:
-        conn.execute("INSERT INTO agents (host_id, namespace) "
-                     "SELECT 'bulk-' || g, 'bulk' FROM generate_series(1, 5000) g")
-    status, dep, _ = http_json("POST", f"{stack.api.url}/api/v1/pipeline-deployments",
-                               {"name": "big", "namespace": "bulk", "template": "process-baseline-v1"})
+        conn.execute(
+            "INSERT INTO agents (host_id, namespace) "
+            "SELECT 'bulk-' || g, 'bulk' FROM generate_series(1, 5000) g"
+        )
+    status, dep, _ = http_json(
+        "POST",
+        f"{stack.api.url}/api/v1/pipeline-deployments",
+        {"name": "big", "namespace": "bulk", "template": "process-baseline-v1"},
+    )
     assert status == 201 and dep["hosts"] == 5000
     with psycopg.connect(stack.database_url) as conn:
         (n,) = conn.execute("SELECT count(*) FROM tasks WHERE deployment_id = %s", (dep["id"],)).fetchone()

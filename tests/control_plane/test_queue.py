@@ -16,13 +16,18 @@ from tests.support import http_json, wait_for
 
 
 def heartbeat(api: Service, host: str, namespace: str = "default") -> None:
-    status, body, _ = http_json("POST", f"{api.url}/api/v1/agent/heartbeat",
-                                {"namespace": namespace, "version": "test"}, {"X-Agent-Host-ID": host})
+    status, body, _ = http_json(
+        "POST",
+        f"{api.url}/api/v1/agent/heartbeat",
+        {"namespace": namespace, "version": "test"},
+        {"X-Agent-Host-ID": host},
+    )
     assert status == 200, body
 
 
-def enqueue_sql(database_url: str, host: str, n: int = 1, type_: str = "health", action: str = "check",
-                priority: int = 0) -> list[str]:
+def enqueue_sql(
+    database_url: str, host: str, n: int = 1, type_: str = "health", action: str = "check", priority: int = 0
+) -> list[str]:
     """Insert tasks the way the API does (the trigger NOTIFYs waiting polls)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         rows = conn.execute(
@@ -34,14 +39,20 @@ def enqueue_sql(database_url: str, host: str, n: int = 1, type_: str = "health",
 
 
 def poll(api: Service, host: str, wait: float = 0) -> list[dict]:
-    status, body, _ = http_json("GET", f"{api.url}/api/v1/agent/tasks?wait={wait}", headers={"X-Agent-Host-ID": host})
+    status, body, _ = http_json(
+        "GET", f"{api.url}/api/v1/agent/tasks?wait={wait}", headers={"X-Agent-Host-ID": host}
+    )
     assert status == 200, body
     return body["tasks"]
 
 
 def report(api: Service, host: str, task_id: str, status: str, **extra: object) -> tuple[int, dict]:
-    code, body, _ = http_json("POST", f"{api.url}/api/v1/agent/tasks/{task_id}/status",
-                              {"status": status, **extra}, {"X-Agent-Host-ID": host})
+    code, body, _ = http_json(
+        "POST",
+        f"{api.url}/api/v1/agent/tasks/{task_id}/status",
+        {"status": status, **extra},
+        {"X-Agent-Host-ID": host},
+    )
     return code, body
 
 
@@ -64,14 +75,24 @@ async def test_migrations_apply_to_an_empty_database_twice(pg_server) -> None:  
     second = await migrate(url)
     assert first and second == []
     with psycopg.connect(url) as conn:
-        tables = {r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()}
+        tables = {
+            r[0]
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+        }
         # The operations guide's troubleshooting SQL runs unchanged.
         conn.execute("SELECT status, count(*) FROM tasks GROUP BY status").fetchall()
-        conn.execute("SELECT id, host_id, type, action, status, created_at FROM tasks "
-                     "WHERE status = 'pending' ORDER BY priority DESC, created_at ASC").fetchall()
-    assert {"agents", "tasks", "pipeline_deployments", "pipeline_deployment_versions", "events",
-            "schema_migrations"} <= tables
+        conn.execute(
+            "SELECT id, host_id, type, action, status, created_at FROM tasks "
+            "WHERE status = 'pending' ORDER BY priority DESC, created_at ASC"
+        ).fetchall()
+    assert {
+        "agents",
+        "tasks",
+        "pipeline_deployments",
+        "pipeline_deployment_versions",
+        "events",
+        "schema_migrations",
+    } <= tables
 
 
 async def test_concurrent_migrations_do_not_race(pg_server) -> None:  # type: ignore[no-untyped-def]
@@ -133,7 +154,7 @@ def test_long_poll_wakes_on_enqueue_not_on_timeout(api: Service, database_url: s
 
 
 def _waiting_polls(api: Service) -> int:
-    status, text, _ = http_json("GET", f"{api.url}/metrics")
+    _status, text, _ = http_json("GET", f"{api.url}/metrics")
     for line in str(text).splitlines():
         if line.startswith("phoenix_long_polls_waiting "):
             return int(float(line.split()[1]))
@@ -169,8 +190,11 @@ def test_status_flow_is_idempotent_and_guards_transitions(api: Service, database
 
 
 def test_lease_expiry_requeues_then_fails(database_url: str, tmp_path: Path) -> None:
-    api = start_api(database_url, tmp_path, env={
-        "PHOENIX_LEASE_SECONDS": "1", "PHOENIX_REAP_INTERVAL": "0.2", "PHOENIX_MAX_ATTEMPTS": "2"})
+    api = start_api(
+        database_url,
+        tmp_path,
+        env={"PHOENIX_LEASE_SECONDS": "1", "PHOENIX_REAP_INTERVAL": "0.2", "PHOENIX_MAX_ATTEMPTS": "2"},
+    )
     try:
         heartbeat(api, "flaky")
         status, body, _ = http_json("POST", f"{api.url}/api/v1/tasks", {"type": "health", "host_id": "flaky"})
@@ -178,13 +202,19 @@ def test_lease_expiry_requeues_then_fails(database_url: str, tmp_path: Path) -> 
         (task_id,) = body["task_ids"]
         assert [t["id"] for t in poll(api, "flaky")] == [task_id]
         # The agent goes quiet: the task comes back to the queue with its attempt counted.
-        wait_for(lambda: task_row(database_url, task_id)["status"] == "pending", timeout=20,
-                 what="requeue after lease expiry")
+        wait_for(
+            lambda: task_row(database_url, task_id)["status"] == "pending",
+            timeout=20,
+            what="requeue after lease expiry",
+        )
         assert task_row(database_url, task_id)["attempts"] == 1
         again = poll(api, "flaky")
         assert [t["id"] for t in again] == [task_id] and again[0]["attempts"] == 2
-        wait_for(lambda: task_row(database_url, task_id)["status"] == "failed", timeout=20,
-                 what="fail after the last attempt")
+        wait_for(
+            lambda: task_row(database_url, task_id)["status"] == "failed",
+            timeout=20,
+            what="fail after the last attempt",
+        )
         row = task_row(database_url, task_id)
         assert row["attempts"] == 2 and "lease expired" in row["error"]
         assert poll(api, "flaky") == []
@@ -194,7 +224,9 @@ def test_lease_expiry_requeues_then_fails(database_url: str, tmp_path: Path) -> 
 
 def test_result_arriving_after_requeue_is_kept(database_url: str, tmp_path: Path) -> None:
     """An agent that reports after its lease ran out (API down meanwhile) loses nothing."""
-    api = start_api(database_url, tmp_path, env={"PHOENIX_LEASE_SECONDS": "1", "PHOENIX_REAP_INTERVAL": "0.2"})
+    api = start_api(
+        database_url, tmp_path, env={"PHOENIX_LEASE_SECONDS": "1", "PHOENIX_REAP_INTERVAL": "0.2"}
+    )
     try:
         heartbeat(api, "slow")
         (task_id,) = enqueue_sql(database_url, "slow")
@@ -245,7 +277,8 @@ def test_fan_out_to_a_namespace_is_one_statement(api: Service, database_url: str
 
 @pytest.mark.parametrize("wait", ["abc", "-1", "1000"])
 def test_bad_wait_is_rejected(api: Service, wait: str) -> None:
-    status, body, headers = http_json("GET", f"{api.url}/api/v1/agent/tasks?wait={wait}",
-                                      headers={"X-Agent-Host-ID": "h"})
+    status, body, headers = http_json(
+        "GET", f"{api.url}/api/v1/agent/tasks?wait={wait}", headers={"X-Agent-Host-ID": "h"}
+    )
     assert status == 400 and "wait" in body["detail"]
     assert headers["Content-Type"].startswith("application/problem+json")

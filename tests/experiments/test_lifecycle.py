@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.agent.test_e2e import agent_factory, agent_row, deploy, free_ports  # noqa: F401 - fixture
+from tests.agent.test_e2e import agent_factory, agent_row, deploy, free_ports
 from tests.conftest import ROOT, Stack, start_api
 from tests.support import free_port, http_json, wait_for
 
@@ -74,14 +74,17 @@ def spec_for(host_id: str, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def running_agent(stack: Stack, agent_factory: Any) -> Iterator[tuple[Any, dict[str, Any]]]:  # noqa: F811
+def running_agent(stack: Stack, agent_factory: Any) -> Iterator[tuple[Any, dict[str, Any]]]:
     """An agent registered in `default` and running a baseline deployment."""
     agent = agent_factory(stack.api.url)
     wait_for(lambda: agent_row(stack.api, agent.host_id), timeout=60, what="the agent to register")
     ports = free_ports()
     created = deploy(stack.api, ports)
-    wait_for(lambda: agent_row(stack.api, agent.host_id).get("config_hash") == created["config_hash"],
-             timeout=90, what="the baseline deployment to run")
+    wait_for(
+        lambda: agent_row(stack.api, agent.host_id).get("config_hash") == created["config_hash"],
+        timeout=90,
+        what="the baseline deployment to run",
+    )
     yield agent, created
 
 
@@ -89,14 +92,17 @@ def test_experiment_runs_every_phase_and_is_promoted_then_rolled_back(
     stack: Stack, running_agent: tuple[Any, dict[str, Any]]
 ) -> None:
     agent, baseline_deployment = running_agent
-    spec = spec_for(agent.host_id, duration=25, warmup=3, sample_interval=1, load_profile="realistic", start=False)
+    spec = spec_for(
+        agent.host_id, duration=25, warmup=3, sample_interval=1, load_profile="realistic", start=False
+    )
     status, created, _ = http_json("POST", f"{stack.api.url}/api/v1/experiments", spec)
     assert status == 201 and created["phase"] == "pending", created
     experiment_id = created["id"]
 
     # The generator renders the experiment's two configurations, reading it from the control plane.
-    status, generated, _ = http_json("POST", f"{stack.generator.url}/api/v1/generate",
-                                     {"experiment_id": experiment_id})
+    status, generated, _ = http_json(
+        "POST", f"{stack.generator.url}/api/v1/generate", {"experiment_id": experiment_id}
+    )
     assert status == 200, generated
     assert generated["baseline"]["template"] == "process-baseline-v1"
     assert generated["candidate"]["template"] == "process-intelligent-v1"
@@ -108,8 +114,11 @@ def test_experiment_runs_every_phase_and_is_promoted_then_rolled_back(
     assert http_json("POST", f"{stack.api.url}/api/v1/experiments/{experiment_id}/start")[0] == 409
     assert http_json("POST", f"{stack.api.url}/api/v1/experiments/{experiment_id}/promote", {})[0] == 409
 
-    wait_for(lambda: phase_is(stack.api.url, experiment_id, "completed"), timeout=240,
-             what="the experiment to complete by itself")
+    wait_for(
+        lambda: phase_is(stack.api.url, experiment_id, "completed"),
+        timeout=240,
+        what="the experiment to complete by itself",
+    )
     watcher.thread.join(10)
     assert watcher.phases == PHASE_ORDER, "the WebSocket must see every phase change in order"
 
@@ -136,25 +145,35 @@ def test_experiment_runs_every_phase_and_is_promoted_then_rolled_back(
     assert f'phoenix_cardinality_reduction_percent{{experiment_id="{experiment_id}"}}' in text
 
     # The agent put its deployment back when the run ended.
-    wait_for(lambda: agent_row(stack.api, agent.host_id).get("config_hash") == baseline_deployment["config_hash"],
-             timeout=60, what="the baseline deployment restored after the run")
+    wait_for(
+        lambda: agent_row(stack.api, agent.host_id).get("config_hash") == baseline_deployment["config_hash"],
+        timeout=60,
+        what="the baseline deployment restored after the run",
+    )
 
-    status, promoted, _ = http_json("POST", f"{stack.api.url}/api/v1/experiments/{experiment_id}/promote",
-                                    {"force": True})
+    status, promoted, _ = http_json(
+        "POST", f"{stack.api.url}/api/v1/experiments/{experiment_id}/promote", {"force": True}
+    )
     assert status == 200, promoted
     (deployment,) = promoted["deployments"]
     status, dep, _ = http_json("GET", f"{stack.api.url}/api/v1/pipeline-deployments/{deployment['id']}")
     assert dep["template"] == "process-intelligent-v1" and dep["status"] == "active"
-    wait_for(lambda: agent_row(stack.api, agent.host_id).get("config_hash") == dep["config_hash"],
-             timeout=90, what="the agent to run the promoted candidate")
+    wait_for(
+        lambda: agent_row(stack.api, agent.host_id).get("config_hash") == dep["config_hash"],
+        timeout=90,
+        what="the agent to run the promoted candidate",
+    )
 
     status, rolled, _ = http_json("POST", f"{stack.api.url}/api/v1/experiments/{experiment_id}/rollback")
     assert status == 200, rolled
     (restored,) = rolled["deployments"]
     status, dep, _ = http_json("GET", f"{stack.api.url}/api/v1/pipeline-deployments/{restored['id']}")
     assert dep["template"] == "process-baseline-v1"
-    wait_for(lambda: agent_row(stack.api, agent.host_id).get("config_hash") == dep["config_hash"],
-             timeout=90, what="the agent to run the baseline again")
+    wait_for(
+        lambda: agent_row(stack.api, agent.host_id).get("config_hash") == dep["config_hash"],
+        timeout=90,
+        what="the agent to run the baseline again",
+    )
 
 
 @pytest.mark.parametrize("phase", ["warming_up", "running"])
@@ -171,13 +190,17 @@ def test_stop_restores_the_host_from_an_active_phase(
     status, stopped, _ = http_json("POST", f"{stack.api.url}/api/v1/experiments/{experiment_id}/stop")
     assert status == 200 and stopped["phase"] == "stopped", stopped
     assert http_json("POST", f"{stack.api.url}/api/v1/experiments/{experiment_id}/stop")[0] == 200
-    wait_for(lambda: agent_row(stack.api, agent.host_id).get("config_hash") == baseline_deployment["config_hash"],
-             timeout=60, what="the baseline config restored after stop")
+    wait_for(
+        lambda: agent_row(stack.api, agent.host_id).get("config_hash") == baseline_deployment["config_hash"],
+        timeout=60,
+        what="the baseline config restored after stop",
+    )
 
 
 def register(api_url: str, host: str, namespace: str = "default") -> None:
-    status, body, _ = http_json("POST", f"{api_url}/api/v1/agent/heartbeat", {"namespace": namespace},
-                                {"X-Agent-Host-ID": host})
+    status, body, _ = http_json(
+        "POST", f"{api_url}/api/v1/agent/heartbeat", {"namespace": namespace}, {"X-Agent-Host-ID": host}
+    )
     assert status == 200, body
 
 
@@ -202,8 +225,13 @@ def test_stop_from_pending_and_deploying_and_illegal_transitions(stack: Stack) -
 
 
 def test_hosts_that_never_acknowledge_fail_the_experiment(stack: Stack, tmp_path: Path) -> None:
-    api = start_api(stack.database_url, tmp_path, generator_url=stack.generator.url, name="api-ack",
-                    env={"PHOENIX_EXPERIMENT_ACK_TIMEOUT": "2"})
+    api = start_api(
+        stack.database_url,
+        tmp_path,
+        generator_url=stack.generator.url,
+        name="api-ack",
+        env={"PHOENIX_EXPERIMENT_ACK_TIMEOUT": "2"},
+    )
     try:
         register(api.url, "mute-1")
         register(api.url, "mute-2")
@@ -225,16 +253,55 @@ def test_hosts_that_never_acknowledge_fail_the_experiment(stack: Stack, tmp_path
         ({"baseline_pipeline": "a", "candidate_pipeline": "b", "target_namespaces": ["default"]}, "'name'"),
         ({"name": "x", "candidate_pipeline": "b", "target_namespaces": ["default"]}, "'baseline_pipeline'"),
         ({"name": "x", "baseline_pipeline": "a", "candidate_pipeline": "b"}, "target_namespaces"),
-        ({"name": "x", "baseline_pipeline": "a", "candidate_pipeline": "b", "target_namespaces": "default"},
-         "must be an array"),
-        ({"name": "x", "baseline_pipeline": "a", "candidate_pipeline": "b", "target_namespaces": ["default"],
-          "duration": "forever"}, "duration"),
-        ({"name": "x", "baseline_pipeline": "a", "candidate_pipeline": "b", "target_namespaces": ["default"],
-          "load_profile": "chaos"}, "load_profile"),
-        ({"name": "x", "baseline_pipeline": "a", "candidate_pipeline": "b", "target_namespaces": ["default"],
-          "min_reduction_percent": 170}, "min_reduction_percent"),
-        ({"name": "x", "baseline_pipeline": "a", "candidate_pipeline": "b", "target_namespaces": ["default"],
-          "critical_processes": ["ok", "bad\nname"]}, "critical_processes"),
+        (
+            {
+                "name": "x",
+                "baseline_pipeline": "a",
+                "candidate_pipeline": "b",
+                "target_namespaces": "default",
+            },
+            "must be an array",
+        ),
+        (
+            {
+                "name": "x",
+                "baseline_pipeline": "a",
+                "candidate_pipeline": "b",
+                "target_namespaces": ["default"],
+                "duration": "forever",
+            },
+            "duration",
+        ),
+        (
+            {
+                "name": "x",
+                "baseline_pipeline": "a",
+                "candidate_pipeline": "b",
+                "target_namespaces": ["default"],
+                "load_profile": "chaos",
+            },
+            "load_profile",
+        ),
+        (
+            {
+                "name": "x",
+                "baseline_pipeline": "a",
+                "candidate_pipeline": "b",
+                "target_namespaces": ["default"],
+                "min_reduction_percent": 170,
+            },
+            "min_reduction_percent",
+        ),
+        (
+            {
+                "name": "x",
+                "baseline_pipeline": "a",
+                "candidate_pipeline": "b",
+                "target_namespaces": ["default"],
+                "critical_processes": ["ok", "bad\nname"],
+            },
+            "critical_processes",
+        ),
     ],
 )
 def test_bad_experiment_specs_are_400(stack: Stack, body: dict[str, Any], words: str) -> None:
@@ -244,10 +311,20 @@ def test_bad_experiment_specs_are_400(stack: Stack, body: dict[str, Any], words:
 
 
 def test_unknown_experiment_is_404_everywhere(stack: Stack) -> None:
-    for method, suffix in (("GET", ""), ("GET", "/results"), ("GET", "/analysis"), ("POST", "/start"),
-                           ("POST", "/stop"), ("POST", "/promote"), ("POST", "/rollback")):
-        status, body, _ = http_json(method, f"{stack.api.url}/api/v1/experiments/exp-nope{suffix}",
-                                    {} if method == "POST" else None)
+    for method, suffix in (
+        ("GET", ""),
+        ("GET", "/results"),
+        ("GET", "/analysis"),
+        ("POST", "/start"),
+        ("POST", "/stop"),
+        ("POST", "/promote"),
+        ("POST", "/rollback"),
+    ):
+        status, body, _ = http_json(
+            method, f"{stack.api.url}/api/v1/experiments/exp-nope{suffix}", {} if method == "POST" else None
+        )
         assert status == 404, (method, suffix, body)
-    status, body, _ = http_json("POST", f"{stack.generator.url}/api/v1/generate", {"experiment_id": "exp-nope"})
+    status, body, _ = http_json(
+        "POST", f"{stack.generator.url}/api/v1/generate", {"experiment_id": "exp-nope"}
+    )
     assert status == 404, body
