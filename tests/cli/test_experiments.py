@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -20,19 +21,49 @@ def env(tmp_path: Path, api: Service) -> dict[str, str]:
 
 
 def _create(env: dict[str, str], *extra: str) -> dict:
-    return cli_json(env, "experiment", "create", "--name", "topk trial", "--baseline", "process-baseline-v1",
-                    "--candidate", "process-topk-v1", "--namespace", "prod", *extra)
+    return cli_json(
+        env,
+        "experiment",
+        "create",
+        "--name",
+        "topk trial",
+        "--baseline",
+        "process-baseline-v1",
+        "--candidate",
+        "process-topk-v1",
+        "--namespace",
+        "prod",
+        *extra,
+    )
 
 
 def test_create_status_stop(env: dict[str, str]) -> None:
-    created = _create(env, "--no-start", "--critical", "sshd", "postgres", "--duration", "10m", "--warmup",
-                      "1m", "--load-profile", "process-churn", "--param-candidate", "k=5",
-                      "--param-baseline", "critical_processes=[sshd,postgres]", "--min-reduction", "60")
+    created = _create(
+        env,
+        "--no-start",
+        "--critical",
+        "sshd",
+        "postgres",
+        "--duration",
+        "10m",
+        "--warmup",
+        "1m",
+        "--load-profile",
+        "process-churn",
+        "--param-candidate",
+        "k=5",
+        "--param-baseline",
+        "critical_processes=[sshd,postgres]",
+        "--min-reduction",
+        "60",
+    )
     exp_id = created["id"]
     assert created["phase"] == "pending"
     # --param values are YAML: an integer and a list arrive typed.
-    assert created["parameters"] == {"baseline": {"critical_processes": ["sshd", "postgres"]},
-                                     "candidate": {"k": 5}}
+    assert created["parameters"] == {
+        "baseline": {"critical_processes": ["sshd", "postgres"]},
+        "candidate": {"k": 5},
+    }
     assert created["critical_processes"] == ["sshd", "postgres"]
     assert (created["duration_seconds"], created["warmup_seconds"]) == (600, 60)
     assert created["success_criteria"]["min_reduction_percent"] == 60
@@ -62,8 +93,19 @@ def test_create_status_stop(env: dict[str, str]) -> None:
 
 def test_created_but_not_started_is_exit_1(env: dict[str, str]) -> None:
     # Starting needs the generator, which the `api` fixture does not run: the experiment stays pending.
-    result = run_cli(env, "experiment", "create", "--name", "n", "--baseline", "process-baseline-v1",
-                     "--candidate", "process-topk-v1", "--namespace", "prod")
+    result = run_cli(
+        env,
+        "experiment",
+        "create",
+        "--name",
+        "n",
+        "--baseline",
+        "process-baseline-v1",
+        "--candidate",
+        "process-topk-v1",
+        "--namespace",
+        "prod",
+    )
     assert result.returncode == 1
     exp_id = result.stdout.split()[1]
     assert f"experiment {exp_id} was created but did not start" in result.stderr
@@ -72,8 +114,22 @@ def test_created_but_not_started_is_exit_1(env: dict[str, str]) -> None:
 
 
 def test_bad_spec_is_exit_3_naming_the_field(env: dict[str, str]) -> None:
-    result = run_cli(env, "experiment", "create", "--name", "n", "--baseline", "b", "--candidate", "c",
-                     "--namespace", "prod", "--duration", "5s", "--no-start")
+    result = run_cli(
+        env,
+        "experiment",
+        "create",
+        "--name",
+        "n",
+        "--baseline",
+        "b",
+        "--candidate",
+        "c",
+        "--namespace",
+        "prod",
+        "--duration",
+        "5s",
+        "--no-start",
+    )
     assert result.returncode == 3
     assert result.stderr.strip() == "phoenix: error: field 'duration' must be between 10 and 604800 seconds"
 
@@ -97,16 +153,25 @@ def test_analysis_without_measurements_and_check(env: dict[str, str]) -> None:
 
 
 def test_watch_prints_the_phase_change_and_exits_1_when_stopped(api: Service, env: dict[str, str]) -> None:
-    status, created, _ = http_json("POST", f"{api.url}/api/v1/experiments", {
-        "name": "watched", "baseline_pipeline": "process-baseline-v1",
-        "candidate_pipeline": "process-topk-v1", "target_namespaces": ["prod"], "start": False})
+    status, created, _ = http_json(
+        "POST",
+        f"{api.url}/api/v1/experiments",
+        {
+            "name": "watched",
+            "baseline_pipeline": "process-baseline-v1",
+            "candidate_pipeline": "process-topk-v1",
+            "target_namespaces": ["prod"],
+            "start": False,
+        },
+    )
     assert status == 201, created
     exp_id = created["id"]
     watch = LiveProcess(env, "experiment", "watch", exp_id)
     try:
         # The first line appears once the WebSocket subscription is live.
-        first = watch.wait_line(lambda line: f"experiment {exp_id} (watched): pending" in line,
-                                what="the initial state")
+        first = watch.wait_line(
+            lambda line: f"experiment {exp_id} (watched): pending" in line, what="the initial state"
+        )
         assert first.startswith("[")
         assert http_json("POST", f"{api.url}/api/v1/experiments/{exp_id}/stop")[0] == 200
         code = watch.wait(timeout=30)
@@ -158,12 +223,20 @@ def test_deploy_list_and_rollback_errors(env: dict[str, str]) -> None:
 
 def test_cost_flow_renders_the_measured_emissions(api: Service, env: dict[str, str]) -> None:
     for host, series in (("web-1", 1500), ("web-2", 500)):
-        sample = {"variant": "main", "pipeline": "process-baseline-v1", "ts": 1.0, "active_series": series,
-                  "datapoints_per_second": series / 10,
-                  "series_per_metric": {"process_cpu_time_seconds_total": series * 0.6,
-                                        "process_memory_usage_bytes": series * 0.4}}
-        status, body, _ = http_json("POST", f"{api.url}/api/v1/agent/measurements", {"samples": [sample]},
-                                    {"X-Agent-Host-ID": host})
+        sample = {
+            "variant": "main",
+            "pipeline": "process-baseline-v1",
+            "ts": time.time(),
+            "active_series": series,
+            "datapoints_per_second": series / 10,
+            "series_per_metric": {
+                "process_cpu_time_seconds_total": series * 0.6,
+                "process_memory_usage_bytes": series * 0.4,
+            },
+        }
+        status, body, _ = http_json(
+            "POST", f"{api.url}/api/v1/agent/measurements", {"samples": [sample]}, {"X-Agent-Host-ID": host}
+        )
         assert status == 202, body
     raw = cli_json(env, "cost-flow")
     now = raw["now"]
