@@ -22,6 +22,7 @@ import yaml
 from agent.config import CollectorSettings
 from agent.state import StateDir, atomic_write, read_text
 from agent.supervisor import Supervisor, SupervisorError, error_line
+from phoenix_common import configmerge
 
 log = structlog.get_logger("phoenix.agent.collector")
 
@@ -61,25 +62,15 @@ def parse_config(text: str, what: str = "config_yaml") -> dict[str, Any]:
     return loaded
 
 
-def _merge(base: Mapping[str, Any], extra: Mapping[str, Any], path: str) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        where = f"{path}.{key}" if path else str(key)
-        if key not in out:
-            out[key] = value
-        elif isinstance(out[key], Mapping) and isinstance(value, Mapping):
-            out[key] = _merge(out[key], value, where)
-        elif out[key] != value:
-            raise MergeError(
-                f"baseline and candidate configs disagree at {where}; shared components "
-                "(hostmetrics/phoenix, health_check, service.telemetry) must be identical"
-            )
-    return out
-
-
 def merge_configs(baseline: Mapping[str, Any], candidate: Mapping[str, Any]) -> dict[str, Any]:
     """One collector config running both variants; keys both set must be equal (the shared ones)."""
-    return _merge(baseline, candidate, "")
+    try:
+        return configmerge.merge_configs(baseline, candidate)
+    except configmerge.MergeConflict as exc:
+        raise MergeError(
+            f"baseline and candidate configs disagree at {exc.path}; shared components "
+            "(hostmetrics/phoenix, health_check, service.telemetry) must be identical"
+        ) from None
 
 
 def dump_config(config: Mapping[str, Any]) -> str:

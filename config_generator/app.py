@@ -15,11 +15,11 @@ from aiohttp import web
 from config_generator import keys, openapi
 from config_generator.catalog import ParameterError, Template, load_catalog
 from config_generator.control_plane import ControlPlaneClient
-from config_generator.merge import MergeConflict, merge_configs
 from config_generator.metrics import GeneratorMetrics
 from config_generator.render import Rendered, render
 from config_generator.settings import Settings
 from config_generator.validate import validate_with_collector
+from phoenix_common.configmerge import MergeConflict, merge_configs
 from phoenix_common.problems import NotFound, Problem, Unauthorized, field, json_body, problem_middleware
 
 log = structlog.get_logger("phoenix.generator")

@@ -522,32 +522,62 @@ async def promote(request: web.Request) -> web.Response:
     params = {**spec["parameters"].get("candidate", {})}
     if spec["critical_processes"] and await generator.takes(spec["candidate_pipeline"], "critical_processes"):
         params.setdefault("critical_processes", spec["critical_processes"])
-    rendered = await generator.render(spec["candidate_pipeline"], params, variant="main")
+    created = await _deploy_everywhere(
+        request.app,
+        row,
+        spec["candidate_pipeline"],
+        params,
+        generator,
+        name=f"{row['name']} (promoted)",
+        reason=f"promoted from experiment {experiment_id}",
+        query="set_experiment_promoted",
+        kind="experiment_promoted",
+        why="promoted by operator",
+    )
+    return respond({"experiment_id": experiment_id, "deployments": created})
+
+
+async def _deploy_everywhere(
+    app: web.Application,
+    row: dict[str, Any],
+    template: str,
+    params: dict[str, Any],
+    generator: GeneratorClient,
+    *,
+    name: str,
+    reason: str,
+    query: str,
+    kind: str,
+    why: str,
+) -> list[dict[str, Any]]:
+    """Deploy `template` to every target namespace of the experiment and record it on the experiment."""
+    experiment_id = row["id"]
+    rendered = await generator.render(template, params, variant="main")
     created = [
         await deploy(
-            request.app,
-            name=f"{row['name']} (promoted)",
+            app,
+            name=name,
             namespace=ns,
-            template=spec["candidate_pipeline"],
+            template=template,
             parameters=params,
             rendered=rendered,
             experiment_id=experiment_id,
-            reason=f"promoted from experiment {experiment_id}",
+            reason=reason,
         )
-        for ns in namespaces
+        for ns in row["spec"]["target_namespaces"]
     ]
     ids = [c["id"] for c in created]
-    async with request.app[keys.DB].transaction() as tx:
-        await tx.execute("set_experiment_promoted", {"id": experiment_id, "ids": ids})
+    async with app[keys.DB].transaction() as tx:
+        await tx.execute(query, {"id": experiment_id, "ids": ids})
         await publish(
             tx,
             "experiments",
-            "experiment_promoted",
+            kind,
             experiment_id,
             data={"experiment_id": experiment_id, "deployments": ids},
-            reason="promoted by operator",
+            reason=why,
         )
-    return respond({"experiment_id": experiment_id, "deployments": created})
+    return created
 
 
 @routes.post("/api/v1/experiments/{id}/rollback")
@@ -561,31 +591,18 @@ async def rollback(request: web.Request) -> web.Response:
         raise Conflict(f"experiment {experiment_id} never started; there is nothing to roll back")
     spec = row["spec"]
     generator = GeneratorClient(request.app[keys.HTTP], request.app[keys.SETTINGS].generator_url)
-    params = spec["parameters"].get("baseline", {})
-    rendered = await generator.render(spec["baseline_pipeline"], params, variant="main")
-    created = [
-        await deploy(
-            request.app,
-            name=f"{row['name']} (baseline restored)",
-            namespace=ns,
-            template=spec["baseline_pipeline"],
-            parameters=params,
-            rendered=rendered,
-            experiment_id=experiment_id,
-            reason=f"rollback of experiment {experiment_id}",
-        )
-        for ns in spec["target_namespaces"]
-    ]
-    async with request.app[keys.DB].transaction() as tx:
-        await tx.execute("set_experiment_rolled_back", {"id": experiment_id})
-        await publish(
-            tx,
-            "experiments",
-            "experiment_rolled_back",
-            experiment_id,
-            data={"experiment_id": experiment_id, "deployments": [c["id"] for c in created]},
-            reason="rolled back by operator",
-        )
+    created = await _deploy_everywhere(
+        request.app,
+        row,
+        spec["baseline_pipeline"],
+        spec["parameters"].get("baseline", {}),
+        generator,
+        name=f"{row['name']} (baseline restored)",
+        reason=f"rollback of experiment {experiment_id}",
+        query="set_experiment_rolled_back",
+        kind="experiment_rolled_back",
+        why="rolled back by operator",
+    )
     return respond({"experiment_id": experiment_id, "deployments": created})
 
 

@@ -361,7 +361,7 @@ UPDATE experiments SET analysis = %(analysis)s WHERE id = %(id)s;
 UPDATE experiments SET promoted_deployments = promoted_deployments || %(ids)s::text[] WHERE id = %(id)s;
 
 -- name: set_experiment_rolled_back
-UPDATE experiments SET rolled_back_at = now() WHERE id = %(id)s;
+UPDATE experiments SET rolled_back_at = now() WHERE id = %(id)s AND %(ids)s::text[] IS NOT NULL;
 
 -- name: experiment_target_hosts
 SELECT host_id FROM agents

@@ -21,8 +21,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from config_generator.catalog import Template
-from config_generator.merge import merge_configs
 from config_generator.render import render
+from phoenix_common.configmerge import merge_configs
 from phoenix_common.keeplist import render_keep_file
 from tests.support import free_port, wait_for
 

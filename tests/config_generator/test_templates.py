@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from config_generator.catalog import ParameterError, Template
-from config_generator.merge import MergeConflict, merge_configs
 from config_generator.render import RECEIVER, Rendered, render
+from phoenix_common.configmerge import MergeConflict, merge_configs
 from phoenix_common.keeplist import render_keep_file
 
 TEMPLATES = ["process-baseline-v1", "process-topk-v1", "process-adaptive-v1", "process-intelligent-v1"]

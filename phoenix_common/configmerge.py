@@ -1,4 +1,4 @@
-"""Merging rendered configs of several variants into one collector config."""
+"""Merging rendered collector configs of several variants into one (the generator and the agent share it)."""
 
 from __future__ import annotations
 
