@@ -279,13 +279,11 @@ class KeepListRefresher:
         except ValueError:
             return None
 
-    async def run(self) -> None:
-        """Rank once soon after start, then every `period` (jittered) until cancelled.
+    async def prime(self) -> None:
+        """The first ranking, soon after start: `first_delay` (two collections), not a whole period.
 
-        The first ranking comes after `first_delay` (two collections), not a whole period: until it, a
-        selection pipeline keeps only its initial (critical) processes.
+        Until it, a selection pipeline keeps only its initial (critical) processes.
         """
-        log.info("keep_list_refresher_started", variant=self.variant, period_seconds=round(self.period, 1))
         first = time.monotonic() + self.first_delay
         # The reference point for the first CPU rates: the first observation that holds data.
         while self._snapshot is None and time.monotonic() < first:
@@ -293,14 +291,24 @@ class KeepListRefresher:
             if self._snapshot is None:
                 await asyncio.sleep(1.0)
         await asyncio.sleep(max(0.0, first - time.monotonic()))
+        await self._refresh_logged()
+
+    async def run(self, primed: bool = False) -> None:
+        """Rank (unless primed already), then again every `period` (jittered) until cancelled."""
+        log.info("keep_list_refresher_started", variant=self.variant, period_seconds=round(self.period, 1))
+        if not primed:
+            await self.prime()
         while True:
-            try:
-                await self.refresh_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("keep_list_refresh_failed", variant=self.variant, error=one_line(str(exc), 300))
             await asyncio.sleep(jittered(self.period))
+            await self._refresh_logged()
+
+    async def _refresh_logged(self) -> None:
+        try:
+            await self.refresh_once()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("keep_list_refresh_failed", variant=self.variant, error=one_line(str(exc), 300))
 
     async def _observe(self) -> dict[str, Any] | None:
         try:
@@ -533,15 +541,12 @@ class Experiment:
                     "variants": {s.role: s.template for s in plan.variants},
                 }
             )
-            self.started_at = time.time()
-            self.measure_from = self.started_at + plan.warmup
             if self.load is not None:
                 await self.load.start()
-            h.reporter.status(self.task_id, "running")
             for spec in plan.variants:
                 if spec.keep and spec.keep_path and spec.observe_endpoint:
                     period = plan.refresh_period(spec.keep)
-                    refresher = KeepListRefresher(
+                    self.refreshers[spec.role] = KeepListRefresher(
                         h.collector,
                         h.session,
                         variant=spec.role,
@@ -553,8 +558,14 @@ class Experiment:
                         min_hold_seconds=period,
                         collection_interval=collection_interval(plan.baseline.config),
                     )
-                    self.refreshers[spec.role] = refresher
-                    refresh_tasks.append(asyncio.create_task(refresher.run(), name=f"keep-{spec.role}"))
+            # Rank the keep-lists before acknowledging: the control plane's warm-up then starts with
+            # selection pipelines that keep what they will keep, not an empty list.
+            await asyncio.gather(*(r.prime() for r in self.refreshers.values()))
+            self.started_at = time.time()
+            self.measure_from = self.started_at + plan.warmup
+            h.reporter.status(self.task_id, "running")
+            for role, refresher in self.refreshers.items():
+                refresh_tasks.append(asyncio.create_task(refresher.run(primed=True), name=f"keep-{role}"))
             await self._sample_loop()
         finally:
             for task in refresh_tasks:

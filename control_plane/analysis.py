@@ -50,10 +50,13 @@ def summarize_pipeline(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     kept: set[str] = set()
     for s in samples:
         kept.update(p for p in s.get("kept_processes") or [] if p != OTHER)
-    critical: dict[str, bool] = {}
+    # Share of samples in which each critical process was seen: one scrape that missed a process (it was
+    # read late in a slow collection) must not decide a verdict.
+    seen: dict[str, list[bool]] = {}
     for s in samples:
         for name, present in (s.get("critical_present") or {}).items():
-            critical[name] = critical.get(name, True) and bool(present)
+            seen.setdefault(name, []).append(bool(present))
+    critical = {name: round(sum(flags) / len(flags), 4) for name, flags in seen.items()}
     return {
         "samples": len(samples),
         "active_series": _mean(float(s["active_series"]) for s in samples if "active_series" in s),
@@ -111,8 +114,12 @@ def compare_host(
     kept = set(candidate["kept_processes"])
     total_cpu = sum(base_cpu.values())
     total_mem = sum(base_mem.values())
-    running = {name for name in critical if baseline["critical_present"].get(name)}
-    missing = sorted(name for name in running if not candidate["critical_present"].get(name))
+    # Running: seen in most baseline samples. Missing: the candidate shows it clearly less often than the
+    # baseline does over the same run (a process the candidate drops is absent from every sample).
+    base_seen = baseline["critical_present"]
+    cand_seen = candidate["critical_present"]
+    running = {name for name in critical if base_seen.get(name, 0.0) >= 0.5}
+    missing = sorted(name for name in running if cand_seen.get(name, 0.0) < 0.9 * base_seen[name])
     return {
         "baseline_series": round(base_series, 2),
         "candidate_series": round(cand_series, 2),
@@ -129,6 +136,10 @@ def compare_host(
         "critical_running": sorted(running),
         "critical_not_running_on_host": sorted(set(critical) - running),
         "critical_missing": missing,
+        "critical_presence": {
+            name: {"baseline": base_seen.get(name, 0.0), "candidate": cand_seen.get(name, 0.0)}
+            for name in critical
+        },
         "collector_cpu_percent": candidate["collector_cpu_percent"],
         "collector_memory_bytes": candidate["collector_memory_bytes"],
     }

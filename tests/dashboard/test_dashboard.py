@@ -12,8 +12,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.agents import agent_row, deploy, free_ports
 from tests.conftest import Service, Stack, start_api
-from tests.support import ROOT, http_json, wait_for
+from tests.support import ROOT, free_port, http_json, wait_for
 
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -274,62 +275,40 @@ def test_asks_for_the_token_once_and_uses_it_for_http_and_websocket(secured: Ser
 
 # --- a whole experiment, live ---------------------------------------------------------------------------
 
-def _samples(ts: float, baseline: int, candidate: int) -> list[dict[str, Any]]:
-    """One scrape of each pipeline, in the agent's Sample format (docs/contracts.md)."""
-    cpu = {"postgres": 0.42, "nginx": 0.21, "sshd": 0.01, "other": 0.03}
-    memory = {"postgres": 512_000_000, "nginx": 64_000_000, "sshd": 8_000_000, "other": 20_000_000}
-    common = {"ts": ts, "process_cpu_seconds_rate": cpu, "process_memory_bytes": memory,
-              "critical_present": {"postgres": True}, "collector_cpu_percent": 1.8,
-              "collector_memory_bytes": 90_000_000}
-    return [
-        {**common, "variant": "baseline", "pipeline": "process-baseline-v1", "active_series": baseline,
-         "datapoints_per_second": baseline / 10, "kept_processes": ["nginx", "postgres", "sshd"],
-         "series_per_metric": {"process.cpu.time": baseline - 100, "system.cpu.time": 100}},
-        {**common, "variant": "candidate", "pipeline": "process-topk-v1", "active_series": candidate,
-         "datapoints_per_second": candidate / 10, "kept_processes": ["nginx", "postgres"],
-         "series_per_metric": {"process.cpu.time": candidate - 100, "system.cpu.time": 100}},
-    ]
-
-
-def test_live_experiment_chart_analysis_and_promotion(stack: Stack, page: Any) -> None:
-    """The test plays the agent over the agent API (ack, samples); the rest is the real stack."""
+def test_live_experiment_chart_analysis_and_promotion(stack: Stack, page: Any, agent_factory: Any) -> None:
+    """A real agent and collector measure both pipelines; the page follows it all without a reload."""
     from playwright.sync_api import expect
 
     api = stack.api
-    agent = {"X-Agent-Host-ID": "web-1"}
-    heartbeat(api, "web-1", "web")
-    # No critical_processes: promotion passes them to the candidate template, which (for now) rejects them.
-    exp = create_experiment(api, "topk vs baseline on web", "web", start=True, warmup=0, duration=10,
-                            sample_interval=1)
-    assert "start_error" not in exp, exp["start_error"]
+    agent = agent_factory(api.url)
+    wait_for(lambda: agent_row(api, agent.host_id), timeout=60, what="the agent to register")
+    baseline_dep = deploy(api, free_ports())
+    wait_for(lambda: agent_row(api, agent.host_id).get("config_hash") == baseline_dep["config_hash"],
+             timeout=90, what="the baseline deployment to run")
+    shared = {"health_port": free_port(), "telemetry_port": free_port(), "collection_interval": 1}
+    parameters = {
+        "baseline": {**shared, "prometheus_port": free_port()},
+        "candidate": {**shared, "prometheus_port": free_port(), "observe_port": free_port(), "k": 10},
+    }
+    # Criteria anyone passes, so that the Promote button is the one under test.
+    exp = create_experiment(api, "topk vs baseline", "default", start=False, warmup=2, duration=12,
+                            sample_interval=1, parameters=parameters, min_reduction_percent=0,
+                            min_cpu_coverage_percent=0, max_collector_overhead_percent=100)
     open_page(page, api, f"experiments/{exp['id']}")
-    expect(page.locator("#experiment-phase")).to_have_text("deploying")
-
-    def start_task() -> dict[str, Any] | None:
-        _, body, _ = http_json("GET", f"{api.url}/api/v1/agent/tasks?wait=2", headers=agent)
-        return next((t for t in body["tasks"] if t["type"] == "experiment" and t["action"] == "start"), None)
-
-    task = wait_for(start_task, timeout=20, what="the experiment's start task")
-    assert task is not None
-    status, answer, _ = http_json("POST", f"{api.url}/api/v1/agent/tasks/{task['id']}/status",
-                                  {"status": "running"}, agent)
+    expect(page.locator("#experiment-phase")).to_have_text("pending")
+    status, answer, _ = http_json("POST", f"{api.url}/api/v1/experiments/{exp['id']}/start")
     assert status == 200, answer
-    expect(page.locator("#experiment-phase")).to_have_text("running")
+    expect(page.locator("#experiment-phase")).to_have_text("running", timeout=90_000)
     expect(page.locator(".timeline li[data-step='warming_up']")).to_have_class(re.compile("step-done"))
 
+    # Points arrive from the agent's measurements through the WebSocket.
     chart = page.locator("#series-chart")
-    now = time.time()
-    for i, (baseline, candidate) in enumerate(((1200, 310), (1240, 300), (1180, 290))):
-        batch = {"experiment_id": exp["id"], "samples": _samples(now + i, baseline, candidate)}
-        status, answer, _ = http_json("POST", f"{api.url}/api/v1/agent/measurements", batch, agent)
-        assert status == 202, answer
-        # Each batch is appended to the chart from the WebSocket event.
-        expect(chart).to_have_attribute("data-points", str(i + 1))
-    expect(chart.locator("figcaption")).to_contain_text("Latest: baseline 1,180, candidate 290")
-    expect(page.locator("tr[data-host='web-1']")).to_contain_text("1,180")
+    expect(chart).to_have_attribute("data-points", re.compile(r"^([3-9]|\d{2,})$"), timeout=60_000)
+    expect(chart.locator("figcaption")).to_contain_text("Latest: baseline")
+    expect(page.locator(f"tr[data-host='{agent.host_id}']")).to_be_visible()
     assert chart.locator("canvas").count() >= 1
 
-    expect(page.locator("#experiment-phase")).to_have_text("completed", timeout=60_000)
+    expect(page.locator("#experiment-phase")).to_have_text("completed", timeout=90_000)
     status, analysis, _ = http_json("GET", f"{api.url}/api/v1/experiments/{exp['id']}/analysis")
     assert status == 200 and analysis["final"], analysis
     expect(page.locator("#verdict")).to_have_attribute("data-verdict", analysis["verdict"])

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.agent.test_e2e import agent_factory, agent_row, deploy, free_ports
+from tests.agents import agent_row, deploy, free_ports
 from tests.conftest import ROOT, Stack, start_api
 from tests.support import free_port, http_json, wait_for
 
