@@ -12,10 +12,8 @@ import yaml
 from config_generator.catalog import VARIANT, ParameterError, Template
 from phoenix_common.keeplist import ottl_list
 
-try:  # libyaml's emitter is ~10x faster; the pure-Python one gives the same text.
-    from yaml import CSafeDumper as _Dumper
-except ImportError:  # pragma: no cover - PyYAML wheels ship libyaml
-    from yaml import SafeDumper as _Dumper
+# libyaml's emitter is ~10x faster; the pure-Python one gives the same text.
+_Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 RECEIVER = "hostmetrics/phoenix"
 HEALTH = "health_check"

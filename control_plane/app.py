@@ -18,7 +18,14 @@ from control_plane.auth import auth_middleware
 from control_plane.db import Database, make_pool, migrate
 from control_plane.jsonutil import respond
 from control_plane.listener import EventHub, Listener, Waiters
-from control_plane.metrics import METRIC_HOOKS, METRICS, ApiMetrics, metrics_handler, metrics_middleware
+from control_plane.metrics import (
+    METRIC_HOOKS,
+    METRICS,
+    ApiMetrics,
+    MetricHook,
+    metrics_handler,
+    metrics_middleware,
+)
 from control_plane.queue import TaskQueue
 from control_plane.settings import Settings
 from phoenix_common.problems import Unavailable, problem_middleware
@@ -110,7 +117,8 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
     waiters = app[keys.WAITERS]
     app[METRICS].long_polls.set_function(lambda: len(waiters))
     app.cleanup_ctx.extend([_http_client, _database, _background, experiments.driver_ctx])
-    app[METRIC_HOOKS] = [experiments.experiment_metrics]
+    hooks: list[MetricHook] = [experiments.experiment_metrics]
+    app[METRIC_HOOKS] = hooks
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics_handler)
     app.add_routes(agent_api.routes)

@@ -72,7 +72,7 @@ async def migrate(url: str) -> list[int]:
                 if migration.version in done:
                     continue
                 async with conn.transaction():
-                    await conn.execute(migration.sql)  # type: ignore[arg-type]
+                    await conn.execute(migration.sql.encode())
                     await conn.execute(
                         query("migrations_record"), {"version": migration.version, "name": migration.name}
                     )

@@ -686,7 +686,7 @@ def _check_sample(i: int, sample: Any) -> None:
     if not isinstance(sample.get("variant"), str) or not 0 < len(sample["variant"]) <= 64:
         raise Problem(f"{where}.variant must be a string of 1-64 characters", field="samples")
     ts = sample.get("ts")
-    if not _is_number(ts) or not _TS_RANGE[0] <= ts <= _TS_RANGE[1]:
+    if not (isinstance(ts, int | float) and _is_number(ts) and _TS_RANGE[0] <= ts <= _TS_RANGE[1]):
         raise Problem(f"{where}.ts must be a unix time in seconds", field="samples")
     if "active_series" not in sample:
         raise Problem(f"{where}.active_series is required", field="samples")

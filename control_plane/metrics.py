@@ -82,7 +82,7 @@ class ApiMetrics:
             registry=registry,
         )
         self.counters = DatabaseCounters()
-        registry.register(self.counters)  # type: ignore[arg-type]
+        registry.register(self.counters)
         self.leases_expired = Counter(
             "phoenix_task_leases_expired_total", "Tasks whose lease expired", ["outcome"], registry=registry
         )
@@ -153,4 +153,5 @@ async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-METRIC_HOOKS = web.AppKey("metric_hooks", list[Callable[[web.Application, ApiMetrics], Awaitable[None]]])
+MetricHook = Callable[[web.Application, ApiMetrics], Awaitable[None]]
+METRIC_HOOKS = web.AppKey("metric_hooks", list[MetricHook])

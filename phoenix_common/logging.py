@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
 _SECRET_KEYS = ("token", "password", "authorization", "secret")
 
 
-def _redact(_: object, __: str, event: dict) -> dict:
+def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Keep secrets out of logs whatever a caller binds."""
     for key in list(event):
         if any(s in key.lower() for s in _SECRET_KEYS):
