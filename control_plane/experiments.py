@@ -21,7 +21,7 @@ from control_plane.deployments import check_namespace, deploy, new_id
 from control_plane.events import publish
 from control_plane.generator_client import GeneratorClient
 from control_plane.jsonutil import respond
-from control_plane.metrics import METRICS, PHASES
+from control_plane.metrics import PHASES
 from phoenix_common.problems import BadGateway, Conflict, NotFound, Problem, field, json_body
 from phoenix_common.settings import SettingsError, parse_duration
 

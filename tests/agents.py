@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Service
-from tests.support import ServiceProcess, free_port, http_json
+from tests.support import ServiceProcess, free_port, http_json, wait_for
 
 NAMESPACE = "default"
 
@@ -114,3 +114,13 @@ def deploy(api: Service, ports: dict[str, int], name: str = "e2e") -> dict[str, 
 
 def free_ports() -> dict[str, int]:
     return {"prometheus_port": free_port(), "health_port": free_port(), "telemetry_port": free_port()}
+
+
+def wait_registered(api: Service, agent: AgentProcess) -> dict[str, Any]:
+    """The agent's row once it has registered."""
+    return wait_for(lambda: agent_row(api, agent.host_id), timeout=60, what="the agent to register")
+
+
+def wait_running(api: Service, host_id: str, config_hash: str, what: str, timeout: float = 90) -> None:
+    """Until the agent's heartbeats say its collector runs the config with `config_hash`."""
+    wait_for(lambda: agent_row(api, host_id).get("config_hash") == config_hash, timeout=timeout, what=what)

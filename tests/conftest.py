@@ -159,4 +159,4 @@ __all__ = ["ROOT", "Service", "Stack", "start_api", "start_generator"]
 
 
 # A real agent for any test: `agent_factory(api_url)` starts `python -m agent` with the real collector.
-from tests.agents import agent_factory  # noqa: E402
+from tests.agents import agent_factory  # noqa: E402, F401 - a fixture, registered by importing it

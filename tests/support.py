@@ -139,3 +139,30 @@ def otelcol_binary() -> Path | None:
     """The collector built by `make otelcol`, if present."""
     path = ROOT / "bin" / "otelcol-phoenix"
     return path if path.exists() else None
+
+
+def imported_modules(package: str) -> list[tuple[str, str]]:
+    """(file name, absolute module name) of every import statement in `package`'s sources."""
+    import ast
+
+    found = []
+    for path in sorted((ROOT / package).glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                found += [(path.name, alias.name) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.append((path.name, node.module))
+    return found
+
+
+def modules_loaded_by(modules: list[str]) -> list[str]:
+    """Every module a fresh interpreter holds after importing `modules`."""
+    import json
+
+    code = (
+        "import importlib, json, sys\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    return list(json.loads(out.stdout))

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +11,21 @@ import pytest
 
 from tests.agents import (
     NAMESPACE,
-    AgentProcess,
     agent_row,
     deploy,
     free_ports,
     scrape,
-    start_agent,
     tasks_of,
+    wait_registered,
+    wait_running,
 )
-from tests.conftest import Service, Stack, start_api
+from tests.conftest import Stack, start_api
 from tests.support import free_port, http_json, wait_for
 
 
 def test_agent_registers_and_applies_a_deployment(stack: Stack, agent_factory: Any) -> None:
     agent = agent_factory(stack.api.url)
-    row = wait_for(lambda: agent_row(stack.api, agent.host_id), timeout=60, what="the agent to register")
+    row = wait_registered(stack.api, agent)
     assert row["namespace"] == NAMESPACE
     assert row["labels"] == {"suite": "e2e"}
     assert row["facts"]["cpus"] >= 1
@@ -53,10 +49,12 @@ def test_agent_registers_and_applies_a_deployment(stack: Stack, agent_factory: A
         timeout=30,
         what="per-process series on the rendered exporter port",
     )
-    wait_for(
-        lambda: agent_row(stack.api, agent.host_id).get("config_hash") == created["config_hash"],
+    wait_running(
+        stack.api,
+        agent.host_id,
+        created["config_hash"],
+        "the heartbeat to report the new config hash",
         timeout=30,
-        what="the heartbeat to report the new config hash",
     )
     status = agent_row(stack.api, agent.host_id)
 
@@ -126,7 +124,7 @@ def test_no_task_result_is_lost_while_the_control_plane_is_down(
     try:
         # A long poll wait so that the frozen agent's request stays open while the task is created.
         agent = agent_factory(api.url, poll="30s")
-        wait_for(lambda: agent_row(api, agent.host_id), timeout=60, what="the agent to register")
+        wait_registered(api, agent)
         assert agent.process.proc is not None
         agent_pid = agent.process.proc.pid
         # Freeze the agent: the control plane answers its open long poll with the task, but the agent
@@ -212,14 +210,10 @@ def test_experiment_reports_both_pipelines_and_restores_the_deployment(
     stack: Stack, agent_factory: Any
 ) -> None:
     agent = agent_factory(stack.api.url)
-    wait_for(lambda: agent_row(stack.api, agent.host_id), timeout=60, what="the agent to register")
+    wait_registered(stack.api, agent)
     ports = free_ports()
     created = deploy(stack.api, ports)
-    wait_for(
-        lambda: agent_row(stack.api, agent.host_id).get("config_hash") == created["config_hash"],
-        timeout=90,
-        what="the deployment to run",
-    )
+    wait_running(stack.api, agent.host_id, created["config_hash"], "the deployment to run")
 
     shared = {"health_port": free_port(), "telemetry_port": free_port(), "collection_interval": 1}
     spec: dict[str, Any] = {
@@ -277,10 +271,12 @@ def test_experiment_reports_both_pipelines_and_restores_the_deployment(
         what="the deployment's exporter back",
     )
     assert scrape(spec["parameters"]["candidate"]["prometheus_port"]) == ""
-    wait_for(
-        lambda: agent_row(stack.api, agent.host_id).get("config_hash") == created["config_hash"],
+    wait_running(
+        stack.api,
+        agent.host_id,
+        created["config_hash"],
+        "the heartbeat to report the deployment's hash again",
         timeout=30,
-        what="the heartbeat to report the deployment's hash again",
     )
 
 
@@ -288,14 +284,10 @@ def test_agent_killed_mid_experiment_restores_the_deployment_on_restart(
     stack: Stack, agent_factory: Any
 ) -> None:
     agent = agent_factory(stack.api.url)
-    wait_for(lambda: agent_row(stack.api, agent.host_id), timeout=60, what="the agent to register")
+    wait_registered(stack.api, agent)
     ports = free_ports()
     created = deploy(stack.api, ports)
-    wait_for(
-        lambda: agent_row(stack.api, agent.host_id).get("config_hash") == created["config_hash"],
-        timeout=90,
-        what="the deployment to run",
-    )
+    wait_running(stack.api, agent.host_id, created["config_hash"], "the deployment to run")
     shared = {"health_port": free_port(), "telemetry_port": free_port(), "collection_interval": 1}
     candidate_port = free_port()
     spec = {
@@ -337,9 +329,11 @@ def test_agent_killed_mid_experiment_restores_the_deployment_on_restart(
         what="the deployment's exporter back",
     )
     assert scrape(candidate_port) == ""
-    wait_for(
-        lambda: agent_row(stack.api, agent.host_id).get("config_hash") == created["config_hash"],
+    wait_running(
+        stack.api,
+        agent.host_id,
+        created["config_hash"],
+        "the heartbeat to report the deployment's hash again",
         timeout=30,
-        what="the heartbeat to report the deployment's hash again",
     )
     assert not (agent.state_dir / "experiment.json").exists()

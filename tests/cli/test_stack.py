@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from tests.agents import agent_row, deploy, free_ports
+from tests.agents import deploy, free_ports, wait_registered, wait_running
 from tests.cli.helpers import LiveProcess, clean_env, cli_json, register, row_of, run_cli
 from tests.conftest import Stack
-from tests.support import free_port, http_json, wait_for
+from tests.support import free_port, http_json
 
 
 @pytest.fixture
@@ -103,13 +103,9 @@ def test_watch_follows_an_experiment_to_its_analysis(
 ) -> None:
     """The real agent and collector measure; the CLI follows it live and prints the analysis."""
     agent = agent_factory(stack.api.url)
-    wait_for(lambda: agent_row(stack.api, agent.host_id), timeout=60, what="the agent to register")
+    wait_registered(stack.api, agent)
     created_dep = deploy(stack.api, free_ports())
-    wait_for(
-        lambda: agent_row(stack.api, agent.host_id).get("config_hash") == created_dep["config_hash"],
-        timeout=90,
-        what="the baseline deployment to run",
-    )
+    wait_running(stack.api, agent.host_id, created_dep["config_hash"], "the baseline deployment to run")
     shared = [f"health_port={free_port()}", f"telemetry_port={free_port()}", "collection_interval=1"]
     params: list[str] = []
     for item in shared:

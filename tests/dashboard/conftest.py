@@ -29,7 +29,7 @@ def _network_noise(text: str) -> bool:
 
 def _missing() -> str | None:
     try:
-        import playwright.sync_api
+        import playwright.sync_api  # noqa: F401 - only whether it imports
     except ImportError:
         return "playwright is not installed"
     if not CHROMIUM.exists():

@@ -12,29 +12,52 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.agents import agent_row, deploy, free_ports
+from tests.agents import deploy, free_ports, wait_registered, wait_running
 from tests.conftest import Service, Stack, start_api
-from tests.support import ROOT, free_port, http_json, wait_for
+from tests.support import ROOT, free_port, http_json
 
 ARTIFACTS = ROOT / "test-artifacts"
 
 
 # --- making data the way agents and operators do: over HTTP -----------------------------------------
 
-def heartbeat(api: Service, host: str, namespace: str, *, state: str = "running",
-              pipeline: str | None = "process-baseline-v1", headers: dict[str, str] | None = None) -> None:
-    body = {"namespace": namespace, "version": "0.1.0",
-            "collector": {"state": state, "restarts": 0, "last_error": None, "config_hash": None,
-                          "pipeline": pipeline},
-            "facts": {"hostname": host, "os": "linux", "cpus": 2}}
-    status, answer, _ = http_json("POST", f"{api.url}/api/v1/agent/heartbeat", body,
-                                  {"X-Agent-Host-ID": host, **(headers or {})})
+
+def heartbeat(
+    api: Service,
+    host: str,
+    namespace: str,
+    *,
+    state: str = "running",
+    pipeline: str | None = "process-baseline-v1",
+    headers: dict[str, str] | None = None,
+) -> None:
+    body = {
+        "namespace": namespace,
+        "version": "0.1.0",
+        "collector": {
+            "state": state,
+            "restarts": 0,
+            "last_error": None,
+            "config_hash": None,
+            "pipeline": pipeline,
+        },
+        "facts": {"hostname": host, "os": "linux", "cpus": 2},
+    }
+    status, answer, _ = http_json(
+        "POST", f"{api.url}/api/v1/agent/heartbeat", body, {"X-Agent-Host-ID": host, **(headers or {})}
+    )
     assert status == 200, answer
 
 
 def create_experiment(api: Service, name: str, namespace: str, **extra: Any) -> dict[str, Any]:
-    body = {"name": name, "baseline_pipeline": "process-baseline-v1", "candidate_pipeline": "process-topk-v1",
-            "target_namespaces": [namespace], "start": False, **extra}
+    body = {
+        "name": name,
+        "baseline_pipeline": "process-baseline-v1",
+        "candidate_pipeline": "process-topk-v1",
+        "target_namespaces": [namespace],
+        "start": False,
+        **extra,
+    }
     status, answer, _ = http_json("POST", f"{api.url}/api/v1/experiments", body)
     assert status == 201, answer
     return answer
@@ -72,6 +95,7 @@ def assert_not_reloaded(page: Any) -> None:
 
 # --- serving ------------------------------------------------------------------------------------------
 
+
 def test_index_and_static_files_have_cache_headers(api: Service) -> None:
     status, html, headers = http_json("GET", f"{api.url}/")
     assert status == 200 and headers["Content-Type"].startswith("text/html")
@@ -83,16 +107,18 @@ def test_index_and_static_files_have_cache_headers(api: Service) -> None:
     assert status == 200 and headers["Content-Type"].startswith("application/javascript")
     assert headers["Cache-Control"] == "public, max-age=31536000, immutable"
     etag = headers["ETag"]
-    status, _, headers = http_json("GET", f"{api.url}{prefix.group(1)}/js/app.js",
-                                   headers={"If-None-Match": etag})
+    status, _, headers = http_json(
+        "GET", f"{api.url}{prefix.group(1)}/js/app.js", headers={"If-None-Match": etag}
+    )
     assert status == 304 and headers["ETag"] == etag
     # Unversioned paths work too, but are revalidated.
     status, _, headers = http_json("GET", f"{api.url}/static/vendor/uPlot.min.css")
     assert status == 200 and headers["Cache-Control"] == "no-cache"
     import urllib.request
 
-    request = urllib.request.Request(f"{api.url}{prefix.group(1)}/vendor/uPlot.iife.min.js",
-                                     headers={"Accept-Encoding": "gzip"})
+    request = urllib.request.Request(
+        f"{api.url}{prefix.group(1)}/vendor/uPlot.iife.min.js", headers={"Accept-Encoding": "gzip"}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.headers["Content-Encoding"] == "gzip"
         assert b"uPlot" in gzip.decompress(response.read())
@@ -101,6 +127,7 @@ def test_index_and_static_files_have_cache_headers(api: Service) -> None:
 
 
 # --- pages ----------------------------------------------------------------------------------------------
+
 
 def test_fleet_lists_agents_with_their_status(api: Service, database_url: str, page: Any) -> None:
     from playwright.sync_api import expect
@@ -220,11 +247,17 @@ def test_cost_flow_shows_cost_by_namespace_pipeline_and_metric(api: Service, pag
 
     for host, namespace, series in (("web-1", "web", 900), ("web-2", "web", 700), ("db-1", "db", 300)):
         heartbeat(api, host, namespace)
-        sample = {"variant": "main", "pipeline": "process-baseline-v1", "ts": time.time(),
-                  "active_series": series, "datapoints_per_second": series / 10,
-                  "series_per_metric": {"process.cpu.time": series * 2 // 3, "system.cpu.time": series // 3}}
-        status, answer, _ = http_json("POST", f"{api.url}/api/v1/agent/measurements", {"samples": [sample]},
-                                      {"X-Agent-Host-ID": host})
+        sample = {
+            "variant": "main",
+            "pipeline": "process-baseline-v1",
+            "ts": time.time(),
+            "active_series": series,
+            "datapoints_per_second": series / 10,
+            "series_per_metric": {"process.cpu.time": series * 2 // 3, "system.cpu.time": series // 3},
+        }
+        status, answer, _ = http_json(
+            "POST", f"{api.url}/api/v1/agent/measurements", {"samples": [sample]}, {"X-Agent-Host-ID": host}
+        )
         assert status == 202, answer
     status, flow, _ = http_json("GET", f"{api.url}/api/v1/cost-flow")
     assert status == 200
@@ -232,17 +265,20 @@ def test_cost_flow_shows_cost_by_namespace_pipeline_and_metric(api: Service, pag
     expect(page.locator("#monthly-now")).to_have_text(money(flow["now"]["monthly_cost"]))
     for row in flow["now"]["by_namespace"]:
         expect(page.locator(f"[data-dimension='namespace'] tr[data-key='{row['key']}']")).to_contain_text(
-            money(row["monthly_cost"]))
+            money(row["monthly_cost"])
+        )
     expect(page.locator("[data-dimension='pipeline'] tr[data-key='process-baseline-v1']")).to_be_visible()
     expect(page.locator("[data-dimension='metric'] tbody tr")).to_have_count(2)
     # The bars are drawn to scale: the largest namespace fills its track.
     widths = page.locator("[data-dimension='namespace'] .bar-fill").evaluate_all(
-        "els => els.map(e => e.style.width)")
+        "els => els.map(e => e.style.width)"
+    )
     assert widths[0] == "100%" and 0 < float(widths[1].rstrip("%")) < 100, widths
     screenshot(page, "dashboard-cost.png")
 
 
 # --- the operator token ---------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def secured(database_url: str, tmp_path: Path) -> Iterator[Service]:
@@ -275,25 +311,35 @@ def test_asks_for_the_token_once_and_uses_it_for_http_and_websocket(secured: Ser
 
 # --- a whole experiment, live ---------------------------------------------------------------------------
 
+
 def test_live_experiment_chart_analysis_and_promotion(stack: Stack, page: Any, agent_factory: Any) -> None:
     """A real agent and collector measure both pipelines; the page follows it all without a reload."""
     from playwright.sync_api import expect
 
     api = stack.api
     agent = agent_factory(api.url)
-    wait_for(lambda: agent_row(api, agent.host_id), timeout=60, what="the agent to register")
+    wait_registered(api, agent)
     baseline_dep = deploy(api, free_ports())
-    wait_for(lambda: agent_row(api, agent.host_id).get("config_hash") == baseline_dep["config_hash"],
-             timeout=90, what="the baseline deployment to run")
+    wait_running(api, agent.host_id, baseline_dep["config_hash"], "the baseline deployment to run")
     shared = {"health_port": free_port(), "telemetry_port": free_port(), "collection_interval": 1}
     parameters = {
         "baseline": {**shared, "prometheus_port": free_port()},
         "candidate": {**shared, "prometheus_port": free_port(), "observe_port": free_port(), "k": 10},
     }
     # Criteria anyone passes, so that the Promote button is the one under test.
-    exp = create_experiment(api, "topk vs baseline", "default", start=False, warmup=2, duration=12,
-                            sample_interval=1, parameters=parameters, min_reduction_percent=0,
-                            min_cpu_coverage_percent=0, max_collector_overhead_percent=100)
+    exp = create_experiment(
+        api,
+        "topk vs baseline",
+        "default",
+        start=False,
+        warmup=2,
+        duration=12,
+        sample_interval=1,
+        parameters=parameters,
+        min_reduction_percent=0,
+        min_cpu_coverage_percent=0,
+        max_collector_overhead_percent=100,
+    )
     open_page(page, api, f"experiments/{exp['id']}")
     expect(page.locator("#experiment-phase")).to_have_text("pending")
     status, answer, _ = http_json("POST", f"{api.url}/api/v1/experiments/{exp['id']}/start")
@@ -318,7 +364,8 @@ def test_live_experiment_chart_analysis_and_promotion(stack: Stack, page: Any, a
     expect(figures).to_contain_text(money(analysis["cost"]["annual_savings"]))
     for criterion in analysis["criteria"]:
         expect(page.locator(f"tr[data-criterion='{criterion['name']}']")).to_contain_text(
-            "passed" if criterion["passed"] else "failed")
+            "passed" if criterion["passed"] else "failed"
+        )
     expect(page.locator(".timeline li[data-step='completed']")).to_have_class(re.compile("step-done"))
 
     assert analysis["verdict"] == "promote", analysis["criteria"]

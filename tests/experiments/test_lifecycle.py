@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.agents import agent_row, deploy, free_ports
+from tests.agents import deploy, free_ports, wait_registered, wait_running
 from tests.conftest import ROOT, Stack, start_api
 from tests.support import free_port, http_json, wait_for
 
@@ -77,14 +77,10 @@ def spec_for(host_id: str, **extra: Any) -> dict[str, Any]:
 def running_agent(stack: Stack, agent_factory: Any) -> Iterator[tuple[Any, dict[str, Any]]]:
     """An agent registered in `default` and running a baseline deployment."""
     agent = agent_factory(stack.api.url)
-    wait_for(lambda: agent_row(stack.api, agent.host_id), timeout=60, what="the agent to register")
+    wait_registered(stack.api, agent)
     ports = free_ports()
     created = deploy(stack.api, ports)
-    wait_for(
-        lambda: agent_row(stack.api, agent.host_id).get("config_hash") == created["config_hash"],
-        timeout=90,
-        what="the baseline deployment to run",
-    )
+    wait_running(stack.api, agent.host_id, created["config_hash"], "the baseline deployment to run")
     yield agent, created
 
 
@@ -145,10 +141,12 @@ def test_experiment_runs_every_phase_and_is_promoted_then_rolled_back(
     assert f'phoenix_cardinality_reduction_percent{{experiment_id="{experiment_id}"}}' in text
 
     # The agent put its deployment back when the run ended.
-    wait_for(
-        lambda: agent_row(stack.api, agent.host_id).get("config_hash") == baseline_deployment["config_hash"],
+    wait_running(
+        stack.api,
+        agent.host_id,
+        baseline_deployment["config_hash"],
+        "the baseline deployment restored after the run",
         timeout=60,
-        what="the baseline deployment restored after the run",
     )
 
     status, promoted, _ = http_json(
@@ -158,22 +156,14 @@ def test_experiment_runs_every_phase_and_is_promoted_then_rolled_back(
     (deployment,) = promoted["deployments"]
     status, dep, _ = http_json("GET", f"{stack.api.url}/api/v1/pipeline-deployments/{deployment['id']}")
     assert dep["template"] == "process-intelligent-v1" and dep["status"] == "active"
-    wait_for(
-        lambda: agent_row(stack.api, agent.host_id).get("config_hash") == dep["config_hash"],
-        timeout=90,
-        what="the agent to run the promoted candidate",
-    )
+    wait_running(stack.api, agent.host_id, dep["config_hash"], "the agent to run the promoted candidate")
 
     status, rolled, _ = http_json("POST", f"{stack.api.url}/api/v1/experiments/{experiment_id}/rollback")
     assert status == 200, rolled
     (restored,) = rolled["deployments"]
     status, dep, _ = http_json("GET", f"{stack.api.url}/api/v1/pipeline-deployments/{restored['id']}")
     assert dep["template"] == "process-baseline-v1"
-    wait_for(
-        lambda: agent_row(stack.api, agent.host_id).get("config_hash") == dep["config_hash"],
-        timeout=90,
-        what="the agent to run the baseline again",
-    )
+    wait_running(stack.api, agent.host_id, dep["config_hash"], "the agent to run the baseline again")
 
 
 @pytest.mark.parametrize("phase", ["warming_up", "running"])
@@ -190,10 +180,12 @@ def test_stop_restores_the_host_from_an_active_phase(
     status, stopped, _ = http_json("POST", f"{stack.api.url}/api/v1/experiments/{experiment_id}/stop")
     assert status == 200 and stopped["phase"] == "stopped", stopped
     assert http_json("POST", f"{stack.api.url}/api/v1/experiments/{experiment_id}/stop")[0] == 200
-    wait_for(
-        lambda: agent_row(stack.api, agent.host_id).get("config_hash") == baseline_deployment["config_hash"],
+    wait_running(
+        stack.api,
+        agent.host_id,
+        baseline_deployment["config_hash"],
+        "the baseline config restored after stop",
         timeout=60,
-        what="the baseline config restored after stop",
     )
 
 
