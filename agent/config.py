@@ -49,6 +49,10 @@ class CollectorSettings:
     systemctl: str = "systemctl"
     health_url: str = "http://127.0.0.1:13133/"
     apply_timeout: float = 30.0
+    # A collector that keeps dying is restarted after a delay that doubles from the first to the cap
+    # (process supervisor; systemd applies the unit's own RestartSec).
+    restart_backoff_initial: float = 0.5
+    restart_backoff_max: float = 30.0
 
     def validate(self) -> None:
         """Raise SettingsError naming the first invalid collector field."""
@@ -65,6 +69,12 @@ class CollectorSettings:
         _check_http_url(self.health_url, "collector.health_url")
         if self.apply_timeout <= 0:
             raise SettingsError("collector.apply_timeout must be positive")
+        if not 0.05 <= self.restart_backoff_initial <= 3600:
+            raise SettingsError("collector.restart_backoff_initial must be between 50ms and 1h")
+        if not self.restart_backoff_initial <= self.restart_backoff_max <= 3600:
+            raise SettingsError(
+                "collector.restart_backoff_max must be between collector.restart_backoff_initial and 1h"
+            )
 
 
 @dataclass

@@ -49,7 +49,13 @@ class Agent:
         self.state = StateDir(settings.state_dir)
         c = settings.collector
         self.supervisor = supervisor or make_supervisor(
-            c.supervisor, binary=c.binary, config_path=c.config_path, systemctl=c.systemctl, unit=c.unit
+            c.supervisor,
+            binary=c.binary,
+            config_path=c.config_path,
+            systemctl=c.systemctl,
+            unit=c.unit,
+            backoff_initial=c.restart_backoff_initial,
+            backoff_max=c.restart_backoff_max,
         )
         self.poll_wait = settings.poll_interval
         self.handlers: TaskHandlers | None = None

@@ -133,6 +133,8 @@ class ProcessSupervisor(Supervisor):
         self._lines_total = 0
         self._planned_exit = False
         self._ready = False
+        # Unplanned exits since the collector last said its pipelines run: > 0 means it is crash-looping.
+        self._crashes = 0
 
     @property
     def owns_process(self) -> bool:
@@ -181,6 +183,7 @@ class ProcessSupervisor(Supervisor):
             line = raw.decode("utf-8", "replace").rstrip()
             if READY_MARK in line:
                 self._ready = True
+                self._crashes = 0
             self._stderr.append(line)
             self._lines_total += 1
 
@@ -193,7 +196,13 @@ class ProcessSupervisor(Supervisor):
             except OSError as exc:
                 self._last_error = f"cannot run {self.binary}: {exc.strerror or exc}"
                 self._restarts += 1
-                log.error("collector_spawn_failed", binary=self.binary, error=self._last_error)
+                self._crashes += 1
+                log.error(
+                    "collector_spawn_failed",
+                    binary=self.binary,
+                    error=self._last_error,
+                    restart_in_seconds=round(delay, 2),
+                )
                 self._started.set()
                 await self._backoff(delay)
                 delay = min(delay * 2, self.backoff_max)
@@ -209,6 +218,7 @@ class ProcessSupervisor(Supervisor):
                 delay = self.backoff_initial
                 continue
             self._restarts += 1
+            self._crashes += 1
             self._last_error = error_line(list(self._stderr)) or f"collector exited with code {code}"
             if time.monotonic() - began >= self.stable_after:
                 delay = self.backoff_initial
@@ -219,6 +229,7 @@ class ProcessSupervisor(Supervisor):
                 error=self._last_error,
                 restart_in_seconds=round(delay, 2),
                 restarts=self._restarts,
+                consecutive_crashes=self._crashes,
             )
             await self._backoff(delay)
             delay = min(delay * 2, self.backoff_max)
@@ -294,7 +305,9 @@ class ProcessSupervisor(Supervisor):
         return self._proc.pid if self._alive() and self._proc is not None else None
 
     async def state(self) -> SupervisorState:
-        if self._alive():
+        # A collector restarted after a crash counts as failed until it says its pipelines run: in a
+        # crash loop it is up for moments between the backoffs, and those must not read as healthy.
+        if self._alive() and (self._ready or self._crashes == 0):
             name = "running"
         elif self._runner is not None and not self._runner.done():
             name = "failed"
@@ -418,10 +431,21 @@ class SystemdSupervisor(Supervisor):
         return SupervisorState(name, restarts, last_error, pid)
 
 
-def make_supervisor(kind: str, *, binary: str, config_path: Path, systemctl: str, unit: str) -> Supervisor:
+def make_supervisor(
+    kind: str,
+    *,
+    binary: str,
+    config_path: Path,
+    systemctl: str,
+    unit: str,
+    backoff_initial: float = 0.5,
+    backoff_max: float = 30.0,
+) -> Supervisor:
     """The supervisor the settings ask for."""
     if kind == "process":
-        return ProcessSupervisor(binary, config_path)
+        return ProcessSupervisor(
+            binary, config_path, backoff_initial=backoff_initial, backoff_max=backoff_max
+        )
     return SystemdSupervisor(systemctl, unit)
 
 

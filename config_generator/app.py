@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,7 +12,7 @@ import structlog
 from aiohttp import web
 
 from config_generator import keys, openapi
-from config_generator.catalog import ParameterError, Template, load_catalog
+from config_generator.catalog import TEMPLATE_NAME, ParameterError, Template, load_catalog
 from config_generator.control_plane import ControlPlaneClient
 from config_generator.metrics import GeneratorMetrics
 from config_generator.render import Rendered, render
@@ -21,10 +20,11 @@ from config_generator.settings import Settings
 from config_generator.validate import validate_with_collector
 from phoenix_common.configmerge import MergeConflict, merge_configs
 from phoenix_common.problems import NotFound, Problem, Unauthorized, field, json_body, problem_middleware
+from phoenix_common.tokens import bearer, same_token
 
 log = structlog.get_logger("phoenix.generator")
 
-EXPERIMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+EXPERIMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
 RENDER_FIELDS = frozenset({"template", "parameters", "variant", "experiment_id", "validate"})
 GENERATE_FIELDS = frozenset({"experiment_id", "validate"})
 # Variants of an experiment and the loopback ports they export on unless its parameters say otherwise.
@@ -46,8 +46,8 @@ def _auth_middleware(token: str | None) -> Callable[..., Awaitable[web.StreamRes
     ) -> web.StreamResponse:
         """Require the API token on /api/ when one is configured."""
         if token and request.path.startswith("/api/"):
-            given = request.headers.get("Authorization", "")
-            if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].encode(), token.encode()):
+            given = bearer(request)
+            if given is None or not same_token(given, token):
                 raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required")
         return await handler(request)
 
@@ -63,6 +63,14 @@ def _reject_unknown(body: dict[str, Any], allowed: frozenset[str]) -> None:
 
 
 def _template(request: web.Request, name: str, where: str = "template") -> Template:
+    # The catalog is read once at start-up, so a name is only a dict key here, never a file path; one
+    # that cannot be a template name is refused as such rather than looked up.
+    if not TEMPLATE_NAME.match(name):
+        raise Problem(
+            f"field '{where}' must be a template name (lowercase letters, digits and '-', starting with a "
+            f"letter), got {name[:64]!r}",
+            field=where,
+        )
     catalog = request.app[keys.CATALOG]
     template = catalog.get(name)
     if template is None:

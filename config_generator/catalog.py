@@ -15,10 +15,10 @@ from phoenix_common.keeplist import validate_process_name
 TYPES = ("integer", "number", "boolean", "string", "string_list")
 BUILDERS = ("baseline", "selection")
 STRATEGIES = (None, "topk", "adaptive", "intelligent")
-_TEMPLATE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+TEMPLATE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}\Z")
 # Variants name collector components (`prometheus/<variant>`) and pipelines (`metrics/<variant>-observe`),
 # so they hold no `/` and no `-` that could make two variants' ids collide.
-VARIANT = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+VARIANT = re.compile(r"^[a-z][a-z0-9_]{0,31}\Z")
 
 
 class CatalogError(Exception):
@@ -205,7 +205,7 @@ def _template(file_stem: str) -> Template:
     data = _read(file_stem)
     source = f"templates/{file_stem}.yaml"
     name = data.get("name")
-    if name != file_stem or not isinstance(name, str) or not _TEMPLATE_NAME.match(name):
+    if name != file_stem or not isinstance(name, str) or not TEMPLATE_NAME.match(name):
         raise CatalogError(f"{source}: name must be the file name, got {name!r}")
     if data.get("builder") not in BUILDERS:
         raise CatalogError(f"{source}: builder must be one of {BUILDERS}")

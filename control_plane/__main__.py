@@ -74,15 +74,29 @@ def main(argv: list[str] | None = None) -> None:
         host=settings.host,
         port=settings.port,
         auth="tokens" if settings.api_token else "none",
+        agent_auth="per-host tokens" if settings.agent_token or settings.agent_tokens_required else "none",
     )
+    if settings.api_token and not (settings.agent_token or settings.agent_tokens_required):
+        log.warning("agent_endpoints_open", hint="set agent_token or agent_tokens_required")
+    _raise_open_files_limit()
     web.run_app(
         create_app(settings, url),
+        backlog=settings.listen_backlog,
         host=settings.host,
         port=settings.port,
         print=None,
         access_log=None,
         shutdown_timeout=5,
     )
+
+
+def _raise_open_files_limit() -> None:
+    """Each waiting long poll holds a socket: allow as many as the hard limit lets us."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 if __name__ == "__main__":

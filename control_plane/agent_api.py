@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from typing import Any
 
@@ -16,6 +14,7 @@ from control_plane.auth import HOST_ID_KEY, NEW_HOST_TOKEN_KEY
 from control_plane.deployments import check_namespace
 from control_plane.events import publish
 from control_plane.jsonutil import respond
+from control_plane.presence import fingerprint
 from control_plane.queue import REPORTABLE
 from phoenix_common.problems import Problem, field, json_body
 
@@ -105,12 +104,24 @@ def _validate_heartbeat(body: dict[str, Any]) -> dict[str, Any]:
 async def heartbeat(request: web.Request) -> web.Response:
     host_id = request[HOST_ID_KEY]
     body = _validate_heartbeat(await json_body(request))
-    row = await _register(request.app, host_id, body)
-    await request.app[keys.QUEUE].extend_leases(host_id, body.get("running_tasks"))
+    presence = request.app[keys.PRESENCE]
+    fp = fingerprint(body)
+    known = presence.known(host_id)
+    if known is not None and known[0] == fp:
+        # Nothing new about the host: its contact is written with the next batch.
+        namespace = known[1]
+        presence.touch(host_id, body.get("collector"))
+    else:
+        row = await _register(request.app, host_id, body)
+        namespace = row["namespace"]
+        presence.remember(host_id, fp, namespace)
+    running = body.get("running_tasks")
+    if running is None or running:
+        await request.app[keys.QUEUE].extend_leases(host_id, running)
     settings = request.app[keys.SETTINGS]
     answer: dict[str, Any] = {
         "host_id": host_id,
-        "namespace": row["namespace"],
+        "namespace": namespace,
         "status": "healthy",
         "poll_wait_seconds": settings.long_poll_default,
     }
@@ -132,33 +143,16 @@ async def poll_tasks(request: web.Request) -> web.Response:
         raise Problem(f"query parameter 'wait' must be a number of seconds, got {raw_wait!r}") from None
     if not 0 <= wait <= settings.long_poll_max:
         raise Problem(f"query parameter 'wait' must be between 0 and {settings.long_poll_max:g} seconds")
-    await _register(request.app, host_id, None)
-    queue = request.app[keys.QUEUE]
-    waiters = request.app[keys.WAITERS]
-    deadline = time.monotonic() + wait
-    tasks = await queue.claim(host_id)
-    while not tasks:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or _gone(request):
-            break
-        event = waiters.register(host_id)
-        try:
-            # Claim again after registering, so that a NOTIFY between the two cannot be missed.
-            tasks = await queue.claim(host_id)
-            if tasks:
-                break
-            try:
-                await asyncio.wait_for(event.wait(), timeout=remaining)
-            except TimeoutError:
-                break
-        finally:
-            waiters.unregister(host_id, event)
-        if _gone(request):
-            break
-        tasks = await queue.claim(host_id)
+    presence = request.app[keys.PRESENCE]
+    if presence.known(host_id) is None:
+        row = await _register(request.app, host_id, None)
+        presence.remember(host_id, None, row["namespace"])
+    else:
+        presence.touch(host_id)
+    tasks = await request.app[keys.DISPATCHER].wait(host_id, wait)
     if tasks and _gone(request):
         # Nobody is left to receive them: back to the queue at once rather than after a lease.
-        await queue.release([str(t["id"]) for t in tasks])
+        await request.app[keys.QUEUE].release([str(t["id"]) for t in tasks])
         log.info("poll_abandoned", host_id=host_id, released=len(tasks))
         tasks = []
     for task in tasks:

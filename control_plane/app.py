@@ -12,12 +12,13 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from control_plane import agent_api, cost, deployments, experiments, fleet, keys, openapi, ws
+from control_plane import agent_api, cost, deployments, experiments, fleet, keys, openapi, retention, ws
 from control_plane import web as dashboard
 from control_plane.auth import auth_middleware
 from control_plane.db import Database, make_pool, migrate
+from control_plane.dispatch import Dispatcher
 from control_plane.jsonutil import respond
-from control_plane.listener import EventHub, Listener, Waiters
+from control_plane.listener import EventHub, Listener
 from control_plane.metrics import (
     METRIC_HOOKS,
     METRICS,
@@ -26,11 +27,17 @@ from control_plane.metrics import (
     metrics_handler,
     metrics_middleware,
 )
+from control_plane.presence import Presence
 from control_plane.queue import TaskQueue
 from control_plane.settings import Settings
+from control_plane.tokens import AGENT_TOKENS, AgentTokens
+from control_plane.tokens import routes as token_routes
 from phoenix_common.problems import Unavailable, problem_middleware
 
 log = structlog.get_logger("phoenix.api")
+
+# A gap this much longer than the reap interval between two database contacts of the reaper is an outage.
+OUTAGE_SECONDS = 5.0
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -47,17 +54,29 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         max_attempts=settings.max_attempts,
         claim_limit=settings.claim_limit,
     )
+    app[keys.DISPATCHER] = Dispatcher(
+        app[keys.QUEUE],
+        wakeup="interval" if settings.long_poll_wakeup == "interval" else "notify",
+        batch_max=settings.claim_batch_max,
+        interval=settings.long_poll_interval,
+    )
+    app[keys.PRESENCE] = Presence(db, flush_interval=settings.presence_flush_interval)
     yield
+    await app[keys.PRESENCE].flush()
     await pool.close()
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
-    """The LISTEN loop and the lease reaper; cancelled and awaited on exit."""
-    listener = Listener(app[keys.DATABASE_URL], app[keys.WAITERS], app[keys.HUB])
+    """The LISTEN loop, the lease reaper and retention; cancelled and awaited on exit."""
+    dispatcher = app[keys.DISPATCHER]
+    listener = Listener(app[keys.DATABASE_URL], dispatcher, app[keys.HUB])
     app[keys.LISTENER] = listener
     tasks = [
         asyncio.create_task(listener.run(), name="listener"),
+        asyncio.create_task(dispatcher.run(), name="dispatcher"),
+        asyncio.create_task(app[keys.PRESENCE].run(), name="presence"),
         asyncio.create_task(_reaper(app), name="reaper"),
+        asyncio.create_task(retention.run(app), name="retention"),
     ]
     app[keys.BACKGROUND] = tasks
     with contextlib.suppress(TimeoutError):
@@ -74,8 +93,23 @@ async def _reaper(app: web.Application) -> None:
     settings = app[keys.SETTINGS]
     queue = app[keys.QUEUE]
     metrics = app[METRICS]
+    db = app[keys.DB]
+    clock = asyncio.get_running_loop().time
+    last_contact = clock()
     while True:
         try:
+            await db.fetch("ping")
+            unreachable = clock() - last_contact
+            last_contact = clock()
+            if unreachable > settings.reap_interval * 1.2 + OUTAGE_SECONDS:
+                # The database was out of reach (or this process stalled), so agents could not renew
+                # their leases either: renew them all before reaping, rather than requeue work in hand.
+                renewed = await db.execute(
+                    "renew_leases_after_outage", {"lease_seconds": settings.lease_seconds}
+                )
+                log.warning(
+                    "leases_renewed_after_outage", unreachable_seconds=round(unreachable, 1), tasks=renewed
+                )
             for row in await queue.reap():
                 metrics.leases_expired.labels("failed" if row["status"] == "failed" else "requeued").inc()
         except asyncio.CancelledError:
@@ -109,13 +143,12 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
     )
     app[keys.SETTINGS] = settings
     app[keys.DATABASE_URL] = database_url
-    app[keys.WAITERS] = Waiters()
     app[keys.HUB] = EventHub()
+    app[AGENT_TOKENS] = AgentTokens(settings.agent_token_cache_seconds)
     registry = CollectorRegistry()
     app[keys.REGISTRY] = registry
     app[METRICS] = ApiMetrics(registry)
-    waiters = app[keys.WAITERS]
-    app[METRICS].long_polls.set_function(lambda: len(waiters))
+    app[METRICS].long_polls.set_function(lambda: len(app[keys.DISPATCHER]) if keys.DISPATCHER in app else 0)
     app.cleanup_ctx.extend([_http_client, _database, _background, experiments.driver_ctx])
     hooks: list[MetricHook] = [experiments.experiment_metrics]
     app[METRIC_HOOKS] = hooks
@@ -124,6 +157,7 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
     app.add_routes(agent_api.routes)
     app.add_routes(deployments.routes)
     app.add_routes(fleet.routes)
+    app.add_routes(token_routes)
     app.add_routes(experiments.routes)
     app.add_routes(cost.routes)
     app.add_routes(ws.routes)

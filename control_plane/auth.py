@@ -2,34 +2,31 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import re
-import secrets
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from control_plane import keys
-from phoenix_common.problems import Forbidden, Problem, Unauthorized
+from control_plane import keys, names
+from control_plane.settings import Settings
+from control_plane.tokens import AGENT_TOKENS
+from phoenix_common.problems import Problem, Unauthorized
+from phoenix_common.tokens import bearer, same_token, token_hash
 
 HOST_HEADER = "X-Agent-Host-ID"
 AGENT_TOKEN_HEADER = "X-Phoenix-Agent-Token"
-_HOST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,252}$")
+_HOST_ID = names.HOST_ID
 OPEN_PATHS = ("/health", "/metrics", "/api/v1/openapi.json")
+# Browsers cannot set headers on a WebSocket handshake: only there may the API token come as ?token=.
+WS_PATH = "/api/v1/ws"
 HOST_ID_KEY = web.RequestKey("host_id", str)
 NEW_HOST_TOKEN_KEY = web.RequestKey("new_host_token", str)
 
-
-def _bearer(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return None
+__all__ = ["AGENT_TOKEN_HEADER", "HOST_HEADER", "agent_tokens_required", "auth_middleware", "token_hash"]
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+def agent_tokens_required(settings: Settings) -> bool:
+    """Whether agent endpoints need a per-host token: with an enrolment token, or when told to."""
+    return bool(settings.agent_token) or settings.agent_tokens_required
 
 
 def host_id_of(request: web.Request) -> str:
@@ -49,33 +46,38 @@ async def _authorize_agent(request: web.Request) -> None:
     settings = request.app[keys.SETTINGS]
     host_id = host_id_of(request)
     request[HOST_ID_KEY] = host_id
-    if not settings.agent_token:
+    if not agent_tokens_required(settings):
         return
-    presented = _bearer(request)
+    presented = bearer(request)
     if not presented:
-        raise Unauthorized("an agent token is required: send Authorization: Bearer <token>")
-    db = request.app[keys.DB]
-    row = await db.fetch_one("agent_token_hash", {"host_id": host_id})
-    bound = row["token_hash"] if row else None
-    if bound:
-        if hmac.compare_digest(bound, token_hash(presented)):
-            return
-        raise Forbidden(f"this token cannot act as host {host_id}")
-    # An unbound host enrols with the shared enrolment token and gets a token of its own.
-    if not hmac.compare_digest(presented, settings.agent_token):
-        raise Unauthorized("the agent token is not valid")
-    own = secrets.token_urlsafe(32)
-    bound_now = await db.fetch_one("bind_agent_token", {"host_id": host_id, "token_hash": token_hash(own)})
-    if bound_now is None:
-        raise Forbidden(f"host {host_id} is bound to its own token; the enrolment token cannot act as it")
-    request[NEW_HOST_TOKEN_KEY] = own
+        raise Unauthorized(
+            "an agent token is required: send Authorization: Bearer <token>", field="Authorization"
+        )
+    tokens = request.app[AGENT_TOKENS]
+    own = await tokens.verify(request.app[keys.DB], host_id, presented, settings.agent_token)
+    if own:
+        request[NEW_HOST_TOKEN_KEY] = own
+
+
+def _authorize_operator(request: web.Request) -> None:
+    token = request.app[keys.SETTINGS].api_token
+    if not token:
+        return
+    presented = bearer(request)
+    if presented is None and request.path == WS_PATH:
+        presented = request.query.get("token")
+    if not presented or not same_token(presented, token):
+        raise Unauthorized("an API token is required: send Authorization: Bearer <token>")
 
 
 @web.middleware
 async def auth_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    path = request.path
+    # Decide by the route that matched, not the raw path, so that no spelling of a path (`..`, `%2F`)
+    # can reach an endpoint under the other rules; unmatched paths fall back to the path itself.
+    resource = request.match_info.route.resource
+    path = resource.canonical if resource is not None else request.path
     if path.startswith("/api/v1/agent/"):
         await _authorize_agent(request)
         response = await handler(request)
@@ -85,9 +87,5 @@ async def auth_middleware(
             response.headers[AGENT_TOKEN_HEADER] = own
         return response
     if path.startswith("/api/v1/") and path not in OPEN_PATHS:
-        token = request.app[keys.SETTINGS].api_token
-        if token:
-            presented = _bearer(request) or request.query.get("token")
-            if not presented or not hmac.compare_digest(presented, token):
-                raise Unauthorized("an API token is required: send Authorization: Bearer <token>")
+        _authorize_operator(request)
     return await handler(request)

@@ -12,9 +12,9 @@ from typing import Any
 import psycopg
 import structlog
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from phoenix_common.problems import Problem
+from phoenix_common.problems import Problem, Unavailable
 
 log = structlog.get_logger("phoenix.db")
 
@@ -106,6 +106,12 @@ def ensure_database(admin_url: str, name: str, template: str | None = None) -> N
             conn.execute(stmt)
 
 
+# How long the pool retries (1 s, 2 s, 4 s, ... apart) to replace a lost connection before it gives up
+# and lets the next request start a fresh series. psycopg_pool's default (5 min, no cap on the delay)
+# left the API unhealthy for up to as long again as the outage after PostgreSQL was back.
+RECONNECT_SECONDS = 10.0
+
+
 def make_pool(url: str, min_size: int, max_size: int) -> AsyncConnectionPool:
     return AsyncConnectionPool(
         url,
@@ -114,18 +120,28 @@ def make_pool(url: str, min_size: int, max_size: int) -> AsyncConnectionPool:
         kwargs={"autocommit": True, "row_factory": dict_row},
         open=False,
         name="phoenix",
+        reconnect_timeout=RECONNECT_SECONDS,
     )
 
 
 @asynccontextmanager
 async def _mapped_errors() -> AsyncIterator[None]:
-    """psycopg errors a client's input can cause, turned into a 400 problem here, in one place."""
+    """psycopg errors mapped to problems here, in one place: bad input is a 400, a database that cannot
+    be reached (down, restarting, no connection free in time) a 503 the caller may retry."""
     try:
         yield
     except psycopg.errors.DataError as exc:
         # NUL bytes, out-of-range timestamps or numbers: the input is at fault, not the server.
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise Problem(f"a value in the request cannot be stored: {detail}") from None
+    except (psycopg.OperationalError, PoolTimeout) as exc:
+        log.warning("database_unavailable", error=_first_line(exc))
+        raise Unavailable(f"the database is unavailable: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class Database:

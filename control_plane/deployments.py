@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 from typing import Any
 
@@ -10,10 +9,10 @@ import structlog
 from aiohttp import web
 from psycopg.types.json import Jsonb
 
-from control_plane import keys
+from control_plane import keys, names
 from control_plane.db import Tx
 from control_plane.events import publish
-from control_plane.generator_client import GeneratorClient
+from control_plane.generator_client import for_app as generator_for
 from control_plane.jsonutil import respond
 from control_plane.queue import TaskQueue
 from phoenix_common.problems import Conflict, NotFound, Problem, field, json_body
@@ -21,8 +20,8 @@ from phoenix_common.problems import Conflict, NotFound, Problem, field, json_bod
 log = structlog.get_logger("phoenix.deployments")
 routes = web.RouteTableDef()
 
-NAMESPACE_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
+NAMESPACE_RE = names.NAMESPACE
+NAME_RE = names.DEPLOYMENT_NAME
 DEPLOYMENT_PRIORITY = 10
 
 
@@ -123,7 +122,7 @@ async def create_deployment(request: web.Request) -> web.Response:
     if not NAME_RE.match(name):
         raise Problem("field 'name' must be 1-100 letters, digits, spaces, '.', '_' or '-'", field="name")
     namespace = check_namespace(field(body, "namespace", str))
-    template = field(body, "template", str)
+    template = names.check_template(field(body, "template", str))
     parameters = field(body, "parameters", dict, default={})
     db = request.app[keys.DB]
     count = await db.fetch_one("namespace_agent_count", {"namespace": namespace})
@@ -133,7 +132,7 @@ async def create_deployment(request: web.Request) -> web.Response:
             'or pass "allow_empty_namespace": true to deploy ahead of them',
             field="namespace",
         )
-    generator = GeneratorClient(request.app[keys.HTTP], request.app[keys.SETTINGS].generator_url)
+    generator = generator_for(request.app)
     rendered = await generator.render(template, parameters, variant="main")
     created = await deploy(
         request.app,

@@ -13,13 +13,14 @@ import structlog
 from aiohttp import web
 from psycopg.types.json import Jsonb
 
-from control_plane import keys
+from control_plane import keys, names
 from control_plane.analysis import DEFAULT_CRITERIA, Prices, analyze
 from control_plane.auth import _HOST_ID, HOST_ID_KEY
 from control_plane.db import Tx
 from control_plane.deployments import check_namespace, deploy, new_id
 from control_plane.events import publish
 from control_plane.generator_client import GeneratorClient
+from control_plane.generator_client import for_app as generator_for
 from control_plane.jsonutil import respond
 from control_plane.metrics import PHASES
 from phoenix_common.problems import BadGateway, Conflict, NotFound, Problem, field, json_body
@@ -31,7 +32,7 @@ routes = web.RouteTableDef()
 ACTIVE = ("deploying", "warming_up", "running", "analyzing")
 FINAL = ("completed", "failed", "stopped")
 LOAD_PROFILES = ("realistic", "high-cardinality", "process-churn", "spike", "steady")
-PROCESS_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
+PROCESS_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,128}\Z")
 STOP_PRIORITY = 20
 START_PRIORITY = 15
 WAKE = web.AppKey("experiment_wake", asyncio.Event)
@@ -67,14 +68,10 @@ def _string_list(body: dict[str, Any], name: str, pattern: re.Pattern[str], limi
 
 def validate_spec(body: dict[str, Any]) -> dict[str, Any]:
     """The whole experiment spec, checked field by field."""
-    name = field(body, "name", str)
-    if not 0 < len(name) <= 200:
-        raise Problem("field 'name' must be 1-200 characters", field="name")
-    baseline = field(body, "baseline_pipeline", str)
-    candidate = field(body, "candidate_pipeline", str)
-    namespaces = _string_list(
-        body, "target_namespaces", re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"), 100
-    )
+    name = names.check_display_name(field(body, "name", str))
+    baseline = names.check_template(field(body, "baseline_pipeline", str), "baseline_pipeline")
+    candidate = names.check_template(field(body, "candidate_pipeline", str), "candidate_pipeline")
+    namespaces = _string_list(body, "target_namespaces", names.NAMESPACE, 100)
     hosts = _string_list(body, "target_hosts", _HOST_ID, 10_000)
     if not namespaces and not hosts:
         raise Problem("give 'target_namespaces' or 'target_hosts'", field="target_namespaces")
@@ -276,7 +273,7 @@ async def start_experiment(app: web.Application, experiment_id: str) -> dict[str
 
 
 async def _generate(app: web.Application, experiment_id: str) -> dict[str, Any]:
-    generator = GeneratorClient(app[keys.HTTP], app[keys.SETTINGS].generator_url)
+    generator = generator_for(app)
     data = await generator._post("/api/v1/generate", {"experiment_id": experiment_id})
     if not isinstance(data.get("baseline"), dict) or not isinstance(data.get("candidate"), dict):
         raise BadGateway("config generator returned no baseline/candidate configurations")
@@ -518,7 +515,7 @@ async def promote(request: web.Request) -> web.Response:
     namespaces = spec["target_namespaces"]
     if not namespaces:
         raise Conflict("promotion deploys to namespaces; this experiment targeted hosts only")
-    generator = GeneratorClient(request.app[keys.HTTP], request.app[keys.SETTINGS].generator_url)
+    generator = generator_for(request.app)
     params = {**spec["parameters"].get("candidate", {})}
     if spec["critical_processes"] and await generator.takes(spec["candidate_pipeline"], "critical_processes"):
         params.setdefault("critical_processes", spec["critical_processes"])
@@ -590,7 +587,7 @@ async def rollback(request: web.Request) -> web.Response:
     elif row["phase"] == "pending":
         raise Conflict(f"experiment {experiment_id} never started; there is nothing to roll back")
     spec = row["spec"]
-    generator = GeneratorClient(request.app[keys.HTTP], request.app[keys.SETTINGS].generator_url)
+    generator = generator_for(request.app)
     created = await _deploy_everywhere(
         request.app,
         row,

@@ -120,7 +120,12 @@ async def request_task(request: web.Request) -> web.Response:
     queue = request.app[keys.QUEUE]
     db = request.app[keys.DB]
     if host_id is not None:
-        if not _HOST_ID.match(host_id) or await db.fetch_one("get_agent", {"host_id": host_id}) is None:
+        if not _HOST_ID.match(host_id):
+            raise Problem(
+                f"field 'host_id' must be 1-253 letters, digits, '.', '_', ':' or '-', got {host_id[:64]!r}",
+                field="host_id",
+            )
+        if await db.fetch_one("get_agent", {"host_id": host_id}) is None:
             raise NotFound(f"agent {host_id!r} does not exist", field="host_id")
         row = await queue.enqueue(host_id, type=kind, action=on_demand[kind], priority=priority)
         return respond({"tasks": 1, "task_ids": [str(row["id"])]}, status=202)

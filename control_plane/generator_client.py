@@ -6,7 +6,9 @@ from typing import Any
 
 import aiohttp
 import structlog
+from aiohttp import web
 
+from control_plane import keys
 from phoenix_common.problems import BadGateway, Problem
 
 log = structlog.get_logger("phoenix.generator_client")
@@ -70,3 +72,10 @@ class GeneratorClient:
                 f"config generator at {self.base_url} is unreachable ({type(exc).__name__}); "
                 "start it with `phoenix-config-generator` or set generator_url"
             ) from None
+
+
+def for_app(app: web.Application) -> GeneratorClient:
+    """The client the API uses, with the token the generator requires (generator_token, else api_token)."""
+    settings = app[keys.SETTINGS]
+    token = settings.generator_token or settings.api_token
+    return GeneratorClient(app[keys.HTTP], settings.generator_url, token)

@@ -9,7 +9,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from control_plane.db import Database
-from control_plane.listener import EventHub, Listener, Waiters
+from control_plane.dispatch import Dispatcher
+from control_plane.listener import EventHub, Listener
+from control_plane.presence import Presence
 from control_plane.queue import TaskQueue
 from control_plane.settings import Settings
 
@@ -17,7 +19,8 @@ SETTINGS = web.AppKey("settings", Settings)
 DATABASE_URL = web.AppKey("database_url", str)
 DB = web.AppKey("db", Database)
 QUEUE = web.AppKey("queue", TaskQueue)
-WAITERS = web.AppKey("waiters", Waiters)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+PRESENCE = web.AppKey("presence", Presence)
 HUB = web.AppKey("hub", EventHub)
 LISTENER = web.AppKey("listener", Listener)
 HTTP = web.AppKey("http", aiohttp.ClientSession)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 import structlog
@@ -18,38 +17,12 @@ TASKS_CHANNEL = "phoenix_tasks"
 EVENTS_CHANNEL = "phoenix_events"
 
 
-class Waiters:
-    """Long-polling requests waiting for a host's next task."""
+class Wakeable(Protocol):
+    """What the LISTEN loop wakes: the long-poll dispatcher."""
 
-    def __init__(self) -> None:
-        self._by_host: dict[str, set[asyncio.Event]] = defaultdict(set)
+    def wake(self, host_id: str) -> None: ...
 
-    def register(self, host_id: str) -> asyncio.Event:
-        event = asyncio.Event()
-        self._by_host[host_id].add(event)
-        return event
-
-    def unregister(self, host_id: str, event: asyncio.Event) -> None:
-        waiting = self._by_host.get(host_id)
-        if waiting is not None:
-            waiting.discard(event)
-            if not waiting:
-                del self._by_host[host_id]
-
-    def wake(self, host_id: str) -> None:
-        if host_id == "*":
-            self.wake_all()
-            return
-        for event in self._by_host.get(host_id, ()):
-            event.set()
-
-    def wake_all(self) -> None:
-        for events in self._by_host.values():
-            for event in events:
-                event.set()
-
-    def __len__(self) -> int:
-        return sum(len(v) for v in self._by_host.values())
+    def wake_all(self) -> None: ...
 
 
 class Subscriber:
@@ -101,7 +74,7 @@ class EventHub:
 class Listener:
     """Keeps a LISTEN connection open, reconnecting with backoff; wakes everyone after a gap."""
 
-    def __init__(self, url: str, waiters: Waiters, hub: EventHub):
+    def __init__(self, url: str, waiters: Wakeable, hub: EventHub):
         self.url = url
         self.waiters = waiters
         self.hub = hub
@@ -124,6 +97,8 @@ class Listener:
                 raise
             except Exception as exc:
                 self.connected.clear()
+                # Wake-ups may be missed from now on: no host counts as known to be idle any more.
+                self.waiters.wake_all()
                 log.warning("listener_disconnected", error=str(exc), retry_in=round(delay, 2))
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, 10.0)

@@ -23,6 +23,8 @@ from control_plane import keys
 prometheus_client.disable_created_metrics()
 
 TASK_STATUSES = ("pending", "assigned", "running", "completed", "failed")
+# phoenix_retention_pruned_rows_total{table} values (control_plane/retention.py).
+RETENTION_TABLES = ("tasks", "events", "experiment_measurements")
 # phoenix_experiment_phase values, documented in the README.
 PHASES = {
     "pending": 0,
@@ -86,6 +88,14 @@ class ApiMetrics:
         self.leases_expired = Counter(
             "phoenix_task_leases_expired_total", "Tasks whose lease expired", ["outcome"], registry=registry
         )
+        self.pruned = Counter(
+            "phoenix_retention_pruned_rows_total",
+            "Rows this replica's retention deleted, per table",
+            ["table"],
+            registry=registry,
+        )
+        for table in RETENTION_TABLES:
+            self.pruned.labels(table)
 
 
 class DatabaseCounters:

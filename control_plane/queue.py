@@ -77,12 +77,21 @@ class TaskQueue:
         return await tx.execute("enqueue_fanout_namespace", {"namespace": namespace, **_task_params(**task)})
 
     async def claim(self, host_id: str, limit: int | None = None) -> list[dict[str, Any]]:
-        rows = await self.db.fetch(
-            "claim_tasks",
-            {"host_id": host_id, "limit": limit or self.claim_limit, "lease_seconds": self.lease_seconds},
-        )
+        """Lease a host's next tasks, most urgent first."""
+        rows = await self.claim_hosts([host_id], limit)
         rows.sort(key=lambda r: (-r["priority"], r["created_at"]))
         return rows
+
+    async def claim_hosts(self, host_ids: Sequence[str], limit: int | None = None) -> list[dict[str, Any]]:
+        """Lease the next tasks of many hosts (up to `limit` each) in one statement; rows carry host_id."""
+        return await self.db.fetch(
+            "claim_tasks",
+            {
+                "host_ids": list(host_ids),
+                "limit": limit or self.claim_limit,
+                "lease_seconds": self.lease_seconds,
+            },
+        )
 
     async def release(self, task_ids: Sequence[str]) -> int:
         """Return claimed-but-undelivered tasks to the queue without counting the attempt."""

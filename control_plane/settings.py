@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
 
 from phoenix_common.settings import SettingsError, is_loopback
+
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\[\]:-]+\Z")
 
 
 def default_state_dir() -> Path:
@@ -25,6 +28,15 @@ class Settings:
     generator_url: str = "http://127.0.0.1:8082"
     api_token: str | None = None
     agent_token: str | None = None
+    # Agent endpoints need a per-host token when agent_token (enrolment) is set or this is true; with this
+    # and no agent_token, only operator-issued tokens (POST /api/v1/agents/{host_id}/token) let agents in.
+    agent_tokens_required: bool = False
+    agent_token_cache_seconds: float = 30.0
+    # The token the config generator requires (its api_token); the API token when unset.
+    generator_token: str | None = None
+    # Browser origins besides the API's own that may open the WebSocket (scheme://host[:port]).
+    allowed_origins: tuple[str, ...] = ()
+    ws_max_message_bytes: int = 65_536
     insecure: bool = False
     log_level: str = "info"
     lease_seconds: float = 90.0
@@ -35,6 +47,13 @@ class Settings:
     long_poll_default: float = 30.0
     long_poll_max: float = 60.0
     claim_limit: int = 10
+    # How waiting long polls learn of new tasks: "notify" (LISTEN/NOTIFY, claims batched across hosts)
+    # or "interval" (each poll re-queries every long_poll_interval seconds; for poolers without LISTEN).
+    long_poll_wakeup: str = "notify"
+    long_poll_interval: float = 1.0
+    claim_batch_max: int = 1000
+    presence_flush_interval: float = 1.0
+    listen_backlog: int = 2048
     max_body_bytes: int = 1_048_576
     pool_min_size: int = 2
     pool_max_size: int = 20
@@ -42,6 +61,13 @@ class Settings:
     price_per_million_datapoints: float = 0.05
     experiment_ack_timeout: float = 120.0
     experiment_sample_interval: float = 10.0
+    # Retention (control_plane/retention.py): final tasks, events and experiment measurements older than
+    # these ages are deleted in the background; 0 keeps them forever.
+    retention_tasks: float = 30 * 86400.0
+    retention_events: float = 30 * 86400.0
+    retention_measurements: float = 90 * 86400.0
+    retention_interval: float = 3600.0
+    retention_batch: int = 5000
 
     def validate(self) -> None:
         if not 0 < self.port < 65536:
@@ -58,6 +84,12 @@ class Settings:
             raise SettingsError("max_attempts must be at least 1")
         if not 1 <= self.claim_limit <= 10:
             raise SettingsError("claim_limit must be between 1 and 10")
+        if self.long_poll_wakeup not in ("notify", "interval"):
+            raise SettingsError("long_poll_wakeup must be notify or interval")
+        if not 1 <= self.claim_batch_max <= 10_000:
+            raise SettingsError("claim_batch_max must be between 1 and 10000")
+        if self.long_poll_interval <= 0 or self.presence_flush_interval <= 0:
+            raise SettingsError("long_poll_interval and presence_flush_interval must be positive")
         if self.long_poll_max < self.long_poll_default:
             raise SettingsError("long_poll_max must not be less than long_poll_default")
         if self.offline_after <= self.stale_after:
@@ -67,8 +99,30 @@ class Settings:
         for name in ("price_per_series_month", "price_per_million_datapoints"):
             if getattr(self, name) < 0:
                 raise SettingsError(f"{name} must not be negative")
-        if not is_loopback(self.host) and not self.insecure and not (self.api_token and self.agent_token):
+        for name in ("retention_tasks", "retention_events", "retention_measurements"):
+            age = getattr(self, name)
+            # A bare number is seconds: refusing "30" here catches a 30 days meant as 30 seconds.
+            if age != 0 and age < 3600:
+                raise SettingsError(
+                    f"{name} must be 0 (keep forever) or at least 1h, got {age:g}s (write 30d for 30 days)"
+                )
+        if self.retention_interval < 1:
+            raise SettingsError("retention_interval must be at least 1s")
+        if not 1 <= self.retention_batch <= 100_000:
+            raise SettingsError("retention_batch must be between 1 and 100000")
+        if not 0 <= self.agent_token_cache_seconds <= 3600:
+            raise SettingsError("agent_token_cache_seconds must be between 0 and 3600")
+        if not 1024 <= self.ws_max_message_bytes <= 16 * 1024 * 1024:
+            raise SettingsError("ws_max_message_bytes must be between 1024 and 16777216")
+        for origin in self.allowed_origins:
+            if not _ORIGIN.match(origin):
+                raise SettingsError(
+                    "allowed_origins must list origins such as https://phoenix.example.com:8443, "
+                    f"got {origin!r}"
+                )
+        agents_secured = bool(self.agent_token) or self.agent_tokens_required
+        if not is_loopback(self.host) and not self.insecure and not (self.api_token and agents_secured):
             raise SettingsError(
-                f"host {self.host} is not a loopback address: set api_token and agent_token, "
-                "or start with --insecure to serve without them"
+                f"host {self.host} is not a loopback address: set api_token and agent_token (or "
+                "agent_tokens_required), or start with --insecure to serve without them"
             )

@@ -9,9 +9,11 @@ from typing import Any
 
 import structlog
 from aiohttp import WSMsgType, web
+from yarl import URL
 
 from control_plane import keys
 from control_plane.jsonutil import dumps
+from phoenix_common.problems import Forbidden
 
 log = structlog.get_logger("phoenix.ws")
 routes = web.RouteTableDef()
@@ -31,9 +33,48 @@ def _parse_subscription(data: str) -> set[str]:
     return set(topics)
 
 
+def _origin(value: str) -> tuple[str, str, int | None] | None:
+    """(scheme, host, port) of an http(s) origin; None for anything else ("null", a path, garbage)."""
+    try:
+        url = URL(value)
+    except ValueError:
+        return None
+    if url.scheme not in ("http", "https") or not url.host or url.path not in ("", "/"):
+        return None
+    if url.query_string or url.fragment or url.user is not None:
+        return None
+    return url.scheme, url.host.lower(), url.port
+
+
+def check_origin(request: web.Request) -> None:
+    """Refuse a page of another origin (cross-site WebSocket hijacking) before the upgrade.
+
+    No Origin header means a non-browser client (the CLI, curl) and is allowed. A browser's Origin must
+    name the host and port the request was sent to, or be one of `allowed_origins`.
+    """
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return
+    parsed = _origin(origin)
+    if parsed is not None:
+        if parsed == _origin(f"{parsed[0]}://{request.host}"):
+            return
+        if parsed in {_origin(a) for a in request.app[keys.SETTINGS].allowed_origins}:
+            return
+    log.warning("ws_origin_refused", origin=origin[:200])
+    raise Forbidden(
+        f"WebSocket connections from origin {origin[:200]!r} are not allowed; "
+        "add it to allowed_origins (PHOENIX_ALLOWED_ORIGINS) if it is yours",
+        field="Origin",
+    )
+
+
 @routes.get("/api/v1/ws")
 async def websocket(request: web.Request) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=64 * 1024)
+    check_origin(request)
+    max_size = request.app[keys.SETTINGS].ws_max_message_bytes
+    # A frame over the limit closes the socket with 1009 (message too big); the server reads no further.
+    ws = web.WebSocketResponse(heartbeat=20, max_msg_size=max_size)
     await ws.prepare(request)
     sockets = request.app[SOCKETS]
     sockets.add(ws)
@@ -43,6 +84,10 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     sender = asyncio.create_task(_pump(ws, sub))
     try:
         async for msg in ws:
+            if msg.type == WSMsgType.ERROR:
+                # aiohttp has closed the socket already (1009 for an oversized frame).
+                log.info("ws_closed_on_error", code=ws.close_code, error=str(msg.data)[:200])
+                break
             if msg.type != WSMsgType.TEXT:
                 await ws.send_str(dumps({"type": "error", "detail": "send JSON text frames"}))
                 continue

@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, metavar="N")
     p = leaf(agents, "show", commands.agents_show, "one agent in detail")
     p.add_argument("host", metavar="HOST")
+    p = leaf(agents, "token", commands.agents_token,
+             "issue (or rotate) a host's agent token, printed once; --revoke revokes it")
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("--revoke", action="store_true", help="revoke the host's token instead")
 
     deploy = groups.add_parser("deploy", help="pipeline deployments").add_subparsers(
         dest="action", metavar="ACTION", required=True)

@@ -55,6 +55,21 @@ def agents_show(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def agents_token(ctx: Context, args: argparse.Namespace) -> int:
+    path = f"/api/v1/agents/{quote(args.host)}/token"
+    if args.revoke:
+        data = ctx.api.delete(path)
+        ctx.out(data, f"the agent token of {data.get('host_id')} is revoked")
+        return EXIT_OK
+    data = ctx.api.post(path)
+    if not ctx.json:
+        # The token alone on stdout, so that it can go straight into the agent's config; it is not kept.
+        print(f"token for {data.get('host_id')}: shown once, give it to the agent as its `token` setting"
+              + (" (the previous one no longer works)" if data.get("replaced") else ""), file=sys.stderr)
+    ctx.out(data, str(data.get("agent_token")))
+    return EXIT_OK
+
+
 # --- deployments ------------------------------------------------------------------------------
 
 def deploy_create(ctx: Context, args: argparse.Namespace) -> int:

@@ -16,8 +16,8 @@ import yaml
 
 T = TypeVar("T")
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 class SettingsError(Exception):
@@ -25,7 +25,7 @@ class SettingsError(Exception):
 
 
 def parse_duration(value: Any, field: str) -> float:
-    """Seconds from a number or a string such as '30s', '5m', '250ms'."""
+    """Seconds from a number or a string such as '30s', '5m', '250ms', '30d'."""
     if isinstance(value, bool):
         raise SettingsError(f"{field} must be a duration such as 30s, got {value!r}")
     if isinstance(value, int | float):

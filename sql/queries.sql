@@ -24,13 +24,18 @@ INSERT INTO schema_migrations (version, name) VALUES (%(version)s, %(name)s);
 SELECT 1;
 
 -- name: claim_tasks
--- Claim a host's oldest, most urgent pending tasks and lease them, in one statement.
+-- Claim each host's oldest, most urgent pending tasks (up to `limit` a host) and lease them, for many
+-- hosts in one statement: the long-poll claimer batches every host that may have work.
 WITH picked AS (
-    SELECT id FROM tasks
-    WHERE host_id = %(host_id)s AND status = 'pending'
-    ORDER BY priority DESC, created_at ASC
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
+    SELECT p.id
+    FROM unnest(%(host_ids)s::text[]) AS h(host_id)
+    CROSS JOIN LATERAL (
+        SELECT id FROM tasks
+        WHERE tasks.host_id = h.host_id AND status = 'pending'
+        ORDER BY priority DESC, created_at ASC
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) p
 )
 UPDATE tasks t
 SET status = 'assigned',
@@ -198,6 +203,15 @@ RETURNING host_id, namespace, (xmax = 0) AS inserted,
 INSERT INTO agents (host_id) VALUES (%(host_id)s)
 ON CONFLICT (host_id) DO UPDATE SET last_seen_at = now()
 RETURNING host_id, namespace, (xmax = 0) AS inserted;
+
+-- name: touch_agents
+-- The contacts of the last second, in one statement: last-seen and the latest collector block.
+UPDATE agents a
+SET last_seen_at = now(),
+    collector = COALESCE(r.collector, a.collector)
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(host_id text, collector jsonb)
+WHERE a.host_id = r.host_id
+RETURNING a.host_id;
 
 -- name: agent_token_hash
 SELECT token_hash FROM agents WHERE host_id = %(host_id)s;
@@ -437,4 +451,126 @@ SELECT host_id, COALESCE((collector ->> 'restarts')::bigint, 0) AS restarts FROM
 WHERE jsonb_typeof(collector -> 'restarts') = 'number';
 
 -- name: tasks_finished
-SELECT type, status, count(*) AS n FROM tasks WHERE status IN ('completed', 'failed') GROUP BY type, status;
+-- What the tasks table holds plus what retention pruned (tasks_pruned), read in one snapshot, so the
+-- counter never goes backwards.
+SELECT type, status, sum(n)::bigint AS n FROM (
+    SELECT type, status, count(*) AS n FROM tasks WHERE status IN ('completed', 'failed') GROUP BY type, status
+    UNION ALL
+    SELECT type, status, n FROM tasks_pruned
+) s
+GROUP BY type, status;
+
+-- ---------------------------------------------------------------------------------------------------
+-- Retention (control_plane/retention.py): each statement deletes up to `batch` expired rows, oldest
+-- first, skipping rows another replica is deleting (SKIP LOCKED), and returns how many it deleted.
+-- Kept whatever their age: anything of an experiment that has not finished (pending to analyzing) and
+-- of an active deployment (its tasks tell enqueue_active_deployment_for_host a host already had it;
+-- the measurements of the experiment it was promoted from are the evidence for it).
+-- ---------------------------------------------------------------------------------------------------
+
+-- name: prune_tasks
+-- Only final tasks; the pruned count is added to tasks_pruned in the same statement.
+WITH keep AS (
+    SELECT id FROM experiments WHERE phase NOT IN ('completed', 'failed', 'stopped')
+    UNION ALL
+    SELECT id FROM pipeline_deployments WHERE status = 'active'
+), doomed AS (
+    SELECT t.id FROM tasks t
+    WHERE t.status IN ('completed', 'failed')
+      AND t.updated_at < now() - make_interval(secs => %(max_age_seconds)s)
+      AND (t.experiment_id IS NULL OR t.experiment_id NOT IN (SELECT id FROM keep))
+      AND (t.deployment_id IS NULL OR t.deployment_id NOT IN (SELECT id FROM keep))
+    ORDER BY t.updated_at
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+), deleted AS (
+    DELETE FROM tasks t USING doomed WHERE t.id = doomed.id
+    RETURNING t.type, t.status
+), tallied AS (
+    INSERT INTO tasks_pruned AS p (type, status, n)
+    SELECT type, status, count(*) FROM deleted GROUP BY type, status
+    ON CONFLICT (type, status) DO UPDATE SET n = p.n + EXCLUDED.n
+)
+SELECT count(*) AS n FROM deleted;
+
+-- name: prune_events
+-- An event is kept while its subject, or the experiment or deployment it names, is kept.
+WITH keep AS (
+    SELECT id FROM experiments WHERE phase NOT IN ('completed', 'failed', 'stopped')
+    UNION ALL
+    SELECT id FROM pipeline_deployments WHERE status = 'active'
+), doomed AS (
+    SELECT e.id FROM events e
+    WHERE e.ts < now() - make_interval(secs => %(max_age_seconds)s)
+      AND NOT EXISTS (
+          SELECT 1 FROM keep k
+          WHERE k.id IN (e.subject, e.data ->> 'experiment_id', e.data ->> 'deployment_id'))
+    ORDER BY e.ts
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+), deleted AS (
+    DELETE FROM events e USING doomed WHERE e.id = doomed.id
+    RETURNING e.id
+)
+SELECT count(*) AS n FROM deleted;
+
+-- name: prune_measurements
+-- Measurements of finished experiments only (their analysis is stored on the experiment).
+WITH keep AS (
+    SELECT id FROM experiments WHERE phase NOT IN ('completed', 'failed', 'stopped')
+    UNION ALL
+    SELECT experiment_id FROM pipeline_deployments WHERE status = 'active' AND experiment_id IS NOT NULL
+), doomed AS (
+    SELECT m.id FROM experiment_measurements m
+    WHERE m.received_at < now() - make_interval(secs => %(max_age_seconds)s)
+      AND m.experiment_id NOT IN (SELECT id FROM keep)
+    ORDER BY m.received_at
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+), deleted AS (
+    DELETE FROM experiment_measurements m USING doomed WHERE m.id = doomed.id
+    RETURNING m.id
+)
+SELECT count(*) AS n FROM deleted;
+
+-- =====================================================================================================
+-- Agent tokens (migration 0005): per-host tokens, stored as sha256 hashes only.
+-- =====================================================================================================
+
+-- name: agent_token_get
+SELECT token_hash, revoked_at FROM agent_tokens WHERE host_id = %(host_id)s;
+
+-- name: agent_token_owner
+-- Which host a presented token belongs to, to tell "another host's token" (403) from "no token" (401).
+SELECT host_id FROM agent_tokens WHERE token_hash = %(token_hash)s;
+
+-- name: agent_token_enrol
+-- Bind a host that has no row yet to its own token; NULL when it is bound or revoked already.
+INSERT INTO agent_tokens (host_id, token_hash, source) VALUES (%(host_id)s, %(token_hash)s, 'enrolled')
+ON CONFLICT (host_id) DO NOTHING
+RETURNING host_id;
+
+-- name: agent_token_issue
+-- An operator issues (or rotates) a host's token; the previous one stops working at once.
+WITH previous AS (SELECT token_hash FROM agent_tokens WHERE host_id = %(host_id)s)
+INSERT INTO agent_tokens (host_id, token_hash, source) VALUES (%(host_id)s, %(token_hash)s, 'issued')
+ON CONFLICT (host_id) DO UPDATE
+SET token_hash = EXCLUDED.token_hash, source = 'issued', issued_at = now(), revoked_at = NULL
+RETURNING host_id, issued_at, EXISTS (SELECT 1 FROM previous WHERE token_hash IS NOT NULL) AS replaced;
+
+-- name: agent_token_revoke
+-- Revoke a host's token; the row stays (without a hash) so that the enrolment token cannot bind it again.
+WITH previous AS (SELECT token_hash FROM agent_tokens WHERE host_id = %(host_id)s)
+INSERT INTO agent_tokens (host_id, token_hash, source, revoked_at) VALUES (%(host_id)s, NULL, NULL, now())
+ON CONFLICT (host_id) DO UPDATE SET token_hash = NULL, revoked_at = COALESCE(agent_tokens.revoked_at, now())
+RETURNING host_id, revoked_at, EXISTS (SELECT 1 FROM previous WHERE token_hash IS NOT NULL) AS had_token;
+
+-- ---------------------------------------------------------------------------------------------------
+-- Database outages (control_plane/app.py, the lease reaper).
+-- ---------------------------------------------------------------------------------------------------
+
+-- name: renew_leases_after_outage
+-- While the database was out of reach no agent could renew a lease: give every lease a full period
+-- from now, so the reaper does not take back work the agents still hold.
+UPDATE tasks SET lease_expires_at = GREATEST(lease_expires_at, now() + make_interval(secs => %(lease_seconds)s))
+WHERE status IN ('assigned', 'running');

@@ -40,12 +40,20 @@ class AgentProcess:
 
 
 def start_agent(
-    tmp_path: Path, api_url: str, otelcol_bin: Path, *, poll: str = "2s", host_id: str | None = None
+    tmp_path: Path,
+    api_url: str,
+    otelcol_bin: Path,
+    *,
+    poll: str = "2s",
+    host_id: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> AgentProcess:
+    """An agent whose state, collector config and logs live under `tmp_path`; `env` overrides settings."""
     host_id = host_id or f"e2e-{free_port()}"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     state_dir = tmp_path / "agent-state"
     config_path = tmp_path / "etc" / "collector.yaml"
-    env = {
+    settings = {
         "PHOENIX_AGENT_API_URL": api_url,
         "PHOENIX_AGENT_HOST_ID": host_id,
         "PHOENIX_AGENT_NAMESPACE": NAMESPACE,
@@ -61,9 +69,10 @@ def start_agent(
         "PHOENIX_AGENT_COLLECTOR__APPLY_TIMEOUT": "30s",
         # Keep the developer's machine config out of the test.
         "PHOENIX_AGENT_CONFIG": str(tmp_path / "agent.yaml"),
+        **(env or {}),
     }
     (tmp_path / "agent.yaml").write_text("{}\n")
-    proc = ServiceProcess("agent", env, tmp_path / f"agent-{host_id}.log").start()
+    proc = ServiceProcess("agent", settings, tmp_path / f"agent-{host_id}.log").start()
     return AgentProcess(host_id, state_dir, config_path, proc)
 
 
@@ -71,8 +80,9 @@ def start_agent(
 def agent_factory(tmp_path: Path, otelcol_bin: Path) -> Iterator[Any]:
     started: list[AgentProcess] = []
 
-    def make(api_url: str, **kwargs: Any) -> AgentProcess:
-        agent = start_agent(tmp_path, api_url, otelcol_bin, **kwargs)
+    def make(api_url: str, *, root: Path | None = None, **kwargs: Any) -> AgentProcess:
+        """An agent under `root` (default the test's tmp_path: give each of several agents its own)."""
+        agent = start_agent(root or tmp_path, api_url, otelcol_bin, **kwargs)
         started.append(agent)
         return agent
 

@@ -91,6 +91,14 @@ def test_host_id_defaults_to_hostname(tmp_path: Path) -> None:
         ),
         ("api_url: http://x\ncollector:\n  health_url: localhost:13133\n", "collector.health_url must be"),
         ("api_url: http://x\ncollector:\n  apply_timeout: 0s\n", "collector.apply_timeout must be positive"),
+        (
+            "api_url: http://x\ncollector:\n  restart_backoff_initial: 0s\n",
+            "collector.restart_backoff_initial must be between 50ms and 1h",
+        ),
+        (
+            "api_url: http://x\ncollector:\n  restart_backoff_initial: 5s\n  restart_backoff_max: 1s\n",
+            "collector.restart_backoff_max must be between collector.restart_backoff_initial and 1h",
+        ),
         ("api_url: http://x\ncollector:\n  colour: red\n", "collector.colour is not a known setting"),
         ("api_url: http://x\nlabels: [a, b]\n", "labels must be a mapping"),
         ("api_url: http://x\nnamespace: Prod_EU\n", "namespace must be a DNS label"),

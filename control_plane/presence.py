@@ -1,0 +1,91 @@
+"""Agents' last contact, written in batches.
+
+Every poll and heartbeat is a contact. Registering one in its own statement would make the database
+load of an idle fleet grow with its size; instead each contact is noted in memory and one statement a
+second writes them all (the collector block of the latest heartbeat with them). A contact that changes
+what the control plane knows about a host (first contact, namespace, labels, version, facts, the
+collector's config or state) takes the full registration path at once; `Presence` remembers what each
+host last registered so that an unchanged heartbeat does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from typing import Any
+
+import structlog
+from psycopg.types.json import Jsonb
+
+from control_plane.db import Database
+from control_plane.jsonutil import dumps
+
+log = structlog.get_logger("phoenix.presence")
+
+# Collector fields that change on every heartbeat without changing anything an operator acts on.
+_VOLATILE = ("uptime_seconds",)
+
+
+def fingerprint(report: dict[str, Any]) -> str:
+    """What a heartbeat says about its host, minus what changes every time."""
+    stable = dict(report)
+    stable.pop("running_tasks", None)
+    collector = stable.get("collector")
+    if isinstance(collector, dict):
+        stable["collector"] = {k: v for k, v in collector.items() if k not in _VOLATILE}
+    return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class Presence:
+    """Known hosts of this process and their pending last-seen writes."""
+
+    def __init__(self, db: Database, *, flush_interval: float = 1.0, max_known: int = 1_000_000) -> None:
+        self.db = db
+        self.flush_interval = flush_interval
+        self.max_known = max_known
+        self._known: dict[str, tuple[str | None, str]] = {}  # host -> (fingerprint, namespace)
+        self._pending: dict[str, dict[str, Any] | None] = {}  # host -> collector block to store
+        self.flushes = 0
+
+    def known(self, host_id: str) -> tuple[str | None, str] | None:
+        return self._known.get(host_id)
+
+    def remember(self, host_id: str, fp: str | None, namespace: str) -> None:
+        if len(self._known) >= self.max_known and host_id not in self._known:
+            self._known.pop(next(iter(self._known)))  # the oldest entry: it re-registers on next contact
+        self._known[host_id] = (fp, namespace)
+
+    def forget(self, host_id: str) -> None:
+        self._known.pop(host_id, None)
+
+    def touch(self, host_id: str, collector: dict[str, Any] | None = None) -> None:
+        if collector is not None or host_id not in self._pending:
+            self._pending[host_id] = collector
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval)
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        rows = [{"host_id": h, "collector": c} for h, c in pending.items()]
+        try:
+            self.flushes += 1
+            updated = await self.db.fetch("touch_agents", {"rows": Jsonb(rows, dumps=dumps)})
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Keep them for the next flush (newer contacts win).
+            for host, collector in pending.items():
+                self._pending.setdefault(host, collector)
+            log.warning("presence_flush_failed", error=f"{type(exc).__name__}: {exc}", hosts=len(pending))
+            return
+        if len(updated) < len(pending):
+            found = {r["host_id"] for r in updated}
+            for host in pending:
+                if host not in found:
+                    self.forget(host)  # gone from the database: its next contact registers it again

@@ -1,0 +1,91 @@
+"""Retention: old final tasks, events and experiment measurements are deleted in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+
+from control_plane import keys
+from control_plane.db import Database
+from control_plane.metrics import METRICS
+from control_plane.settings import Settings
+
+log = structlog.get_logger("phoenix.retention")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One table's retention: the query that deletes a batch and the age it keeps, in seconds."""
+
+    table: str
+    query: str
+    max_age_seconds: float
+
+
+def retention_rules(settings: Settings) -> list[Rule]:
+    """The tables to prune; an age of 0 keeps that table's rows forever."""
+    return [
+        rule
+        for rule in (
+            Rule("tasks", "prune_tasks", settings.retention_tasks),
+            Rule("events", "prune_events", settings.retention_events),
+            Rule("experiment_measurements", "prune_measurements", settings.retention_measurements),
+        )
+        if rule.max_age_seconds > 0
+    ]
+
+
+async def prune(
+    db: Database,
+    rules: list[Rule],
+    batch: int,
+    on_deleted: Callable[[str, int], None] | None = None,
+) -> dict[str, int]:
+    """One pass: delete each table's expired rows `batch` at a time until a batch comes back short.
+
+    Every batch is its own short statement (no long transaction, no long lock); rows another replica
+    is deleting are skipped, so replicas may run passes at the same time.
+    """
+    counts: dict[str, int] = {}
+    for rule in rules:
+        counts[rule.table] = 0
+        while True:
+            row = await db.fetch_one(rule.query, {"max_age_seconds": rule.max_age_seconds, "batch": batch})
+            deleted = int(row["n"]) if row else 0
+            counts[rule.table] += deleted
+            if deleted and on_deleted is not None:
+                on_deleted(rule.table, deleted)
+            if deleted < batch:
+                break
+    return counts
+
+
+async def run(app: web.Application) -> None:
+    """A pass every retention_interval (jittered); errors are logged and the next pass tries again."""
+    settings = app[keys.SETTINGS]
+    metrics = app[METRICS]
+    active = retention_rules(settings)
+    if not active:
+        log.info("retention_disabled")
+        return
+    while True:
+        start = time.monotonic()
+        try:
+            counts = await prune(
+                app[keys.DB],
+                active,
+                settings.retention_batch,
+                on_deleted=lambda table, n: metrics.pruned.labels(table).inc(n),
+            )
+            log.info("retention_pass", seconds=round(time.monotonic() - start, 3), **counts)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("retention_error", error=f"{type(exc).__name__}: {exc}")
+        await asyncio.sleep(settings.retention_interval * random.uniform(0.8, 1.2))
