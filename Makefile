@@ -35,6 +35,7 @@ bench: venv otelcol
 	$(PY) benchmarks/queue.py
 	$(PY) benchmarks/render.py
 	$(PY) benchmarks/agent.py
+	$(PY) benchmarks/fleet.py
 
 clean:
 	rm -rf $(VENV) .cache bin .state

@@ -62,15 +62,60 @@ class ControlPlaneClient:
         backoff_max: float = BACKOFF_MAX_SECONDS,
         request_timeout: float = 15.0,
         on_token: Callable[[str], None] | None = None,
+        stored_token: str | None = None,
+        on_stored_token_dropped: Callable[[], None] | None = None,
     ) -> None:
+        """`token` is the configured one; `stored_token`, saved by an earlier enrolment, is tried first."""
         self._session = session
         self._base = api_url.rstrip("/") + AGENT_PREFIX
         self._headers = {"X-Agent-Host-ID": host_id, "Accept": "application/json"}
-        if token:
-            self._headers["Authorization"] = f"Bearer {token}"
+        self._configured = token or None
+        self._stored = stored_token if stored_token and stored_token != token else None
+        self._set_token(self._stored or self._configured)
         self.backoff_max = backoff_max
         self.request_timeout = request_timeout
         self._on_token = on_token
+        self._on_stored_token_dropped = on_stored_token_dropped
+        self._fallback_logged = False
+        self._stored_refused = False
+
+    def _set_token(self, token: str | None) -> None:
+        self._token = token
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+        else:
+            self._headers.pop("Authorization", None)
+
+    def _token_refused(self, used: str | None, status: int) -> bool:
+        """After a 401/403 with token `used`: switch between the stored and the configured token (an
+        operator may have rotated the host's token and updated the config, or the stored one may be the
+        good one after all); True when there is another token to try now."""
+        if used != self._token:
+            return True  # another request switched already: retry with the current token
+        other = self._configured if used == self._stored else self._stored
+        if not other or other == used:
+            return False
+        self._set_token(other)
+        self._stored_refused = other == self._configured
+        if self._stored_refused and not self._fallback_logged:
+            self._fallback_logged = True
+            log.warning(
+                "agent_token_fallback", status=status, detail="stored token refused; using the configured one"
+            )
+        return True
+
+    def _token_accepted(self, used: str | None) -> None:
+        """The configured token works where the stored one was refused: forget the stored one for good."""
+        if used is None or used != self._token:
+            return
+        if used == self._stored:
+            self._stored_refused = False
+        if not self._stored_refused or used != self._configured:
+            return
+        self._stored, self._stored_refused = None, False
+        if self._on_stored_token_dropped is not None:
+            self._on_stored_token_dropped()
+        log.info("agent_stored_token_dropped")
 
     async def _request(
         self,
@@ -81,18 +126,43 @@ class ControlPlaneClient:
         params: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> Any:
-        """One request; the decoded JSON answer, ApiUnavailable to retry, or ApiRejected."""
+        """One request; the decoded JSON answer, ApiUnavailable to retry, or ApiRejected. Refused (401/403)
+        with one token while the agent has another, it is sent again at once with the other."""
+        for attempt in (1, 2):
+            used = self._token
+            status, answer = await self._send(method, path, body=body, params=params, timeout=timeout)
+            if status in (401, 403):
+                if attempt == 1 and self._token_refused(used, status):
+                    continue
+                raise ApiUnavailable(f"{method} {path}: HTTP {status}: {answer}")
+            self._token_accepted(used)
+            return answer
+        raise AssertionError("unreachable")  # the second attempt returns or raises
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None,
+        params: dict[str, str] | None,
+        timeout: float | None,
+    ) -> tuple[int, Any]:
+        """(status, decoded answer) of one request; with a token to fall back on, 401/403 come back as
+        (status, detail) for the caller to try the other token."""
         try:
             async with self._session.request(
                 method,
                 self._base + path,
                 json=body,
                 params=params,
-                headers=self._headers,
+                headers=dict(self._headers),
                 timeout=aiohttp.ClientTimeout(total=timeout or self.request_timeout),
             ) as response:
                 text = await response.text()
                 self._adopt_token(response.headers.get(AGENT_TOKEN_HEADER))
+                if response.status in (401, 403) and self._has_fallback():
+                    return response.status, _detail(response.status, text)
                 if response.status >= 500 or response.status in _RETRYABLE_STATUS:
                     raise ApiUnavailable(
                         f"{method} {path}: HTTP {response.status}: {_detail(response.status, text)}"
@@ -100,17 +170,22 @@ class ControlPlaneClient:
                 if response.status >= 400:
                     raise ApiRejected(response.status, _detail(response.status, text))
                 try:
-                    return json.loads(text) if text else {}
+                    return response.status, json.loads(text) if text else {}
                 except ValueError:
                     raise ApiUnavailable(f"{method} {path}: answer is not JSON") from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise ApiUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}".strip()) from None
 
+    def _has_fallback(self) -> bool:
+        return self._stored is not None and self._configured is not None
+
     def _adopt_token(self, token: str | None) -> None:
         """Switch to the host's own token the control plane issued on enrolment (never logged)."""
-        if not token or self._headers.get("Authorization") == f"Bearer {token}":
+        if not token or self._token == token:
             return
-        self._headers["Authorization"] = f"Bearer {token}"
+        self._set_token(token)
+        self._stored = token if token != self._configured else None
+        self._stored_refused = False
         if self._on_token is not None:
             self._on_token(token)
         log.info("agent_enrolled")

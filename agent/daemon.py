@@ -69,6 +69,10 @@ class Agent:
     def _store_token(self, token: str) -> None:
         atomic_write(self.state.root / TOKEN_FILE, token, mode=0o600)
 
+    def _drop_stored_token(self) -> None:
+        """The configured token works and the stored one was refused: do not try the stored one again."""
+        (self.state.root / TOKEN_FILE).unlink(missing_ok=True)
+
     async def heartbeat_body(self, handlers: TaskHandlers) -> dict[str, Any]:
         if self._facts is None:
             self._facts = host_facts()
@@ -94,9 +98,11 @@ class Agent:
                 session,
                 settings.api_url,
                 settings.host_id,
-                self._stored_token() or settings.token,
+                settings.token,
+                stored_token=self._stored_token(),
                 backoff_max=settings.backoff_max,
                 on_token=self._store_token,
+                on_stored_token_dropped=self._drop_stored_token,
             )
             reporter = Reporter(client, outbox)
             collector = Collector(settings.collector, self.supervisor, self.state, session)

@@ -90,6 +90,8 @@ class Result:
     fanout_cpu: float = 0.0
     peak_rss_mb: float = 0.0
     completed_s: float | None = None
+    sims_cpu: float = 0.0
+    statements: dict[str, float] = field(default_factory=dict)
 
     def pct(self, q: float) -> float | None:
         if not self.fanout:
@@ -114,15 +116,33 @@ def _transactions(url: str) -> int:
     return int(row[0])
 
 
-def _held(api_url: str) -> float:
+def _scrape(api_urls: list[str], name: str) -> float:
+    """A metric without labels, summed over the API processes."""
     import urllib.request
 
-    with urllib.request.urlopen(f"{api_url}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    for line in text.splitlines():
-        if line.startswith("phoenix_long_polls_waiting "):
-            return float(line.split()[1])
-    return 0.0
+    total = 0.0
+    for api_url in api_urls:
+        with urllib.request.urlopen(f"{api_url}/metrics", timeout=10) as response:
+            text = response.read().decode()
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                total += float(line.split()[1])
+    return total
+
+
+def _held(api_url: str) -> float:
+    return _scrape([api_url], "phoenix_long_polls_waiting")
+
+
+COUNTERS = {
+    "claims": "phoenix_long_poll_claim_statements_total",
+    "skipped": "phoenix_long_poll_claims_skipped_total",
+    "reports": "phoenix_report_statements_total",
+}
+
+
+def _counters(api_urls: list[str]) -> dict[str, float]:
+    return {key: _scrape(api_urls, name) for key, name in COUNTERS.items()}
 
 
 class CpuWindow:
@@ -286,11 +306,13 @@ def run_fleet(
                 raise SystemExit(f"{label}: the fleet was not registered within {opts.ready_timeout:.0f}s")
             result.ready_s = time.monotonic() - started
             # Let the registrations' wake settle (every agent's first poll is on the wire).
-            wait_for(
-                lambda: sum(_held(u) for u in api_urls) >= agents * 0.98,
-                timeout=60,
-                what="the fleet's long polls to be held",
-            )
+            with contextlib.suppress(AssertionError):  # an overloaded peer may never hold them all
+                wait_for(
+                    lambda: sum(_held(u) for u in api_urls) >= agents * 0.98,
+                    timeout=60,
+                    interval=1,
+                    what="the fleet's long polls to be held",
+                )
             held = [sum(_held(u) for u in api_urls)]
             window = CpuWindow(pids)
             tx0 = _transactions(db_url)
@@ -306,7 +328,10 @@ def run_fleet(
             result.held = min(held)
 
             window = CpuWindow(pids)
+            sims_window = CpuWindow([sim.proc.pid for sim in sims])
+            before = _counters(api_urls)
             received: list[dict[str, Any]] = []
+            profiler = _start_profiler(pids[0], tmp / f"profile-{label.split()[0]}-{agents}.txt", opts)
             t0 = time.time()
             status, body, _ = http_json(
                 "POST",
@@ -319,18 +344,84 @@ def run_fleet(
             deployment_id = body["id"]
             _drain(sims, t0 + opts.fanout_timeout, agents, received, window)
             result.fanout_cpu = window.share()
+            result.sims_cpu = sims_window.share()
+            if profiler is not None:
+                _stop_profiler(*profiler)
             result.peak_rss_mb = window.peak_rss
             deployment = [r for r in received if r["type"] == "deployment"]
             result.received = len({r["host"] for r in deployment})
             result.duplicates = len(deployment) - len({r["task"] for r in deployment})
             result.fanout = [r["t"] - t0 for r in deployment]
             result.completed_s = _wait_completed(db_url, deployment_id, agents, t0, opts.fanout_timeout)
+            after = _counters(api_urls)
+            result.statements = {k: after[k] - before[k] for k in COUNTERS}
         finally:
             summaries = _stop_sims(sims)
         errors = sum(s.get("errors", 0) for s in summaries)
         if errors:
             print(f"  ({label}: simulated agents retried {errors} calls)", file=sys.stderr)
     return result
+
+
+def _start_profiler(
+    pid: int, out: Path, opts: argparse.Namespace
+) -> tuple[subprocess.Popen[bytes], Path] | None:
+    """py-spy on the API during the fan-out (--profile), to show where its time goes."""
+    if not opts.profile:
+        return None
+    import shutil
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists():
+        print("  (--profile needs py-spy: pip install py-spy)", file=sys.stderr)
+        return None
+    proc = subprocess.Popen(
+        [
+            spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--nonblocking",
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1)  # py-spy attaches before the clock starts
+    return proc, out
+
+
+def _stop_profiler(proc: subprocess.Popen[bytes], out: Path) -> None:
+    import collections
+    import signal
+
+    proc.send_signal(signal.SIGINT)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(30)
+    if not out.exists():
+        return
+    inclusive: collections.Counter[str] = collections.Counter()
+    leaf: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        frames = [f.split(" (")[0] + " " + f.split("/")[-1].split(":")[0] for f in stack.split(";")]
+        total += n
+        leaf[frames[-1]] += n
+        for frame in set(frames):
+            inclusive[frame] += n
+    print(f"\nAPI profile during the fan-out ({total} samples; {out}):")
+    print("  self%   total%  function")
+    for frame, n in leaf.most_common(12):
+        print(f"  {100 * n / total:5.1f}   {100 * inclusive[frame] / total:5.1f}  {frame}")
 
 
 def _wait_completed(db_url: str, deployment_id: str, agents: int, t0: float, timeout: float) -> float | None:
@@ -367,6 +458,22 @@ def print_table(results: list[Result]) -> None:
             f"{_fmt(max(r.fanout) if r.fanout else None, 's'):>8}{r.fanout_cpu * 100:>8.0f}%"
             f"{r.peak_rss_mb:>8.0f}MB{_fmt(r.completed_s, 's', 1):>10}"
         )
+
+
+def print_statements(results: list[Result]) -> None:
+    print()
+    print(
+        f"{'run':<26}{'agents':>7}{'claim stmts':>13}{'polls w/o claim':>17}"
+        f"{'report stmts':>14}{'sim cpu':>9}"
+    )
+    for r in results:
+        st = r.statements
+        print(
+            f"{r.label:<26}{r.agents:>7}{st.get('claims', 0):>13.0f}{st.get('skipped', 0):>17.0f}"
+            f"{st.get('reports', 0):>14.0f}{r.sims_cpu * 100:>8.0f}%"
+        )
+    print("(statements from the deployment request until every task was completed; sim cpu: the simulated")
+    print(" fleet's processes during the fan-out, sharing this machine's cores with the API and PostgreSQL)")
 
 
 def print_verdict(results: list[Result]) -> None:
@@ -411,6 +518,7 @@ def main() -> None:
     parser.add_argument("--ready-timeout", type=float, default=240.0)
     parser.add_argument("--no-peer", action="store_true", help="skip the re-query-every-second peer")
     parser.add_argument("--replicas", action="store_true", help="also run two API processes, fleet split")
+    parser.add_argument("--profile", action="store_true", help="py-spy the API during each fan-out")
     parser.add_argument("--database-url", default=os.environ.get("PHOENIX_TEST_DATABASE_URL"))
     opts = parser.parse_args()
     sizes = [int(s) for s in opts.agents.split(",") if s.strip()]
@@ -445,6 +553,7 @@ def main() -> None:
             handle.cleanup()
     print()
     print_table(results)
+    print_statements(results)
     print_verdict(results)
 
 

@@ -15,7 +15,7 @@ from control_plane.deployments import check_namespace
 from control_plane.events import publish
 from control_plane.jsonutil import respond
 from control_plane.presence import fingerprint
-from control_plane.queue import REPORTABLE
+from control_plane.queue import REPORTABLE, check_outcome
 from phoenix_common.problems import Problem, field, json_body
 
 log = structlog.get_logger("phoenix.agent_api")
@@ -179,7 +179,8 @@ async def report_status(request: web.Request) -> web.Response:
     task_id = request.match_info["task_id"]
     _check_uuid(task_id)
     report = _validate_report(await json_body(request))
-    await request.app[keys.QUEUE].report(host_id, task_id, **report)
+    (outcome,) = await request.app[keys.REPORTS].submit(host_id, [{"id": task_id, **report}])
+    check_outcome(outcome, host_id, report["status"])
     log.info("task_reported", host_id=host_id, task_id=task_id, status=report["status"])
     return respond({"id": task_id, "status": report["status"]})
 
@@ -198,7 +199,7 @@ async def report_many(request: web.Request) -> web.Response:
         task_id = field(item, "id", str)
         _check_uuid(task_id, status=400)
         checked.append({"id": task_id, **_validate_report(item)})
-    outcomes = await request.app[keys.QUEUE].report_many(host_id, checked)
+    outcomes = await request.app[keys.REPORTS].submit(host_id, checked)
     return respond(
         {
             "results": [

@@ -12,7 +12,18 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from control_plane import agent_api, cost, deployments, experiments, fleet, keys, openapi, retention, ws
+from control_plane import (
+    agent_api,
+    cost,
+    deployments,
+    experiments,
+    fleet,
+    keys,
+    openapi,
+    retention,
+    rollouts,
+    ws,
+)
 from control_plane import web as dashboard
 from control_plane.auth import auth_middleware
 from control_plane.db import Database, make_pool, migrate
@@ -28,7 +39,7 @@ from control_plane.metrics import (
     metrics_middleware,
 )
 from control_plane.presence import Presence
-from control_plane.queue import TaskQueue
+from control_plane.queue import ReportBatcher, TaskQueue
 from control_plane.settings import Settings
 from control_plane.tokens import AGENT_TOKENS, AgentTokens
 from control_plane.tokens import routes as token_routes
@@ -61,13 +72,22 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         interval=settings.long_poll_interval,
     )
     app[keys.PRESENCE] = Presence(db, flush_interval=settings.presence_flush_interval)
+    app[keys.REPORTS] = ReportBatcher(app[keys.QUEUE])
+    dispatcher, presence, reports = app[keys.DISPATCHER], app[keys.PRESENCE], app[keys.REPORTS]
+    app[METRICS].process.source = lambda: {
+        "phoenix_long_poll_claim_statements": dispatcher.claims,
+        "phoenix_long_poll_claims_skipped": dispatcher.skipped,
+        "phoenix_report_statements": reports.statements,
+        "phoenix_presence_flushes": presence.flushes,
+    }
     yield
     await app[keys.PRESENCE].flush()
     await pool.close()
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
-    """The LISTEN loop, the lease reaper and retention; cancelled and awaited on exit."""
+    """The LISTEN loop, the lease reaper, the failed-rollout watcher and retention; cancelled and awaited
+    on exit."""
     dispatcher = app[keys.DISPATCHER]
     listener = Listener(app[keys.DATABASE_URL], dispatcher, app[keys.HUB])
     app[keys.LISTENER] = listener
@@ -75,7 +95,9 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(listener.run(), name="listener"),
         asyncio.create_task(dispatcher.run(), name="dispatcher"),
         asyncio.create_task(app[keys.PRESENCE].run(), name="presence"),
+        asyncio.create_task(app[keys.REPORTS].run(), name="reports"),
         asyncio.create_task(_reaper(app), name="reaper"),
+        asyncio.create_task(rollouts.run(app), name="rollouts"),
         asyncio.create_task(retention.run(app), name="retention"),
     ]
     app[keys.BACKGROUND] = tasks

@@ -23,6 +23,8 @@ routes = web.RouteTableDef()
 NAMESPACE_RE = names.NAMESPACE
 NAME_RE = names.DEPLOYMENT_NAME
 DEPLOYMENT_PRIORITY = 10
+# A bound on max_failed_hosts that still reads as a count of hosts (a typo of 10**9 would not).
+MAX_FAILED_HOSTS_LIMIT = 1_000_000
 
 
 def check_namespace(value: str, name: str = "namespace") -> str:
@@ -47,8 +49,13 @@ async def deploy(
     rendered: dict[str, Any],
     experiment_id: str | None = None,
     reason: str = "created",
+    max_failed_hosts: int = 0,
 ) -> dict[str, Any]:
-    """Make `rendered` the namespace's active deployment and queue it for every agent there."""
+    """Make `rendered` the namespace's active deployment and queue it for every agent there.
+
+    It is failed, and the previous one restored, once more than `max_failed_hosts` hosts fail it
+    (control_plane/rollouts.py).
+    """
     db = app[keys.DB]
     queue = app[keys.QUEUE]
     deployment_id = new_id("dep")
@@ -67,6 +74,7 @@ async def deploy(
                 "parameters": Jsonb(parameters),
                 "previous_id": previous["id"] if previous else None,
                 "experiment_id": experiment_id,
+                "max_failed_hosts": max_failed_hosts,
             },
         )
         await tx.execute(
@@ -124,6 +132,13 @@ async def create_deployment(request: web.Request) -> web.Response:
     namespace = check_namespace(field(body, "namespace", str))
     template = names.check_template(field(body, "template", str))
     parameters = field(body, "parameters", dict, default={})
+    max_failed_hosts = field(body, "max_failed_hosts", int, default=0)
+    if not 0 <= max_failed_hosts <= MAX_FAILED_HOSTS_LIMIT:
+        raise Problem(
+            f"field 'max_failed_hosts' must be between 0 and {MAX_FAILED_HOSTS_LIMIT}, "
+            f"got {max_failed_hosts}",
+            field="max_failed_hosts",
+        )
     db = request.app[keys.DB]
     count = await db.fetch_one("namespace_agent_count", {"namespace": namespace})
     if (not count or count["n"] == 0) and not field(body, "allow_empty_namespace", bool, default=False):
@@ -141,6 +156,7 @@ async def create_deployment(request: web.Request) -> web.Response:
         template=template,
         parameters=parameters,
         rendered=rendered,
+        max_failed_hosts=max_failed_hosts,
     )
     row = await db.fetch_one("get_deployment", {"id": created["id"]})
     assert row is not None
@@ -163,6 +179,9 @@ def _deployment_json(row: dict[str, Any], *, hosts: int | None = None, full: boo
             "updated_at",
             "version",
             "config_hash",
+            "max_failed_hosts",
+            "status_reason",
+            "restored_at",
         )
     }
     out["tasks"] = row.get("task_counts") or {}
@@ -205,13 +224,18 @@ async def rollback(app: web.Application, deployment_id: str, reason: str) -> dic
                 f"pipeline deployment {deployment_id} is {row['status']}, not the active one of "
                 f"namespace {row['namespace']}; only the active deployment can be rolled back"
             )
-        await tx.execute("set_deployment_status", {"id": deployment_id, "status": "rolled_back"})
+        await tx.execute(
+            "set_deployment_status_reason", {"id": deployment_id, "status": "rolled_back", "reason": reason}
+        )
         restored = None
         hosts = 0
         if row["previous_id"]:
             previous = await tx.fetch_one("get_deployment", {"id": row["previous_id"]})
             assert previous is not None
-            await tx.execute("set_deployment_status", {"id": previous["id"], "status": "active"})
+            await tx.execute(
+                "restore_deployment",
+                {"id": previous["id"], "reason": f"restored by rollback of {deployment_id}"},
+            )
             hosts = await _fan_out(
                 tx,
                 queue,

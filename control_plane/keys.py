@@ -12,13 +12,14 @@ from control_plane.db import Database
 from control_plane.dispatch import Dispatcher
 from control_plane.listener import EventHub, Listener
 from control_plane.presence import Presence
-from control_plane.queue import TaskQueue
+from control_plane.queue import ReportBatcher, TaskQueue
 from control_plane.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE_URL = web.AppKey("database_url", str)
 DB = web.AppKey("db", Database)
 QUEUE = web.AppKey("queue", TaskQueue)
+REPORTS = web.AppKey("reports", ReportBatcher)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 PRESENCE = web.AppKey("presence", Presence)
 HUB = web.AppKey("hub", EventHub)

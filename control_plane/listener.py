@@ -28,7 +28,9 @@ class Wakeable(Protocol):
 class Subscriber:
     """A WebSocket client's bounded inbox; a full inbox marks it slow instead of blocking others."""
 
-    def __init__(self, topics: set[str], maxsize: int = 256):
+    # A fan-out to 10,000 agents emits 10,000 task events within a second or two: the inbox holds a burst
+    # that size (a few MB at most) so that only a client that really stops reading is dropped.
+    def __init__(self, topics: set[str], maxsize: int = 16_384):
         self.topics = topics
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=maxsize)
         self.dropped = False
@@ -91,8 +93,12 @@ class Listener:
                     # Anything enqueued while we were not listening: let every poll re-check.
                     self.waiters.wake_all()
                     delay = 0.5
+                    burst = 0
                     async for note in conn.notifies():
                         self._dispatch(note.channel, note.payload)
+                        burst += 1
+                        if burst % 256 == 0:
+                            await asyncio.sleep(0)  # let the WebSocket pumps drain a long burst
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -85,6 +85,8 @@ class ApiMetrics:
         )
         self.counters = DatabaseCounters()
         registry.register(self.counters)
+        self.process = ProcessCounters()
+        registry.register(self.process)
         self.leases_expired = Counter(
             "phoenix_task_leases_expired_total", "Tasks whose lease expired", ["outcome"], registry=registry
         )
@@ -96,6 +98,25 @@ class ApiMetrics:
         )
         for table in RETENTION_TABLES:
             self.pruned.labels(table)
+
+
+class ProcessCounters:
+    """This process's own statement counts, read when scraped (the benchmark's view of batching)."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], dict[str, int]] = dict
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        values = self.source()
+        for name, help_text in (
+            ("phoenix_long_poll_claim_statements", "Claim statements the long-poll dispatcher ran"),
+            ("phoenix_long_poll_claims_skipped", "Long polls that needed no claim (host known idle)"),
+            ("phoenix_report_statements", "Statements that applied agent reports (batched across hosts)"),
+            ("phoenix_presence_flushes", "Batched last-seen writes"),
+        ):
+            family = CounterMetricFamily(name, help_text)
+            family.add_metric([], values.get(name, 0))
+            yield family
 
 
 class DatabaseCounters:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,7 +11,7 @@ from psycopg.types.json import Jsonb
 
 from control_plane.db import Database, Tx
 from control_plane.events import publish
-from phoenix_common.problems import Conflict, NotFound
+from phoenix_common.problems import Conflict, NotFound, Problem
 
 log = structlog.get_logger("phoenix.queue")
 
@@ -109,49 +110,36 @@ class TaskQueue:
         (outcome,) = await self.report_many(
             host_id, [{"id": task_id, "status": status, "result": result, "error": error}]
         )
-        if outcome["outcome"] == "not_found":
-            raise NotFound(f"task {task_id} does not exist for host {host_id}")
-        if outcome["outcome"] == "conflict":
-            raise Conflict(
-                f"task {task_id} is {outcome['current_status']}; it cannot become {status}",
-                current_status=outcome["current_status"],
-            )
-        return outcome
+        return check_outcome(outcome, host_id, status)
 
     async def report_many(self, host_id: str, reports: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Apply reports in one statement; each gets an outcome (applied, unchanged, conflict, not_found)."""
-        latest = {str(r["id"]): r for r in reports}  # a repeated id: its last report counts
-        rows = await self.db.fetch(
-            "report_tasks",
-            {
-                "host_id": host_id,
-                "lease_seconds": self.lease_seconds,
-                "reports": Jsonb(list(latest.values())),
-            },
-        )
-        applied = {str(row["id"]): row for row in rows}
-        outcomes: dict[str, dict[str, Any]] = {
-            task_id: {**row, "id": task_id, "outcome": "applied"} for task_id, row in applied.items()
-        }
-        missing = [task_id for task_id in latest if task_id not in applied]
-        if missing:
-            current = {
-                str(r["id"]): r["status"]
-                for r in await self.db.fetch("task_statuses", {"ids": missing, "host_id": host_id})
-            }
-            for task_id in missing:
-                wanted = latest[task_id]["status"]
-                if task_id not in current:
-                    outcomes[task_id] = {"id": task_id, "outcome": "not_found"}
-                elif current[task_id] == wanted:
-                    outcomes[task_id] = {"id": task_id, "status": wanted, "outcome": "unchanged"}
-                else:
-                    outcomes[task_id] = {
-                        "id": task_id,
-                        "outcome": "conflict",
-                        "current_status": current[task_id],
-                    }
+        """Apply one host's reports in one statement; each gets an outcome (applied, unchanged, conflict,
+        not_found). A repeated id: its last report counts."""
+        latest = {str(r["id"]): {**r, "host_id": host_id} for r in reports}
+        outcomes = await self.apply_reports(list(latest.values()))
         return [outcomes[str(r["id"])] for r in reports]
+
+    async def apply_reports(self, reports: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Reports of any hosts (each carries its host_id; ids unique) in one statement; outcomes by id."""
+        rows = await self.db.fetch(
+            "report_tasks", {"lease_seconds": self.lease_seconds, "reports": Jsonb(list(reports))}
+        )
+        outcomes: dict[str, dict[str, Any]] = {
+            str(row["id"]): {**row, "id": str(row["id"]), "outcome": "applied"} for row in rows
+        }
+        missing = {str(r["id"]): r for r in reports if str(r["id"]) not in outcomes}
+        if missing:
+            current = {str(r["id"]): r for r in await self.db.fetch("task_statuses", {"ids": list(missing)})}
+            for task_id, report in missing.items():
+                row = current.get(task_id)
+                if row is None or row["host_id"] != report["host_id"]:
+                    outcomes[task_id] = {"id": task_id, "outcome": "not_found"}
+                elif row["status"] == report["status"]:
+                    outcomes[task_id] = {"id": task_id, "status": row["status"], "outcome": "unchanged"}
+                else:
+                    outcomes[task_id] = {"id": task_id, "outcome": "conflict"}
+                    outcomes[task_id]["current_status"] = row["status"]
+        return outcomes
 
     async def extend_leases(self, host_id: str, task_ids: Sequence[str] | None = None) -> int:
         return await self.db.execute(
@@ -193,3 +181,100 @@ class TaskQueue:
                 attempts=row["attempts"],
             )
         return rows
+
+
+def check_outcome(outcome: dict[str, Any], host_id: str, status: str) -> dict[str, Any]:
+    """A single report's outcome, or the 404/409 problem it amounts to."""
+    task_id = outcome["id"]
+    if outcome["outcome"] == "not_found":
+        raise NotFound(f"task {task_id} does not exist for host {host_id}")
+    if outcome["outcome"] == "conflict":
+        raise Conflict(
+            f"task {task_id} is {outcome['current_status']}; it cannot become {status}",
+            current_status=outcome["current_status"],
+        )
+    return outcome
+
+
+# One request's reports: host, reports by task id, the future its outcomes go to.
+_Request = tuple[str, dict[str, dict[str, Any]], asyncio.Future[list[dict[str, Any]]]]
+
+
+class ReportBatcher:
+    """Group commit for agent reports: requests that arrive while a statement runs share the next one.
+
+    An idle batcher applies a report at once; under a fan-out, thousands of agents reporting together
+    cost a few statements instead of one each. A batch that the database refuses for its input (one
+    agent's bad value) is applied request by request, so only that request fails.
+    """
+
+    def __init__(self, queue: TaskQueue, *, max_reports: int = 1000) -> None:
+        self.queue = queue
+        self.max_reports = max_reports
+        self._pending: list[_Request] = []
+        self._kick = asyncio.Event()
+        self.statements = 0
+
+    async def submit(self, host_id: str, reports: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Outcomes of one request's reports, in its order (a repeated id: its last report counts)."""
+        latest = {str(r["id"]): {**r, "host_id": host_id} for r in reports}
+        future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        self._pending.append((host_id, latest, future))
+        self._kick.set()
+        by_id = {o["id"]: o for o in await future}
+        return [by_id[str(r["id"])] for r in reports]
+
+    def _take(self) -> list[_Request]:
+        """The next batch: whole requests, no task id twice (a later report of it waits its turn)."""
+        batch: list[_Request] = []
+        left: list[_Request] = []
+        seen: set[str] = set()
+        count = 0
+        for item in self._pending:
+            ids, future = item[1].keys(), item[2]
+            if future.done():
+                continue  # its caller went away
+            if batch and (count + len(ids) > self.max_reports or not seen.isdisjoint(ids)):
+                left.append(item)
+                continue
+            batch.append(item)
+            seen.update(ids)
+            count += len(ids)
+        self._pending = left
+        return batch
+
+    async def run(self) -> None:
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            while self._pending:
+                batch = self._take()
+                if batch:
+                    await self._apply(batch)
+
+    async def _apply(self, batch: list[_Request]) -> None:
+        try:
+            self.statements += 1
+            rows = [report for _, reports, _ in batch for report in reports.values()]
+            outcomes = await self.queue.apply_reports(rows)
+        except asyncio.CancelledError:
+            for _, _, future in batch:
+                future.cancel()
+            raise
+        except Problem as exc:
+            if exc.status < 500 and len(batch) > 1:
+                for item in batch:  # find the request at fault; the others go through
+                    await self._apply([item])
+                return
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except Exception as exc:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for _, reports, future in batch:
+            if not future.done():
+                future.set_result([outcomes[task_id] for task_id in reports])

@@ -42,6 +42,8 @@ class Settings:
     lease_seconds: float = 90.0
     max_attempts: int = 3
     reap_interval: float = 5.0
+    # How often each replica looks for rollouts that failed on more hosts than they tolerate.
+    deployment_watch_interval: float = 1.0
     stale_after: float = 90.0
     offline_after: float = 300.0
     long_poll_default: float = 30.0
@@ -106,6 +108,8 @@ class Settings:
                 raise SettingsError(
                     f"{name} must be 0 (keep forever) or at least 1h, got {age:g}s (write 30d for 30 days)"
                 )
+        if not 0.1 <= self.deployment_watch_interval <= 3600:
+            raise SettingsError("deployment_watch_interval must be between 100ms and 1h")
         if self.retention_interval < 1:
             raise SettingsError("retention_interval must be at least 1s")
         if not 1 <= self.retention_batch <= 100_000:

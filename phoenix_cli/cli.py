@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", type=parse_param, metavar="K=V",
                    help="a template parameter, value as YAML (repeatable)")
     p.add_argument("--allow-empty-namespace", action="store_true", help="deploy before any agent joined")
+    p.add_argument("--max-failed-hosts", type=int, metavar="N",
+                   help="hosts that may fail the rollout before it is failed and the previous one restored "
+                        "(default 0: any host)")
     p = leaf(deploy, "list", commands.deploy_list, "list deployments, newest first")
     p.add_argument("--namespace", metavar="NS")
     p = leaf(deploy, "show", commands.deploy_show, "one deployment")

@@ -77,6 +77,8 @@ def deploy_create(ctx: Context, args: argparse.Namespace) -> int:
                             "parameters": dict(args.param or [])}
     if args.allow_empty_namespace:
         body["allow_empty_namespace"] = True
+    if args.max_failed_hosts is not None:
+        body["max_failed_hosts"] = args.max_failed_hosts
     data = ctx.api.post("/api/v1/pipeline-deployments", body)
     replaces = f", replacing {data['previous_id']}" if data.get("previous_id") else ""
     ctx.out(data, f"deployment {data.get('id')} created: {data.get('template')} on namespace "

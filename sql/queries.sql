@@ -89,12 +89,13 @@ SELECT id, host_id, type, action, payload, status, priority, attempts, max_attem
 FROM tasks WHERE id = %(id)s;
 
 -- name: report_tasks
--- Agents' reports, many in one statement: the status change, its audit event and the NOTIFY that
+-- Agents' reports, many (of many hosts) in one statement: the status change, its audit event and the NOTIFY that
 -- carries it to every replica. Allowed from assigned/running (the live delivery) and, for a final
 -- status, from pending when the task was delivered before (its lease ran out while the report was
 -- in flight). Rows not returned were not changed; the caller finds out why.
 WITH input AS (
-    SELECT * FROM jsonb_to_recordset(%(reports)s::jsonb) AS r(id uuid, status text, result jsonb, error text)
+    SELECT * FROM jsonb_to_recordset(%(reports)s::jsonb)
+        AS r(id uuid, host_id text, status text, result jsonb, error text)
 ), updated AS (
     UPDATE tasks t
     SET status = i.status,
@@ -107,7 +108,7 @@ WITH input AS (
         lease_expires_at = CASE WHEN i.status = 'running'
                                 THEN now() + make_interval(secs => %(lease_seconds)s) ELSE NULL END
     FROM input i
-    WHERE t.id = i.id AND t.host_id = %(host_id)s
+    WHERE t.id = i.id AND t.host_id = i.host_id
       AND (t.status IN ('assigned', 'running')
            OR (t.status = 'pending' AND t.attempts > 0 AND i.status IN ('completed', 'failed')))
     RETURNING t.id, t.host_id, t.type, t.action, t.status, t.experiment_id, t.deployment_id, t.attempts,
@@ -131,7 +132,7 @@ SELECT u.id, u.host_id, u.type, u.action, u.status, u.experiment_id, u.deploymen
 FROM updated u;
 
 -- name: task_statuses
-SELECT id, status FROM tasks WHERE id = ANY(%(ids)s::uuid[]) AND host_id = %(host_id)s;
+SELECT id, host_id, status FROM tasks WHERE id = ANY(%(ids)s::uuid[]);
 
 -- name: task_owner_status
 SELECT status FROM tasks WHERE id = %(id)s AND host_id = %(host_id)s;
@@ -246,9 +247,10 @@ SELECT host_id, EXTRACT(EPOCH FROM last_seen_at) AS last_seen FROM agents;
 SELECT count(*) AS n FROM agents WHERE namespace = %(namespace)s;
 
 -- name: insert_deployment
-INSERT INTO pipeline_deployments (id, name, namespace, template, parameters, status, previous_id, experiment_id)
+INSERT INTO pipeline_deployments (id, name, namespace, template, parameters, status, previous_id, experiment_id,
+                                  max_failed_hosts)
 VALUES (%(id)s, %(name)s, %(namespace)s, %(template)s, %(parameters)s, 'active', %(previous_id)s,
-        %(experiment_id)s)
+        %(experiment_id)s, %(max_failed_hosts)s)
 RETURNING id;
 
 -- name: insert_deployment_version
@@ -272,7 +274,8 @@ UPDATE pipeline_deployments SET status = %(status)s, updated_at = now() WHERE id
 
 -- name: get_deployment
 SELECT d.id, d.name, d.namespace, d.template, d.parameters, d.status, d.previous_id, d.experiment_id,
-       d.created_at, d.updated_at, v.version, v.config_hash, v.config_yaml,
+       d.created_at, d.updated_at, d.max_failed_hosts, d.status_reason, d.restored_at,
+       v.version, v.config_hash, v.config_yaml,
        (SELECT jsonb_object_agg(status, n) FROM (
             SELECT status, count(*) AS n FROM tasks WHERE deployment_id = d.id GROUP BY status) s) AS task_counts
 FROM pipeline_deployments d
@@ -282,7 +285,8 @@ WHERE d.id = %(id)s;
 
 -- name: list_deployments
 SELECT d.id, d.name, d.namespace, d.template, d.parameters, d.status, d.previous_id, d.experiment_id,
-       d.created_at, d.updated_at, v.version, v.config_hash,
+       d.created_at, d.updated_at, d.max_failed_hosts, d.status_reason, d.restored_at,
+       v.version, v.config_hash,
        (SELECT jsonb_object_agg(status, n) FROM (
             SELECT status, count(*) AS n FROM tasks WHERE deployment_id = d.id GROUP BY status) s) AS task_counts
 FROM pipeline_deployments d
@@ -574,3 +578,81 @@ RETURNING host_id, revoked_at, EXISTS (SELECT 1 FROM previous WHERE token_hash I
 -- from now, so the reaper does not take back work the agents still hold.
 UPDATE tasks SET lease_expires_at = GREATEST(lease_expires_at, now() + make_interval(secs => %(lease_seconds)s))
 WHERE status IN ('assigned', 'running');
+
+-- =====================================================================================================
+-- Failed rollouts (migration 0006, control_plane/rollouts.py): an active deployment whose hosts failed
+-- it beyond its max_failed_hosts is marked failed and the namespace's previous deployment restored.
+-- =====================================================================================================
+
+-- name: failing_deployments
+-- Watched active deployments (max_failed_hosts set, not restored by a rollback) failed by more hosts than
+-- they tolerate. The EXISTS probe keeps a pass to an index look-up per active deployment.
+SELECT d.id, d.namespace FROM pipeline_deployments d
+WHERE d.status = 'active' AND d.max_failed_hosts IS NOT NULL AND d.restored_at IS NULL
+  AND EXISTS (SELECT 1 FROM tasks t WHERE t.deployment_id = d.id AND t.status = 'failed')
+  AND (SELECT count(DISTINCT t.host_id) FROM tasks t
+       WHERE t.deployment_id = d.id AND t.status = 'failed') > d.max_failed_hosts
+ORDER BY d.updated_at
+LIMIT 50;
+
+-- name: lock_failing_deployment
+-- The deployment row, unless another replica is handling it (SKIP LOCKED) or it is no longer watched.
+SELECT d.id, d.name, d.namespace, d.template, d.previous_id, d.experiment_id, d.max_failed_hosts
+FROM pipeline_deployments d
+WHERE d.id = %(id)s AND d.status = 'active' AND d.max_failed_hosts IS NOT NULL AND d.restored_at IS NULL
+FOR UPDATE SKIP LOCKED;
+
+-- name: try_lock_namespace
+-- lock_namespace without waiting: the watcher holds a deployment row lock, so it must never wait for a
+-- namespace lock that a deploy or rollback (which lock the namespace first) may hold.
+SELECT pg_try_advisory_xact_lock(hashtext('phoenix-namespace:' || %(namespace)s)) AS locked;
+
+-- name: deployment_failed_hosts
+-- The hosts that failed a deployment, earliest failure first (the first is usually the cause), each
+-- with its latest error, and how many there are in all.
+SELECT host_id, error, failed_at, count(*) OVER () AS total
+FROM (SELECT DISTINCT ON (host_id) host_id, error, failed_at FROM tasks
+      WHERE deployment_id = %(id)s AND status = 'failed'
+      ORDER BY host_id, failed_at DESC) s
+ORDER BY failed_at, host_id
+LIMIT %(limit)s;
+
+-- name: fail_deployment
+UPDATE pipeline_deployments SET status = 'failed', status_reason = %(reason)s, updated_at = now()
+WHERE id = %(id)s AND status = 'active'
+RETURNING id;
+
+-- name: cancel_undelivered_deployment_tasks
+-- Stop the rollout: tasks no host has received yet are failed with the reason (the experiment driver
+-- cancels undelivered starts the same way). Delivered ones are left to finish; the restore covers them.
+UPDATE tasks SET status = 'failed', failed_at = now(), updated_at = now(), error = %(reason)s
+WHERE deployment_id = %(id)s AND status = 'pending' AND attempts = 0
+RETURNING host_id;
+
+-- name: restore_deployment
+-- Make a deployment the namespace's active one again after a rollback (never failed automatically then).
+UPDATE pipeline_deployments
+SET status = 'active', status_reason = %(reason)s, restored_at = now(), updated_at = now()
+WHERE id = %(id)s
+RETURNING id;
+
+-- name: set_deployment_status_reason
+UPDATE pipeline_deployments SET status = %(status)s, status_reason = %(reason)s, updated_at = now()
+WHERE id = %(id)s;
+
+-- name: enqueue_restored_deployment
+-- Send the restored deployment to the namespace's hosts that may not run it: those whose reported config
+-- differs and those that received (or may still receive) the failed one; not to a host that already
+-- has it queued or in hand. A host that failed the rollout and restored this config itself is skipped.
+INSERT INTO tasks (host_id, type, action, payload, priority, max_attempts, deployment_id, deployment_version)
+SELECT a.host_id, 'deployment', 'apply', %(payload)s, %(priority)s, %(max_attempts)s, %(deployment_id)s,
+       %(version)s
+FROM agents a
+WHERE a.namespace = %(namespace)s
+  AND (a.config_hash IS DISTINCT FROM %(config_hash)s
+       OR a.host_id IN (SELECT host_id FROM tasks
+                        WHERE deployment_id = %(failed_id)s
+                          AND status IN ('pending', 'assigned', 'running', 'completed')))
+  AND a.host_id NOT IN (SELECT host_id FROM tasks
+                        WHERE deployment_id = %(deployment_id)s AND status IN ('pending', 'assigned', 'running'))
+RETURNING host_id;

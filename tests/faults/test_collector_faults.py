@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from agent.supervisor import ProcessSupervisor
 from tests.agents import agent_row, scrape, wait_registered, wait_running
 from tests.faults.agent_rig import (
@@ -169,8 +171,20 @@ def test_deployment_that_crashes_the_collector_fails_and_the_previous_config_run
             # The collector's own words, then what the agent did about it.
             assert PORT_TAKEN in task["error"] and str(taken) in task["error"], task["error"]
             assert task["error"].endswith("restored the last good config"), task["error"]
-            # The deployment shows its host's task failed (see the report: nothing marks it failed).
             assert get_deployment(api, bad["id"])["tasks"] == {"failed": 1}
+            # The control plane fails the deployment, with the host's error, and restores the previous one.
+            failed = wait_for(
+                lambda: (d := get_deployment(api, bad["id"]))["status"] == "failed" and d,
+                timeout=15,
+                what="the deployment to be marked failed",
+            )
+            marked_at = time.time()
+            assert agent.host_id in failed["status_reason"] and PORT_TAKEN in failed["status_reason"], failed
+            (event,) = deployment_events(cp.database_url, bad["id"], "deployment_failed")
+            assert event["failed_hosts"] == {agent.host_id: task["error"]}, event
+            assert event["restored"] == good["id"] and event["failed_host_count"] == 1, event
+            restored = get_deployment(api, good["id"])
+            assert restored["status"] == "active" and restored["restored_at"], restored
 
             # The previous good config is back and running, and the heartbeat says so.
             def good_again() -> dict[str, Any]:
@@ -193,11 +207,22 @@ def test_deployment_that_crashes_the_collector_fails_and_the_previous_config_run
             assert events(agent, "collector_rolled_back", config_hash=good["config_hash"])
             # The host's agent does not get the failed deployment again by itself.
             assert [t["status"] for t in _deployment_tasks(api, agent.host_id, bad["id"])] == ["failed"]
+        assert get_deployment(api, bad["id"])["status"] == "failed"
+        assert get_deployment(api, good["id"])["status"] == "active"
         print(
             f"\ncrashing deployment: task failed {failed_at - applied_at:.1f}s after the deploy, "
-            f"{len(crashes)} collector crash(es), previous config running; deployment status "
-            f"{get_deployment(api, bad['id'])['status']!r}"
+            f"{len(crashes)} collector crash(es), previous config running; deployment marked failed and "
+            f"the previous one active again {marked_at - failed_at:.1f}s after the task failed"
         )
+
+
+def deployment_events(database_url: str, deployment_id: str, kind: str) -> list[dict[str, Any]]:
+    """The data of the audit-log events of one kind about a deployment, oldest first."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT data FROM events WHERE kind = %s AND subject = %s ORDER BY id", (kind, deployment_id)
+        ).fetchall()
+    return [dict(r[0]) for r in rows]
 
 
 def _deployment_tasks(api: Any, host_id: str, deployment_id: str) -> list[dict[str, Any]]:
