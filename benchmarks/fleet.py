@@ -91,6 +91,7 @@ class Result:
     peak_rss_mb: float = 0.0
     completed_s: float | None = None
     sims_cpu: float = 0.0
+    create_s: float = 0.0
     statements: dict[str, float] = field(default_factory=dict)
 
     def pct(self, q: float) -> float | None:
@@ -344,6 +345,7 @@ def run_fleet(
             )
             if status != 201:
                 raise SystemExit(f"{label}: deployment refused: {status} {body}")
+            result.create_s = time.time() - t0
             deployment_id = body["id"]
             _drain(sims, t0 + opts.fanout_timeout, agents, received, window)
             result.fanout_cpu = window.share()
@@ -467,16 +469,17 @@ def print_statements(results: list[Result]) -> None:
     print()
     print(
         f"{'run':<26}{'agents':>7}{'claim stmts':>13}{'polls w/o claim':>17}"
-        f"{'report stmts':>14}{'sim cpu':>9}"
+        f"{'report stmts':>14}{'sim cpu':>9}{'create req':>12}"
     )
     for r in results:
         st = r.statements
         print(
             f"{r.label:<26}{r.agents:>7}{st.get('claims', 0):>13.0f}{st.get('skipped', 0):>17.0f}"
-            f"{st.get('reports', 0):>14.0f}{r.sims_cpu * 100:>8.0f}%"
+            f"{st.get('reports', 0):>14.0f}{r.sims_cpu * 100:>8.0f}%{r.create_s:>11.2f}s"
         )
     print("(statements from the deployment request until every task was completed; sim cpu: the simulated")
-    print(" fleet's processes during the fan-out, sharing this machine's cores with the API and PostgreSQL)")
+    print(" fleet's processes during the fan-out, sharing this machine's cores with the API and PostgreSQL;")
+    print(" create req: how long the POST creating the deployment took)")
 
 
 def print_verdict(results: list[Result]) -> None:

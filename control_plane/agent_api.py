@@ -63,7 +63,7 @@ async def _register(app: web.Application, host_id: str, report: dict[str, Any] |
                 data={"host_id": host_id, "namespace": row["namespace"]},
             )
         if joined or report.get("collector") is not None:
-            await tx.fetch("enqueue_active_deployment_for_host", {"host_id": host_id})
+            await tx.fetch("enqueue_active_deployment_for_hosts", {"host_ids": [host_id]})
     return row
 
 
@@ -108,7 +108,8 @@ async def heartbeat(request: web.Request) -> web.Response:
     fp = fingerprint(body)
     known = presence.known(host_id)
     if known is not None and known[0] == fp:
-        # Nothing new about the host: its contact is written with the next batch.
+        # Nothing new about the host but its collector's state: written with the next batch (which also
+        # sends the active deployment to a host found running another config).
         namespace = known[1]
         presence.touch(host_id, body.get("collector"))
     else:

@@ -40,10 +40,12 @@ class Dispatcher:
         queue: TaskQueue,
         *,
         wakeup: Wakeup = "notify",
-        batch_max: int = 1000,
+        batch_max: int = 10_000,
         interval: float = 1.0,
+        workers: int = 2,
     ) -> None:
         self.queue = queue
+        self.workers = workers
         self.wakeup = wakeup
         self.batch_max = batch_max
         self.interval = interval
@@ -133,7 +135,12 @@ class Dispatcher:
             self._forget(host_id, marker)
 
     async def run(self) -> None:
-        """The claimer: claims for due hosts in batches until cancelled; survives database outages."""
+        """The claimers, until cancelled: two, so that one batch's statement runs in the database while
+        the other's tasks are handed out here."""
+        await asyncio.gather(*(self._claimer() for _ in range(self.workers)))
+
+    async def _claimer(self) -> None:
+        """Claims for due hosts in batches; survives database outages."""
         delay = 0.5
         while True:
             await self._kick.wait()
@@ -147,6 +154,8 @@ class Dispatcher:
                     self.claims += 1
                     rows = await self.queue.claim_hosts(batch)
                 except asyncio.CancelledError:
+                    for host in batch:  # nothing is lost if the other claimer goes on
+                        self._due.setdefault(host, None)
                     raise
                 except Exception as exc:
                     # The polls keep waiting (and time out by themselves); try these hosts again soon.
@@ -157,11 +166,16 @@ class Dispatcher:
                     delay = min(delay * 2, 5.0)
                     continue
                 delay = 0.5
-                served = {row["host_id"] for row in rows}
+                served: dict[str, int] = {}
+                for row in rows:
+                    served[row["host_id"]] = served.get(row["host_id"], 0) + 1
                 for host, stamp in stamps.items():
-                    if host not in served:
+                    # Fewer than a full claim: the host had nothing more pending when the claim ran.
+                    if served.get(host, 0) < self.queue.claim_limit:
                         self._clean[host] = stamp
                 await self._deliver(rows)
+            if self._due:
+                self._kick.set()
 
     def _take_batch(self) -> list[str]:
         batch: list[str] = []

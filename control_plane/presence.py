@@ -2,10 +2,10 @@
 
 Every poll and heartbeat is a contact. Registering one in its own statement would make the database
 load of an idle fleet grow with its size; instead each contact is noted in memory and one statement a
-second writes them all (the collector block of the latest heartbeat with them). A contact that changes
-what the control plane knows about a host (first contact, namespace, labels, version, facts, the
-collector's config or state) takes the full registration path at once; `Presence` remembers what each
-host last registered so that an unchanged heartbeat does not.
+second writes them all, with the collector block of the latest heartbeat (state, restarts, the config
+hash it runs). A contact that changes what the control plane knows about a host (first contact,
+namespace, labels, version, facts) takes the full registration path at once; `Presence` remembers what
+each host last registered so that a heartbeat that changes none of these does not.
 """
 
 from __future__ import annotations
@@ -23,17 +23,11 @@ from control_plane.jsonutil import dumps
 
 log = structlog.get_logger("phoenix.presence")
 
-# Collector fields that change on every heartbeat without changing anything an operator acts on.
-_VOLATILE = ("uptime_seconds",)
-
 
 def fingerprint(report: dict[str, Any]) -> str:
-    """What a heartbeat says about its host, minus what changes every time."""
-    stable = dict(report)
-    stable.pop("running_tasks", None)
-    collector = stable.get("collector")
-    if isinstance(collector, dict):
-        stable["collector"] = {k: v for k, v in collector.items() if k not in _VOLATILE}
+    """What a heartbeat says about its host's identity (namespace, labels, version, facts); the collector
+    block and the running tasks change often and are written in batches."""
+    stable = {k: v for k, v in report.items() if k not in ("running_tasks", "collector")}
     return hashlib.sha256(json.dumps(stable, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -89,3 +83,11 @@ class Presence:
             for host in pending:
                 if host not in found:
                     self.forget(host)  # gone from the database: its next contact registers it again
+        changed = [r["host_id"] for r in updated if r["config_changed"]]
+        if changed:
+            # A collector now runs another config than before: if that is not its namespace's active
+            # deployment (a local edit, a restore), the deployment is sent again.
+            try:
+                await self.db.fetch("enqueue_active_deployment_for_hosts", {"host_ids": changed})
+            except Exception as exc:
+                log.warning("drift_check_failed", error=f"{type(exc).__name__}: {exc}", hosts=len(changed))

@@ -53,7 +53,7 @@ class Settings:
     # or "interval" (each poll re-queries every long_poll_interval seconds; for poolers without LISTEN).
     long_poll_wakeup: str = "notify"
     long_poll_interval: float = 1.0
-    claim_batch_max: int = 1000
+    claim_batch_max: int = 10_000
     presence_flush_interval: float = 1.0
     listen_backlog: int = 2048
     max_body_bytes: int = 1_048_576

@@ -206,13 +206,21 @@ ON CONFLICT (host_id) DO UPDATE SET last_seen_at = now()
 RETURNING host_id, namespace, (xmax = 0) AS inserted;
 
 -- name: touch_agents
--- The contacts of the last second, in one statement: last-seen and the latest collector block.
+-- The contacts of the last second, in one statement: last-seen and the latest collector block (with the
+-- config hash it runs). Says which hosts now run a different config than before.
+WITH input AS (
+    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(host_id text, collector jsonb)
+), before AS (
+    SELECT a.host_id, a.config_hash FROM agents a JOIN input i ON i.host_id = a.host_id
+)
 UPDATE agents a
 SET last_seen_at = now(),
-    collector = COALESCE(r.collector, a.collector)
-FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(host_id text, collector jsonb)
-WHERE a.host_id = r.host_id
-RETURNING a.host_id;
+    collector = COALESCE(i.collector, a.collector),
+    config_hash = COALESCE(i.collector ->> 'config_hash', a.config_hash)
+FROM input i JOIN before b ON b.host_id = i.host_id
+WHERE a.host_id = i.host_id
+RETURNING a.host_id, (COALESCE(i.collector ->> 'config_hash', b.config_hash)
+                      IS DISTINCT FROM b.config_hash) AS config_changed;
 
 -- name: agent_token_hash
 SELECT token_hash FROM agents WHERE host_id = %(host_id)s;
@@ -296,15 +304,16 @@ WHERE (%(namespace)s::text IS NULL OR d.namespace = %(namespace)s)
 ORDER BY d.created_at DESC
 LIMIT %(limit)s;
 
--- name: enqueue_active_deployment_for_host
--- An agent that joined a namespace gets its active deployment, unless it runs it or has it queued.
+-- name: enqueue_active_deployment_for_hosts
+-- Agents that joined a namespace (or run another config) get its active deployment, unless they run it
+-- or have it queued.
 INSERT INTO tasks (host_id, type, action, payload, priority, deployment_id, deployment_version)
 SELECT a.host_id, 'deployment', 'apply', jsonb_build_object('reason', 'joined namespace'), 10, d.id, v.version
 FROM agents a
 JOIN pipeline_deployments d ON d.namespace = a.namespace AND d.status = 'active'
 JOIN LATERAL (SELECT version, config_hash FROM pipeline_deployment_versions
               WHERE deployment_id = d.id ORDER BY version DESC LIMIT 1) v ON true
-WHERE a.host_id = %(host_id)s
+WHERE a.host_id = ANY(%(host_ids)s::text[])
   AND a.config_hash IS DISTINCT FROM v.config_hash
   AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.host_id = a.host_id AND t.deployment_id = d.id)
 RETURNING id;

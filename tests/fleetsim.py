@@ -37,9 +37,18 @@ class Counters:
     started: float = field(default_factory=time.time)
 
 
-def emit(record: dict[str, Any]) -> None:
+def emit(record: dict[str, Any], flush: bool = True) -> None:
+    """One JSON line; `received` lines are flushed in bursts (their time is taken before), which keeps a
+    syscall per task off the simulated fleet's CPU."""
     sys.stdout.write(json.dumps(record) + "\n")
-    sys.stdout.flush()
+    if flush:
+        sys.stdout.flush()
+
+
+async def flusher() -> None:
+    while True:
+        await asyncio.sleep(0.05)
+        sys.stdout.flush()
 
 
 class SimAgent:
@@ -121,25 +130,24 @@ class SimAgent:
             if not tasks:
                 continue
             now = time.time()
-            reports = []
             for task in tasks:
                 self.fleet.counters.tasks += 1
-                emit(
-                    {
-                        "event": "received",
-                        "host": self.host_id,
-                        "task": task["id"],
-                        "type": task["type"],
-                        "t": now,
-                    }
-                )
+                record = {"event": "received", "host": self.host_id, "task": task["id"], "t": now}
+                emit({**record, "type": task["type"]}, flush=False)
+            # As the real agent: say each task is running, do it (a config apply takes seconds: validate,
+            # swap, reload, health), report it completed, and only then poll again.
+            await self._report([{"id": task["id"], "status": "running"} for task in tasks])
+            for task in tasks:
+                await asyncio.sleep(self.fleet.apply_seconds * random.uniform(0.5, 1.5))
                 payload = task.get("payload") or {}
                 if task["type"] == "deployment" and payload.get("config_hash"):
                     self.config_hash = payload["config_hash"]
                     self.pipeline = payload.get("pipeline")
-                reports.append({"id": task["id"], "status": "completed", "result": {"simulated": True}})
-            await self._call("POST", "/api/v1/agent/tasks/status", {"reports": reports})
-            self.fleet.counters.reports += len(reports)
+                await self._report([{"id": task["id"], "status": "completed", "result": {"simulated": True}}])
+
+    async def _report(self, reports: list[dict[str, Any]]) -> None:
+        await self._call("POST", "/api/v1/agent/tasks/status", {"reports": reports})
+        self.fleet.counters.reports += len(reports)
 
 
 class Fleet:
@@ -149,6 +157,7 @@ class Fleet:
         self.poll_wait = args.poll_wait
         self.heartbeat_interval = args.heartbeat_interval
         self.backoff_max = args.backoff_max
+        self.apply_seconds = args.apply_seconds
         self.count = args.count
         self.session = session
         self.counters = Counters()
@@ -168,6 +177,7 @@ async def main(args: argparse.Namespace) -> None:
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=None)
     async with aiohttp.ClientSession(connector=connector) as session:
         fleet = Fleet(args, session)
+        flushing = asyncio.create_task(flusher())
         agents = [SimAgent(fleet, f"{args.prefix}-{i:05d}") for i in range(args.count)]
         running: list[asyncio.Task[None]] = []
         for i, agent in enumerate(agents):
@@ -191,6 +201,7 @@ async def main(args: argparse.Namespace) -> None:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
+        flushing.cancel()
         c = fleet.counters
         emit(
             {
@@ -214,6 +225,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--poll-wait", type=float, default=30.0, help="long-poll wait, as the real agent")
     parser.add_argument("--heartbeat-interval", type=float, default=15.0, help="as the real agent")
     parser.add_argument("--backoff-max", type=float, default=30.0)
+    parser.add_argument(
+        "--apply-seconds", type=float, default=2.0, help="mean time a task takes (0.5x-1.5x, uniform)"
+    )
     parser.add_argument("--ramp", type=float, default=1000.0, help="agents started a second (0: all at once)")
     args = parser.parse_args(argv)
     if not args.api.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):

@@ -66,6 +66,13 @@ def apply(stack: Stack, host: str, deployment: dict[str, Any]) -> None:
     assert task["deployment_id"] == deployment["id"], task
     report(stack, host, task["id"], "completed", result={"config_hash": deployment["config_hash"]})
     heartbeat(stack, host, deployment["config_hash"])
+    # The collector block of a heartbeat is written with the API's next batch of contacts (within ~1 s).
+    wait_for(
+        lambda: http_json("GET", f"{stack.api.url}/api/v1/agents/{host}")[1].get("config_hash")
+        == deployment["config_hash"],
+        timeout=15,
+        what=f"{host}'s reported config to be recorded",
+    )
 
 
 def fail(stack: Stack, host: str, deployment: dict[str, Any], error: str = BIND_ERROR) -> None:
