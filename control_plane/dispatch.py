@@ -59,11 +59,12 @@ class Dispatcher:
         self._generation = 0
         self._host_generation: dict[str, int] = {}
         self._clean: dict[str, tuple[int, int]] = {}
+        self._polling = 0  # polls claiming for themselves (interval mode, or no wait)
         self.claims = 0  # statements run, for the metrics and the benchmark
         self.skipped = 0  # polls that needed no claim
 
     def __len__(self) -> int:
-        return sum(len(f) for f in self._waiting.values())
+        return sum(len(f) for f in self._waiting.values()) + self._polling
 
     # Wake-ups, called by the LISTEN loop.
     def wake(self, host_id: str) -> None:
@@ -119,10 +120,11 @@ class Dispatcher:
             del self._waiting[host_id]
 
     async def _wait_interval(self, host_id: str, timeout: float) -> Tasks:
+        """Claim now and then every `interval` seconds until there is work or the time is up. Such a
+        poll is counted as waiting but never handed tasks by the claimer (it claims its own)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        marker: asyncio.Future[Tasks] = loop.create_future()
-        self._waiting[host_id].append(marker)  # counted as waiting; never resolved
+        self._polling += 1
         try:
             while True:
                 self.claims += 1
@@ -132,7 +134,7 @@ class Dispatcher:
                     return tasks
                 await asyncio.sleep(min(self.interval, remaining))
         finally:
-            self._forget(host_id, marker)
+            self._polling -= 1
 
     async def run(self) -> None:
         """The claimers, until cancelled: two, so that one batch's statement runs in the database while
