@@ -483,7 +483,7 @@ def print_statements(results: list[Result]) -> None:
 
 
 def print_verdict(results: list[Result]) -> None:
-    by = {(r.label.split(" ")[0], r.agents): r for r in results}
+    by = {(r.label.split(" ")[0], r.agents): r for r in results if r.replicas == 1}
     sizes = sorted({r.agents for r in results})
     print()
     for n in sizes:
