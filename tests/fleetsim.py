@@ -188,8 +188,6 @@ async def main(args: argparse.Namespace) -> None:
         stopper = asyncio.create_task(stop.wait())
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if fleet.all_registered.is_set():
-            # Give every agent's first poll a moment to be on the wire before saying so.
-            await asyncio.sleep(0)
             emit(
                 {
                     "event": "ready",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -13,10 +14,21 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+POLL_INTERVAL = 0.05  # how often the waiters below look at their condition
+
+
+def unavailable(message: str) -> NoReturn:
+    """Something a test needs is missing: CI (which installs everything) fails, elsewhere the test skips."""
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def free_port() -> int:
@@ -29,7 +41,9 @@ class Fatal(AssertionError):
     """A condition that can never come true any more; stops wait_for at once."""
 
 
-def wait_for(condition: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, what: str = "") -> T:
+def wait_for(
+    condition: Callable[[], T], timeout: float = 30.0, interval: float = POLL_INTERVAL, what: str = ""
+) -> T:
     """Poll `condition` until it returns something truthy; fail with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last_exc: BaseException | None = None
@@ -46,6 +60,25 @@ def wait_for(condition: Callable[[], T], timeout: float = 30.0, interval: float 
     raise AssertionError(
         f"timed out after {timeout}s waiting for {what or condition}; last error: {last_exc}"
     )
+
+
+async def eventually(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Wait, in a coroutine, until an (async) condition is truthy; fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            value = condition()
+            if asyncio.iscoroutine(value):
+                value = await value
+            if value:
+                return value
+            last = value
+        except Exception as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+        await asyncio.sleep(POLL_INTERVAL)
 
 
 def http_json(

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,25 +61,6 @@ service:
       receivers: [hostmetrics/phoenix]
       exporters: [prometheus/{variant}]
 """
-
-
-async def eventually(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll an (async) condition until truthy; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            value = condition()
-            if asyncio.iscoroutine(value):
-                value = await value
-            if value:
-                return value
-            last = value
-        except Exception as exc:
-            last = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-        await asyncio.sleep(0.05)
 
 
 async def get_text(session: aiohttp.ClientSession, url: str) -> tuple[int, str]:

@@ -23,7 +23,8 @@ from agent.collector import (
 from agent.config import CollectorSettings
 from agent.state import StateDir
 from agent.supervisor import ProcessSupervisor
-from tests.agent.conftest import Ports, collector_yaml, eventually, serves
+from tests.agent.conftest import Ports, collector_yaml, serves
+from tests.support import eventually
 
 
 @pytest_asyncio.fixture(loop_scope="function")

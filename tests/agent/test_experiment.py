@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiohttp
 
 from agent.collector import sha256_text
 from phoenix_common.keeplist import parse_keep_file
-from tests.agent.conftest import Harness, Ports, collector_yaml, eventually, outbox_reports, serves
-from tests.support import free_port
+from tests.agent.conftest import Harness, Ports, collector_yaml, outbox_reports, serves
+from tests.support import eventually, free_port
 
 
 def render(template: str, variant: str, experiment_id: str, **parameters: Any) -> dict[str, Any]:
@@ -149,9 +148,7 @@ async def test_stop_task_ends_a_running_experiment(harness: Harness, http: aioht
     # Nothing ran before the experiment, so nothing runs after it; no load process is left.
     assert not h.collector.config_path.exists()
     assert (await h.collector.supervisor.state()).state == "stopped"
-    await asyncio.sleep(0)
-    for pid in load_pids:
-        assert not _running(pid), pid
+    await eventually(lambda: not any(_running(pid) for pid in load_pids), 10, "no load process left")
 
 
 def _running(pid: int) -> bool:

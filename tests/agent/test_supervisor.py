@@ -12,7 +12,8 @@ import aiohttp
 import pytest
 
 from agent.supervisor import ProcessSupervisor, SupervisorError, SupervisorState, SystemdSupervisor
-from tests.agent.conftest import Ports, collector_yaml, eventually, get_text, serves
+from tests.agent.conftest import Ports, collector_yaml, get_text, serves
+from tests.support import eventually
 
 
 async def test_process_supervisor_runs_restarts_and_counts(

@@ -18,7 +18,7 @@ from agent.keeplist import KeepListTracker
 from agent.loadgen import MAX_CHILDREN, PROFILES, SPIKY, LoadError, LoadProfile
 from agent.measure import parse_exposition, scrape, summarize
 from tests.agent_parts.conftest import Collector
-from tests.support import ROOT
+from tests.support import ROOT, eventually, wait_for
 
 
 def _alive(pid: int) -> bool:
@@ -34,16 +34,6 @@ def _exe_name(pid: int) -> str | None:
         return os.path.basename(os.readlink(f"/proc/{pid}/exe"))
     except OSError:
         return None
-
-
-async def _until(condition: object, timeout: float, what: str) -> None:
-    """Poll `condition()` until true; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.mark.parametrize("name", PROFILES)
@@ -73,7 +63,7 @@ async def test_profile_runs_distinct_real_processes_and_stop_leaves_none(name: s
             observe()
             return len(seen_names) >= want
 
-        await _until(enough, 20, f"{want} distinct names of {name}")
+        await eventually(enough, 20, f"{want} distinct names of {name}")
         assert seen_names <= set(profile.names)
         assert len(profile.pids) <= MAX_CHILDREN
     finally:
@@ -89,11 +79,12 @@ async def test_churn_keeps_starting_and_reaping_short_lived_processes() -> None:
     seen: set[int] = set()
     await profile.start()
     try:
+
         def churned() -> bool:
             seen.update(profile.pids)
             return len(seen) >= 8 and any(not _alive(p) for p in seen)
 
-        await _until(churned, 30, "eight churn processes, some already gone")
+        await eventually(churned, 30, "eight churn processes, some already gone")
     finally:
         await profile.stop()
     assert not [pid for pid in seen if _alive(pid)]
@@ -173,10 +164,7 @@ def test_children_do_not_outlive_their_parent(
         # The safety net killed and reaped every child before the interpreter was gone.
         assert "LEFT\n" in done.stdout
     assert len(pids) == 4, done.stderr
-    deadline = time.monotonic() + 10
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not [p for p in pids if _alive(p)]
+    wait_for(lambda: not any(_alive(p) for p in pids), timeout=10, what="every load child to be gone")
     leftovers = os.listdir(tmp)
     if how == "exit":
         assert leftovers == []
@@ -205,18 +193,20 @@ async def test_the_collector_reports_every_profile_process_by_name(collector: Co
         pids = set(profile.pids)
         assert len(pids) == len(profile.names) == 25
         async with aiohttp.ClientSession() as session:
-            deadline = time.monotonic() + 30
-            while True:
+            expected = {(_exe_name(p), p) for p in pids}
+            text = ""
+
+            async def all_reported() -> bool:
+                nonlocal text
                 text = await scrape(session, collector.full)
                 reported = {
                     (s.labels.get("process_executable_name"), int(s.labels.get("process_pid", "0")))
                     for s in parse_exposition(text)
                     if s.name == "process_memory_usage_bytes"
                 }
-                if {(n, p) for n, p in reported if p in pids} == {(_exe_name(p), p) for p in pids}:
-                    break
-                assert time.monotonic() < deadline, "the collector never reported every profile process"
-                await asyncio.sleep(0.2)
+                return {(n, p) for n, p in reported if p in pids} == expected
+
+            await eventually(all_reported, 30, "the collector to report every profile process")
         sample, _ = summarize(text, variant="baseline", pipeline="p", previous=None, critical=[])
         assert set(profile.names) <= set(sample["kept_processes"])
         assert all(sample["process_memory_bytes"][n] > 2**20 for n in profile.names)

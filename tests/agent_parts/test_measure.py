@@ -54,8 +54,14 @@ def _text(*groups: list[str]) -> str:
 
 
 def _summ(text: str, previous: Snapshot | None = None, **kw: object) -> tuple[dict, Snapshot]:
-    return summarize(text, variant="baseline", pipeline="process-baseline-v1", previous=previous,
-                     critical=kw.pop("critical", ["sshd"]), **kw)  # type: ignore[arg-type]
+    return summarize(
+        text,
+        variant="baseline",
+        pipeline="process-baseline-v1",
+        previous=previous,
+        critical=kw.pop("critical", ["sshd"]),
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 # -- pure: the parser ------------------------------------------------------------------------------
@@ -104,8 +110,15 @@ def test_summary_counts_series_rates_and_memory_per_name() -> None:
         _process("web", "10", 1.0, 0.5, 100e6),
         _process("web", "11", 2.0, 0.0, 50e6),
         _process("db", "20", 10.0, 2.0, 400e6),
-        [_line("process_disk_io_bytes_total", 5, direction="read", process_executable_name="db",
-               process_pid="20")],
+        [
+            _line(
+                "process_disk_io_bytes_total",
+                5,
+                direction="read",
+                process_executable_name="db",
+                process_pid="20",
+            )
+        ],
     )
     sample, snap = _summ(first, now=1000.0, critical=["db", "sshd"])
     assert sample["active_series"] == 13
@@ -143,11 +156,13 @@ def test_other_is_whatever_is_named_or_pid_labelled_other() -> None:
 
 
 def test_name_falls_back_to_the_command_basename() -> None:
-    text = _text([
-        _line(CPU, 2.0, state="user", process_command="/usr/sbin/sshd", process_pid="7"),
-        _line(MEM, 5e6, process_command="/usr/sbin/sshd", process_pid="7"),
-        _line("system_cpu_load_average_1m", 0.5),  # not a process series: counted, never a process
-    ])
+    text = _text(
+        [
+            _line(CPU, 2.0, state="user", process_command="/usr/sbin/sshd", process_pid="7"),
+            _line(MEM, 5e6, process_command="/usr/sbin/sshd", process_pid="7"),
+            _line("system_cpu_load_average_1m", 0.5),  # not a process series: counted, never a process
+        ]
+    )
     sample, _ = _summ(text, now=1.0)
     assert sample["process_memory_bytes"] == {"sshd": 5_000_000}
     assert sample["critical_present"] == {"sshd": True}
@@ -265,8 +280,9 @@ async def test_summary_of_the_real_collector_matches_the_probe(collector: Collec
     with run_probe(probe_dir, "phx-probe-m", memory_mib=64, duty=0.3) as probe:
         async with aiohttp.ClientSession() as session:
             text = await _scrape_until(session, collector.stamped, _has(probe.name, probe.pid))
-            first, snap = summarize(text, variant="baseline", pipeline="p", previous=None,
-                                    critical=[probe.name, "no-such-proc"])
+            first, snap = summarize(
+                text, variant="baseline", pipeline="p", previous=None, critical=[probe.name, "no-such-proc"]
+            )
             cpu_at_first = _probe_cpu(probe.pid)
             assert snap.data_ts is not None
 
@@ -278,15 +294,19 @@ async def test_summary_of_the_real_collector_matches_the_probe(collector: Collec
             text = await _scrape_until(session, collector.stamped, advanced)
             rss = psutil.Process(probe.pid).memory_info().rss
             cpu_now = _probe_cpu(probe.pid)
-            second, _ = summarize(text, variant="baseline", pipeline="p", previous=snap,
-                                  critical=[probe.name, "no-such-proc"])
+            second, _ = summarize(
+                text, variant="baseline", pipeline="p", previous=snap, critical=[probe.name, "no-such-proc"]
+            )
 
     series = parse_exposition(text)
     # Series of gone processes linger (with their old timestamp) until they expire; a backend stores only
     # the fresh ones, which are those of processes still alive (give or take one that just exited).
     distinct = {(s.name, tuple(sorted(s.labels.items()))): s for s in series}
-    alive = [s for s in distinct.values()
-             if "process_pid" not in s.labels or psutil.pid_exists(int(s.labels["process_pid"]))]
+    alive = [
+        s
+        for s in distinct.values()
+        if "process_pid" not in s.labels or psutil.pid_exists(int(s.labels["process_pid"]))
+    ]
     assert second["active_series"] <= len(distinct)
     assert abs(second["active_series"] - len(alive)) <= max(15, 0.15 * len(alive))
     assert second["series_per_metric"][CPU] <= sum(1 for s in series if s.name == CPU)
@@ -320,8 +340,10 @@ async def test_summary_without_timestamps_uses_the_scrape_clock(
             def moved(t: str) -> bool:
                 # A later collection (the probe's CPU counter moved) at least 4 s after the reference.
                 parsed = summarize(t, variant="b", pipeline="p", previous=None, critical=[])[1]
-                return (time.time() - started >= 4.0
-                        and parsed.cpu_seconds.get((probe.name, str(probe.pid)), 0.0) > reference_total)
+                return (
+                    time.time() - started >= 4.0
+                    and parsed.cpu_seconds.get((probe.name, str(probe.pid)), 0.0) > reference_total
+                )
 
             text = await _scrape_until(session, collector.full, moved)
             cpu_after = _probe_cpu(probe.pid)
@@ -341,10 +363,21 @@ async def test_folded_pipeline_reports_other_and_only_kept_names(
     with run_probe(probe_dir, "phx-probe", memory_mib=8, duty=0.05) as probe:
         async with aiohttp.ClientSession() as session:
             text = await _scrape_until(session, collector.folded, _has(probe.name, probe.pid))
-            sample, _ = summarize(text, variant="candidate", pipeline="process-intelligent-v1", previous=None,
-                                  critical=["phx-probe", "sshd"], kept=["phx-probe"])
-            full, _ = summarize(await scrape(session, collector.full), variant="baseline", pipeline="p",
-                                previous=None, critical=[])
+            sample, _ = summarize(
+                text,
+                variant="candidate",
+                pipeline="process-intelligent-v1",
+                previous=None,
+                critical=["phx-probe", "sshd"],
+                kept=["phx-probe"],
+            )
+            full, _ = summarize(
+                await scrape(session, collector.full),
+                variant="baseline",
+                pipeline="p",
+                previous=None,
+                critical=[],
+            )
     assert set(sample["kept_processes"]) <= {"otelcol-phoenix", "phx-probe"}
     assert "phx-probe" in sample["kept_processes"]
     # This stand-in fold does not sum (no aggregation processor): only the presence of `other` is checked.

@@ -9,16 +9,24 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import IN_CI
+from tests.support import unavailable
 
 CHROMIUM = Path(os.environ.get("PHOENIX_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
-INSTALL_HINT = ("install the browser tests' needs: `apt-get install -y chromium` and "
-                "`pip install -e '.[test]'` (playwright); not `playwright install`: "
-                "the system Chromium is used")
+INSTALL_HINT = (
+    "install the browser tests' needs: `apt-get install -y chromium` and "
+    "`pip install -e '.[test]'` (playwright); not `playwright install`: "
+    "the system Chromium is used"
+)
 TIMEOUT_MS = 20_000
 
 
@@ -42,9 +50,7 @@ def browser() -> Iterator[Any]:
     """One browser per test module; CI fails rather than skipping when it cannot start."""
     missing = _missing()
     if missing:
-        if IN_CI:
-            pytest.fail(f"browser tests cannot run in CI: {missing}; {INSTALL_HINT}")
-        pytest.skip(f"{missing}; {INSTALL_HINT}")
+        unavailable(f"browser tests cannot run: {missing}; {INSTALL_HINT}")
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=TIMEOUT_MS)
@@ -62,8 +68,14 @@ def page(browser: Any) -> Iterator[Any]:
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
-    tab.on("console", lambda msg: errors.append(f"console: {msg.text}")
-           if msg.type == "error" and not _network_noise(msg.text) else None)
+    tab.on(
+        "console",
+        lambda msg: (
+            errors.append(f"console: {msg.text}")
+            if msg.type == "error" and not _network_noise(msg.text)
+            else None
+        ),
+    )
     yield tab
     context.close()
     assert not errors, f"the dashboard raised script errors: {errors}"

@@ -10,15 +10,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from tests.support import ROOT, unavailable
 
-from tests.support import ROOT
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SCRIPT = ROOT / "install-agent.sh"
 UNITS_DIR = ROOT / "deploy" / "systemd"
 UNITS = (
-    "phoenix-agent.service", "otelcol.service", "phoenix-api.service", "phoenix-config-generator.service"
+    "phoenix-agent.service",
+    "otelcol.service",
+    "phoenix-api.service",
+    "phoenix-config-generator.service",
 )
 POLKIT_RULE = "50-phoenix-agent-otelcol.rules"
 # What install-agent.sh carries inside itself (the control-plane units are not for agent hosts).
@@ -31,10 +31,7 @@ def require_tool(command: str, apt_package: str) -> str:
     path = shutil.which(command) or shutil.which(command, path="/usr/sbin:/sbin")
     if path:
         return path
-    message = f"{command} is missing: install it with `apt-get install -y {apt_package}`"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
+    return unavailable(f"{command} is missing: install it with `apt-get install -y {apt_package}`")
 
 
 def require_root(why: str) -> None:
@@ -42,9 +39,7 @@ def require_root(why: str) -> None:
     if os.geteuid() == 0:
         return
     message = f"needs root: {why}"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
+    unavailable(message)
 
 
 @dataclass(frozen=True)
@@ -61,8 +56,15 @@ class Run:
         return self.stdout + self.stderr
 
 
-def run_script(args: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 600,
-               user: int | None = None, piped: bool = False, cwd: Path | None = None) -> Run:
+def run_script(
+    args: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 600,
+    user: int | None = None,
+    piped: bool = False,
+    cwd: Path | None = None,
+) -> Run:
     """Run install-agent.sh with bash and capture everything it prints.
 
     piped=True feeds the script on stdin, as `curl -fsSL .../install-agent.sh | sudo bash -s -- ARGS` does.
@@ -70,10 +72,17 @@ def run_script(args: Sequence[str], *, env: Mapping[str, str] | None = None, tim
     command = ["bash", "-s", "--", *args] if piped else ["bash", str(SCRIPT), *args]
     if user is not None:
         command = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *command]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                          env=dict(os.environ if env is None else env), check=False,
-                          input=SCRIPT.read_text() if piped else None,
-                          stdin=None if piped else subprocess.DEVNULL)
+    proc = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=dict(os.environ if env is None else env),
+        check=False,
+        input=SCRIPT.read_text() if piped else None,
+        stdin=None if piped else subprocess.DEVNULL,
+    )
     return Run(tuple(args), proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -101,10 +110,7 @@ def system_unit_dir() -> Path:
     for candidate in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")):
         if (candidate / "sysinit.target").exists():
             return candidate
-    message = "systemd's unit directory was not found: install it with `apt-get install -y systemd`"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
+    return unavailable("systemd's unit directory was not found: install it with `apt-get install -y systemd`")
 
 
 def prepare_verify_root(root: Path) -> None:
@@ -124,8 +130,14 @@ def stand_in(path: Path) -> None:
 def verify(root: Path, units: Sequence[str]) -> subprocess.CompletedProcess[str]:
     """`systemd-analyze verify --root=ROOT UNIT...` over units in ROOT/etc/systemd/system."""
     analyze = require_tool("systemd-analyze", "systemd")
-    return subprocess.run([analyze, "verify", f"--root={root}", *units], capture_output=True, text=True,
-                          timeout=120, check=False, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [analyze, "verify", f"--root={root}", *units],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def findings(result: subprocess.CompletedProcess[str], units: Sequence[str]) -> list[str]:

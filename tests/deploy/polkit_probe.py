@@ -69,8 +69,12 @@ def polkitd_path() -> str:
 
 def free_ids(count: int) -> list[int]:
     """Ids used by no user and no group here."""
-    taken = {int(line.split(":")[2]) for name in ("/etc/passwd", "/etc/group")
-             for line in Path(name).read_text().splitlines() if line.count(":") >= 3}
+    taken = {
+        int(line.split(":")[2])
+        for name in ("/etc/passwd", "/etc/group")
+        for line in Path(name).read_text().splitlines()
+        if line.count(":") >= 3
+    }
     return [i for i in range(61000, 62000) if i not in taken][:count]
 
 
@@ -80,8 +84,9 @@ def bind_user_database(work: Path, ids: dict[str, int]) -> None:
         ("passwd", lambda user, uid: f"{user}:x:{uid}:{uid}::/nonexistent:/usr/sbin/nologin"),
         ("group", lambda user, uid: f"{user}:x:{uid}:"),
     ):
-        lines = [line for line in Path(f"/etc/{name}").read_text().splitlines()
-                 if line.split(":")[0] not in ids]
+        lines = [
+            line for line in Path(f"/etc/{name}").read_text().splitlines() if line.split(":")[0] not in ids
+        ]
         lines += [line_for(user, uid) for user, uid in ids.items()]
         copy = work / name
         copy.write_text("\n".join(lines) + "\n")
@@ -107,19 +112,41 @@ def main() -> None:
     (work / "bus.conf").write_text(BUS_CONFIG.format(socket=socket))
     address = f"unix:path={socket}"
     env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": address}
-    daemons = [subprocess.Popen(["dbus-daemon", f"--config-file={work / 'bus.conf'}", "--nofork"],
-                                stdout=subprocess.DEVNULL, stderr=(work / "dbus.log").open("w"))]
+    daemons = [
+        subprocess.Popen(
+            ["dbus-daemon", f"--config-file={work / 'bus.conf'}", "--nofork"],
+            stdout=subprocess.DEVNULL,
+            stderr=(work / "dbus.log").open("w"),
+        )
+    ]
     try:
         wait_until(socket.exists, "the bus socket")
-        daemons.append(subprocess.Popen([polkitd_path(), "--no-debug"], env=env, stdout=subprocess.DEVNULL,
-                                        stderr=(work / "polkitd.log").open("w")))
+        daemons.append(
+            subprocess.Popen(
+                [polkitd_path(), "--no-debug"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=(work / "polkitd.log").open("w"),
+            )
+        )
         busctl = shutil.which("busctl") or "busctl"
 
         def polkit_on_bus() -> bool:
             asked = subprocess.run(
-                [busctl, f"--address={address}", "call", "org.freedesktop.DBus", "/org/freedesktop/DBus",
-                 "org.freedesktop.DBus", "NameHasOwner", "s", "org.freedesktop.PolicyKit1"],
-                capture_output=True, text=True, check=False,
+                [
+                    busctl,
+                    f"--address={address}",
+                    "call",
+                    "org.freedesktop.DBus",
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus",
+                    "NameHasOwner",
+                    "s",
+                    "org.freedesktop.PolicyKit1",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             return asked.stdout.strip() == "b true"
 
@@ -127,14 +154,30 @@ def main() -> None:
         results = []
         for case in cases:
             uid = ids[case["user"]]
-            subject = subprocess.Popen(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
-                                        "sleep", "300"])
+            subject = subprocess.Popen(
+                ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "sleep", "300"]
+            )
             try:
                 wait_until(functools.partial(runs_as, subject.pid, uid, "sleep"), "the subject process")
                 checked = subprocess.run(
-                    ["pkcheck", "--action-id", ACTION, "--process", str(subject.pid),
-                     "--detail", "unit", case["unit"], "--detail", "verb", case["verb"]],
-                    env=env, capture_output=True, text=True, timeout=30, check=False,
+                    [
+                        "pkcheck",
+                        "--action-id",
+                        ACTION,
+                        "--process",
+                        str(subject.pid),
+                        "--detail",
+                        "unit",
+                        case["unit"],
+                        "--detail",
+                        "verb",
+                        case["verb"],
+                    ],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                    check=False,
                 )
             finally:
                 subject.kill()

@@ -43,8 +43,18 @@ def overlay(scratch: Path) -> None:
         upper, work = scratch / name / "upper", scratch / name / "work"
         upper.mkdir(parents=True)
         work.mkdir(parents=True)
-        subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
-                        f"lowerdir={directory},upperdir={upper},workdir={work}", directory], check=True)
+        subprocess.run(
+            [
+                "mount",
+                "-t",
+                "overlay",
+                "overlay",
+                "-o",
+                f"lowerdir={directory},upperdir={upper},workdir={work}",
+                directory,
+            ],
+            check=True,
+        )
     # A python only root can reach, as a pyenv one under /root is: /usr seen through a 0700 directory.
     private = Path(PRIVATE_PYTHON).parents[2]
     (private / "usr").mkdir(parents=True)
@@ -56,8 +66,14 @@ def overlay(scratch: Path) -> None:
 
 
 def run(script: Path, args: list[str]) -> dict[str, Any]:
-    proc = subprocess.run(["bash", str(script), *args], capture_output=True, text=True, timeout=600,
-                          stdin=subprocess.DEVNULL, check=False)
+    proc = subprocess.run(
+        ["bash", str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     return {"args": args, "returncode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
 
 
@@ -80,8 +96,12 @@ def facts() -> dict[str, Any]:
             entry = pwd.getpwnam(user)
         except KeyError:
             continue
-        found["users"][user] = {"uid": entry.pw_uid, "home": entry.pw_dir, "shell": entry.pw_shell,
-                                "group": grp.getgrgid(entry.pw_gid).gr_name}
+        found["users"][user] = {
+            "uid": entry.pw_uid,
+            "home": entry.pw_dir,
+            "shell": entry.pw_shell,
+            "group": grp.getgrgid(entry.pw_gid).gr_name,
+        }
     return found
 
 
@@ -89,8 +109,14 @@ def as_user(user: str, group: str, extra_groups: str, command: str) -> int:
     """Exit status of `sh -c command` run as the unit would run it: user, group, groups, umask 0027."""
     setpriv = ["setpriv", f"--reuid={user}", f"--regid={group}", "--no-new-privs"]
     setpriv += [f"--groups={extra_groups}"] if extra_groups else ["--clear-groups"]
-    proc = subprocess.run([*setpriv, "sh", "-c", f"umask 027; {command}"], capture_output=True, text=True,
-                          timeout=120, check=False, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [*setpriv, "sh", "-c", f"umask 027; {command}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
     return proc.returncode
 
 

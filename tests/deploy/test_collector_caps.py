@@ -13,15 +13,14 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.deploy.helpers import IN_CI, UNITS_DIR, require_root, require_tool
-from tests.support import otelcol_binary
+from tests.deploy.helpers import UNITS_DIR, require_root, require_tool
+from tests.support import Fatal, otelcol_binary, unavailable, wait_for
 
 pytestmark = pytest.mark.collector
 
@@ -95,18 +94,19 @@ def scrape_as_other_user(binary: Path, workdir: Path, uid: int, caps: list[str],
     else:
         setpriv += ["--inh-caps=-all", "--bounding-set=-all"]
     log = (out_dir / "collector.log").open("w")
-    proc = subprocess.Popen([*setpriv, "--no-new-privs", str(binary), "--config", str(config)],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [*setpriv, "--no-new-privs", str(binary), "--config", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            found = reported(out_dir / "metrics.json", pid)
-            if found is not None:
-                return found
-            assert proc.poll() is None, (out_dir / "collector.log").read_text()[-2000:]
-            time.sleep(0.2)
-        log_tail = (out_dir / "collector.log").read_text()[-2000:]
-        raise AssertionError(f"the collector never reported pid {pid}: {log_tail}")
+
+        def found() -> Any:
+            if proc.poll() is not None:
+                raise Fatal((out_dir / "collector.log").read_text()[-2000:])
+            return reported(out_dir / "metrics.json", pid)
+
+        return wait_for(found, timeout=60, what=f"the collector to report pid {pid}")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -138,9 +138,7 @@ def test_unit_capabilities_let_the_collector_read_other_users_processes(
     binary = otelcol_binary()
     if binary is None:
         message = "the collector is not built: run `make otelcol`"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(message)
     require_root("runs the collector as another user with chosen capabilities")
     uid = free_uid()
     sleep_path = os.path.realpath(shutil.which("sleep") or "/usr/bin/sleep")
@@ -165,9 +163,7 @@ def test_each_unit_capability_is_needed(
     binary = otelcol_binary()
     if binary is None:
         message = "the collector is not built: run `make otelcol`"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(message)
     require_root("runs the collector as another user with chosen capabilities")
     caps = [cap for cap in unit_capabilities() if cap != dropped]
     result = scrape_as_other_user(binary, workdir, free_uid(), caps, root_process.pid)

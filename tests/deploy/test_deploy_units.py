@@ -97,7 +97,10 @@ def test_unit_exposure_stays_low(verify_root: Path, unit: str) -> None:
     analyze = require_tool("systemd-analyze", "systemd")
     result = subprocess.run(
         [analyze, "security", "--offline=true", f"--root={verify_root}", "--no-pager", unit],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     match = re.search(rf"Overall exposure level for {re.escape(unit)}: (\d+\.\d+)", result.stdout)
     assert match, result.stdout + result.stderr
@@ -117,8 +120,9 @@ def test_embedded_copies_match_deploy_files() -> None:
 
 def test_install_script_is_shellcheck_clean() -> None:
     shellcheck = require_tool("shellcheck", "shellcheck")
-    result = subprocess.run([shellcheck, "--shell=bash", str(SCRIPT)], capture_output=True, text=True,
-                            timeout=120, check=False)
+    result = subprocess.run(
+        [shellcheck, "--shell=bash", str(SCRIPT)], capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -158,8 +162,11 @@ def test_control_plane_units_bind_loopback_by_default() -> None:
     """Neither service unit sets a listen address, so both use their settings' default 127.0.0.1."""
     for name, binary, prefix in (
         ("phoenix-api.service", "/opt/phoenix/venv/bin/phoenix-api", "PHOENIX_"),
-        ("phoenix-config-generator.service", "/opt/phoenix/venv/bin/phoenix-config-generator",
-         "PHOENIX_GENERATOR_"),
+        (
+            "phoenix-config-generator.service",
+            "/opt/phoenix/venv/bin/phoenix-config-generator",
+            "PHOENIX_GENERATOR_",
+        ),
     ):
         unit = directives(name)
         assert unit["ExecStart"] == [binary]

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.helpers import IN_CI, SCRIPT, require_root, require_tool
-from tests.support import ROOT, otelcol_binary
+from tests.deploy.helpers import SCRIPT, require_root, require_tool
+from tests.support import ROOT, otelcol_binary, unavailable
 
 PROBE = Path(__file__).with_name("real_install_probe.py")
 # Where real_install_probe.py offers a python only root can reach.
@@ -29,15 +29,18 @@ def system_python() -> str:
     """Debian's python3: the service user must be able to run the venv's interpreter, and the python
     running these tests may live under /root (pyenv), which that user cannot enter."""
     python = "/usr/bin/python3"
-    usable = Path(python).exists() and subprocess.run(
-        [python, "-c", "import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))"],
-        capture_output=True, check=False,
-    ).returncode == 0
+    usable = (
+        Path(python).exists()
+        and subprocess.run(
+            [python, "-c", "import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))"],
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
     if not usable:
         message = f"{python} (3.11 or newer, with venv) is missing: `apt-get install -y python3 python3-venv`"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(message)
     return python
 
 
@@ -45,8 +48,12 @@ def system_python() -> str:
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """This repository built once as a wheel: the install below takes the wheel form of --package."""
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out),
-                    str(ROOT)], check=True, timeout=600, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out), str(ROOT)],
+        check=True,
+        timeout=600,
+        capture_output=True,
+    )
     (built,) = out.glob("phoenix_metrics-*.whl")
     return built
 
@@ -56,20 +63,51 @@ def report(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> dict[str, A
     """Install with an unreachable python, install, again, uninstall: one namespace, facts after each."""
     require_root("creates users and chowns files inside a private mount namespace")
     require_tool("unshare", "util-linux")
-    install = ["--api-url", "http://127.0.0.1:8080", "--token", TOKEN, "--package", str(wheel),
-               "--python", system_python(), "--host-id", "web-01.example", "--namespace", "team-a"]
+    install = [
+        "--api-url",
+        "http://127.0.0.1:8080",
+        "--token",
+        TOKEN,
+        "--package",
+        str(wheel),
+        "--python",
+        system_python(),
+        "--host-id",
+        "web-01.example",
+        "--namespace",
+        "team-a",
+    ]
     collector = otelcol_binary()
     if collector is not None:
         install += ["--otelcol-binary", str(collector)]
     # First with a python the service user cannot run: refused; then as it should be.
-    unreachable = [*install[:install.index("--python")], "--python", PRIVATE_PYTHON,
-                   *install[install.index("--python") + 2:]]
+    unreachable = [
+        *install[: install.index("--python")],
+        "--python",
+        PRIVATE_PYTHON,
+        *install[install.index("--python") + 2 :],
+    ]
     runs = [unreachable, install, install, ["--uninstall"]]
     scratch = tmp_path_factory.mktemp("overlay")
     proc = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--mount-proc",
-         sys.executable, str(PROBE), str(SCRIPT), str(scratch), json.dumps(runs)],
-        capture_output=True, text=True, timeout=900, check=False,
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            sys.executable,
+            str(PROBE),
+            str(SCRIPT),
+            str(scratch),
+            json.dumps(runs),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result: dict[str, Any] = json.loads(proc.stdout)
@@ -106,7 +144,10 @@ def test_python_the_service_user_cannot_run_is_refused(report: dict[str, Any]) -
 def test_config_holds_the_given_settings(report: dict[str, Any]) -> None:
     config = yaml.safe_load(report["config"])
     assert (config["api_url"], config["host_id"], config["namespace"], config["token"]) == (
-        "http://127.0.0.1:8080", "web-01.example", "team-a", TOKEN
+        "http://127.0.0.1:8080",
+        "web-01.example",
+        "team-a",
+        TOKEN,
     )
 
 
@@ -123,8 +164,11 @@ def test_install_sets_ownership_and_modes(report: dict[str, Any]) -> None:
     assert owned("/etc/otelcol") == ("phoenix-agent", "otel", "750")
     assert owned("/var/lib/phoenix-agent") == ("phoenix-agent", "otel", "750")
     assert owned("/opt/phoenix-agent/venv")[:2] == ("root", "root")
-    for unit in ("/etc/systemd/system/phoenix-agent.service", "/etc/systemd/system/otelcol.service",
-                 "/etc/polkit-1/rules.d/50-phoenix-agent-otelcol.rules"):
+    for unit in (
+        "/etc/systemd/system/phoenix-agent.service",
+        "/etc/systemd/system/otelcol.service",
+        "/etc/polkit-1/rules.d/50-phoenix-agent-otelcol.rules",
+    ):
         assert owned(unit) == ("root", "root", "644")
     if report["collector"] is not None:
         assert owned("/usr/local/bin/otelcol") == ("root", "root", "755")
@@ -147,8 +191,9 @@ def test_agent_and_collector_users_reach_what_they_need(report: dict[str, Any]) 
 
 
 def test_without_systemd_the_units_are_not_started(report: dict[str, Any]) -> None:
-    assert "systemd is not running here: installed the units but did not start them" in (
-        report["runs"][1]["stderr"]
+    assert (
+        "systemd is not running here: installed the units but did not start them"
+        in (report["runs"][1]["stderr"])
     )
 
 
@@ -165,13 +210,17 @@ def test_uninstall_keeps_config_users_and_state(report: dict[str, Any]) -> None:
     third = report["runs"][3]
     assert third["returncode"] == 0, third["stdout"] + third["stderr"]
     after = report["facts"][3]
-    for gone in ("/opt/phoenix-agent/venv", "/etc/systemd/system/phoenix-agent.service",
-                 "/etc/systemd/system/otelcol.service"):
+    for gone in (
+        "/opt/phoenix-agent/venv",
+        "/etc/systemd/system/phoenix-agent.service",
+        "/etc/systemd/system/otelcol.service",
+    ):
         assert gone not in after["paths"], gone
     assert "/etc/polkit-1/rules.d/50-phoenix-agent-otelcol.rules" not in after["paths"]
-    assert after["paths"]["/etc/phoenix-agent/config.yaml"] == report["facts"][1]["paths"][
-        "/etc/phoenix-agent/config.yaml"
-    ]
+    assert (
+        after["paths"]["/etc/phoenix-agent/config.yaml"]
+        == report["facts"][1]["paths"]["/etc/phoenix-agent/config.yaml"]
+    )
     assert "/var/lib/phoenix-agent" in after["paths"]
     assert set(after["users"]) == {"phoenix-agent", "otel"}
 

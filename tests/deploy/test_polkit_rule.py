@@ -26,8 +26,13 @@ AGENT_VERBS = ("start", "stop", "restart", "reload", "try-restart", "reload-or-r
 def probe(tmp_path: Path, rules: list[Path], cases: list[dict[str, str]]) -> list[dict[str, Any]]:
     """Run polkit_probe.py in fresh mount and PID namespaces and return its decisions."""
     require_root("bind-mounts the rule over /etc/polkit-1/rules.d in a private mount namespace")
-    for command, package in (("unshare", "util-linux"), ("setpriv", "util-linux"),
-                             ("dbus-daemon", "dbus-daemon"), ("pkcheck", "polkitd"), ("busctl", "systemd")):
+    for command, package in (
+        ("unshare", "util-linux"),
+        ("setpriv", "util-linux"),
+        ("dbus-daemon", "dbus-daemon"),
+        ("pkcheck", "polkitd"),
+        ("busctl", "systemd"),
+    ):
         require_tool(command, package)
     if not any(Path(p).exists() for p in ("/usr/lib/polkit-1/polkitd", "/usr/libexec/polkitd")):
         require_tool("polkitd", "polkitd")
@@ -39,9 +44,24 @@ def probe(tmp_path: Path, rules: list[Path], cases: list[dict[str, str]]) -> lis
     work = tmp_path / "work"
     work.mkdir()
     proc = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--mount-proc",
-         sys.executable, str(PROBE), str(rules_dir), str(work), json.dumps(cases)],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            sys.executable,
+            str(PROBE),
+            str(rules_dir),
+            str(work),
+            json.dumps(cases),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results: list[dict[str, Any]] = json.loads(proc.stdout)["cases"]
@@ -74,4 +94,3 @@ def test_without_the_rule_the_agent_is_refused(tmp_path: Path) -> None:
     """Control: the same question with no rule installed is refused, so the rule is what grants it."""
     results = probe(tmp_path, [], [case("phoenix-agent", "otelcol.service", "restart")])
     assert results[0]["pkcheck_exit"] in DENIED, results
-

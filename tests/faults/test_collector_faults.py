@@ -28,7 +28,7 @@ from tests.faults.agent_rig import (
     log_time,
     sha256_file,
 )
-from tests.support import free_port, http_json, wait_for
+from tests.support import eventually, free_port, http_json, wait_for
 
 NAMESPACE = "default"
 # Restart delays 0.25, 0.5, 1, 2, 2, ... s: the cap shows within seconds.
@@ -268,11 +268,11 @@ async def test_a_collector_up_between_crashes_is_not_reported_running(
             await sup.stop()
             raise
     try:
-        for _ in range(300):
-            if (await sup.state()).state == "running":
-                break
-            await asyncio.sleep(0.1)
-        assert (await sup.state()).state == "running"
+        await eventually(lambda: _state_is(sup, "running"), 30, "the collector to run once the port is free")
         assert sup.ready
     finally:
         await sup.stop()
+
+
+async def _state_is(sup: Any, state: str) -> bool:
+    return (await sup.state()).state == state

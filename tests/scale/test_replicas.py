@@ -12,7 +12,6 @@ import contextlib
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import psycopg
 import pytest
 
 from tests.conftest import Service, start_api, start_generator
-from tests.support import ROOT, free_port, http_json
+from tests.support import ROOT, eventually, free_port, http_json
 
 PER_REPLICA = 150
 
@@ -150,13 +149,12 @@ async def test_fanout_across_two_replicas(replicas: tuple[Service, Service], dat
                     "SELECT status, attempts FROM tasks WHERE deployment_id = %s", (deployment_id,)
                 ).fetchall()
 
-        deadline = time.monotonic() + 120
-        while True:
+        async def all_completed() -> list[tuple[Any, ...]] | None:
             rows = await asyncio.to_thread(completed)
-            if len(rows) == 2 * PER_REPLICA and all(r[0] == "completed" for r in rows):
-                break
-            assert time.monotonic() < deadline, f"tasks not all completed: {rows[:5]}"
-            await asyncio.sleep(0.2)
+            done = len(rows) == 2 * PER_REPLICA and all(r[0] == "completed" for r in rows)
+            return rows if done else None
+
+        rows = await eventually(all_completed, 120, "every task of the fan-out to be completed")
         assert all(r[1] == 1 for r in rows), "a task was claimed more than once"
 
         # Each replica's WebSocket clients hear the whole fan-out, whichever replica handled it.
@@ -167,10 +165,11 @@ async def test_fanout_across_two_replicas(replicas: tuple[Service, Service], dat
             done = {e["data"]["task_id"] for e in seen[url] if e.get("kind") == "task_completed"}
             return "deployment_created" in kinds, done
 
-        deadline = time.monotonic() + 60
-        while not all(heard(u)[0] and heard(u)[1] >= task_ids for u in seen):
-            assert time.monotonic() < deadline, {u: (heard(u)[0], len(heard(u)[1])) for u in seen}
-            await asyncio.sleep(0.1)
+        await eventually(
+            lambda: all(heard(u)[0] and heard(u)[1] >= task_ids for u in seen),
+            60,
+            "both replicas' WebSocket clients to hear the whole fan-out",
+        )
         # Long polls of both replicas were served: each replica delivered to its own half.
         assert {h[:2] for h in hosts} == {"ra", "rb"}
     finally:
