@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -38,6 +37,7 @@ from control_plane.metrics import (
     metrics_handler,
     metrics_middleware,
 )
+from control_plane.periodic import every
 from control_plane.presence import Presence
 from control_plane.queue import ReportBatcher, TaskQueue
 from control_plane.settings import Settings
@@ -67,7 +67,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     )
     app[keys.DISPATCHER] = Dispatcher(
         app[keys.QUEUE],
-        wakeup="interval" if settings.long_poll_wakeup == "interval" else "notify",
+        wakeup=settings.long_poll_wakeup,
         batch_max=settings.claim_batch_max,
         interval=settings.long_poll_interval,
     )
@@ -118,27 +118,23 @@ async def _reaper(app: web.Application) -> None:
     db = app[keys.DB]
     clock = asyncio.get_running_loop().time
     last_contact = clock()
-    while True:
-        try:
-            await db.fetch("ping")
-            unreachable = clock() - last_contact
-            last_contact = clock()
-            if unreachable > settings.reap_interval * 1.2 + OUTAGE_SECONDS:
-                # The database was out of reach (or this process stalled), so agents could not renew
-                # their leases either: renew them all before reaping, rather than requeue work in hand.
-                renewed = await db.execute(
-                    "renew_leases_after_outage", {"lease_seconds": settings.lease_seconds}
-                )
-                log.warning(
-                    "leases_renewed_after_outage", unreachable_seconds=round(unreachable, 1), tasks=renewed
-                )
-            for row in await queue.reap():
-                metrics.leases_expired.labels("failed" if row["status"] == "failed" else "requeued").inc()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("reaper_error", error=str(exc))
-        await asyncio.sleep(settings.reap_interval * random.uniform(0.8, 1.2))
+
+    async def one_pass() -> None:
+        nonlocal last_contact
+        await db.fetch("ping")
+        unreachable = clock() - last_contact
+        last_contact = clock()
+        if unreachable > settings.reap_interval * 1.2 + OUTAGE_SECONDS:
+            # The database was out of reach (or this process stalled), so agents could not renew
+            # their leases either: renew them all before reaping, rather than requeue work in hand.
+            renewed = await db.execute("renew_leases_after_outage", {"lease_seconds": settings.lease_seconds})
+            log.warning(
+                "leases_renewed_after_outage", unreachable_seconds=round(unreachable, 1), tasks=renewed
+            )
+        for row in await queue.reap():
+            metrics.leases_expired.labels("failed" if row["status"] == "failed" else "requeued").inc()
+
+    await every(settings.reap_interval, "reaper", one_pass)
 
 
 async def _http_client(app: web.Application) -> AsyncIterator[None]:

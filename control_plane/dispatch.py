@@ -19,7 +19,7 @@ import contextlib
 import random
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 
@@ -27,8 +27,6 @@ from control_plane.queue import TaskQueue
 
 log = structlog.get_logger("phoenix.dispatch")
 
-WAKEUPS = ("notify", "interval")
-Wakeup = Literal["notify", "interval"]
 Tasks = list[dict[str, Any]]
 
 
@@ -39,7 +37,7 @@ class Dispatcher:
         self,
         queue: TaskQueue,
         *,
-        wakeup: Wakeup = "notify",
+        wakeup: str = "notify",
         batch_max: int = 10_000,
         interval: float = 1.0,
         workers: int = 2,

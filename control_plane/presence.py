@@ -20,6 +20,7 @@ from psycopg.types.json import Jsonb
 
 from control_plane.db import Database
 from control_plane.jsonutil import dumps
+from control_plane.periodic import every
 
 log = structlog.get_logger("phoenix.presence")
 
@@ -58,9 +59,7 @@ class Presence:
             self._pending[host_id] = collector
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_interval)
-            await self.flush()
+        await every(self.flush_interval, "presence", self.flush)
 
     async def flush(self) -> None:
         if not self._pending:

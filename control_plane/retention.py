@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +12,7 @@ from aiohttp import web
 from control_plane import keys
 from control_plane.db import Database
 from control_plane.metrics import METRICS
+from control_plane.periodic import every
 from control_plane.settings import Settings
 
 log = structlog.get_logger("phoenix.retention")
@@ -74,18 +73,15 @@ async def run(app: web.Application) -> None:
     if not active:
         log.info("retention_disabled")
         return
-    while True:
+
+    async def one_pass() -> None:
         start = time.monotonic()
-        try:
-            counts = await prune(
-                app[keys.DB],
-                active,
-                settings.retention_batch,
-                on_deleted=lambda table, n: metrics.pruned.labels(table).inc(n),
-            )
-            log.info("retention_pass", seconds=round(time.monotonic() - start, 3), **counts)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("retention_error", error=f"{type(exc).__name__}: {exc}")
-        await asyncio.sleep(settings.retention_interval * random.uniform(0.8, 1.2))
+        counts = await prune(
+            app[keys.DB],
+            active,
+            settings.retention_batch,
+            on_deleted=lambda table, n: metrics.pruned.labels(table).inc(n),
+        )
+        log.info("retention_pass", seconds=round(time.monotonic() - start, 3), **counts)
+
+    await every(settings.retention_interval, "retention", one_pass)

@@ -12,8 +12,6 @@ one made before migration 0006 (max_failed_hosts NULL) is not watched.
 
 from __future__ import annotations
 
-import asyncio
-import random
 from typing import Any
 
 import structlog
@@ -24,6 +22,7 @@ from control_plane import keys
 from control_plane.db import Database, Tx
 from control_plane.deployments import DEPLOYMENT_PRIORITY
 from control_plane.events import publish
+from control_plane.periodic import every
 from control_plane.queue import TaskQueue
 
 log = structlog.get_logger("phoenix.rollouts")
@@ -139,12 +138,5 @@ def _reason(row: dict[str, Any], total: int, errors: dict[str, str]) -> str:
 
 async def run(app: web.Application) -> None:
     """A pass about every deployment_watch_interval (jittered); errors are logged and the loop goes on."""
-    settings = app[keys.SETTINGS]
-    while True:
-        try:
-            await fail_failing(app[keys.DB], app[keys.QUEUE])
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("deployment_watch_error", error=f"{type(exc).__name__}: {exc}")
-        await asyncio.sleep(settings.deployment_watch_interval * random.uniform(0.8, 1.2))
+    interval = app[keys.SETTINGS].deployment_watch_interval
+    await every(interval, "deployment_watch", lambda: fail_failing(app[keys.DB], app[keys.QUEUE]))

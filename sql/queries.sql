@@ -200,11 +200,6 @@ SET namespace = COALESCE(%(namespace)s, a.namespace),
 RETURNING host_id, namespace, (xmax = 0) AS inserted,
           (SELECT namespace FROM agents WHERE host_id = %(host_id)s) AS previous_namespace;
 
--- name: touch_agent
-INSERT INTO agents (host_id) VALUES (%(host_id)s)
-ON CONFLICT (host_id) DO UPDATE SET last_seen_at = now()
-RETURNING host_id, namespace, (xmax = 0) AS inserted;
-
 -- name: touch_agents
 -- The contacts of the last second, in one statement: last-seen and the latest collector block (with the
 -- config hash it runs). Says which hosts now run a different config than before.
@@ -221,15 +216,6 @@ FROM input i JOIN before b ON b.host_id = i.host_id
 WHERE a.host_id = i.host_id
 RETURNING a.host_id, (COALESCE(i.collector ->> 'config_hash', b.config_hash)
                       IS DISTINCT FROM b.config_hash) AS config_changed;
-
--- name: agent_token_hash
-SELECT token_hash FROM agents WHERE host_id = %(host_id)s;
-
--- name: bind_agent_token
--- Bind a host id to its own token on first contact; a no-op when it is bound already.
-INSERT INTO agents (host_id, token_hash) VALUES (%(host_id)s, %(token_hash)s)
-ON CONFLICT (host_id) DO UPDATE SET token_hash = EXCLUDED.token_hash WHERE agents.token_hash IS NULL
-RETURNING host_id;
 
 -- name: list_agents
 SELECT host_id, namespace, labels, version, first_seen_at, last_seen_at, facts, collector, config_hash,
