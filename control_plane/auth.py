@@ -14,7 +14,6 @@ from phoenix_common.tokens import bearer, same_token, token_hash
 
 HOST_HEADER = "X-Agent-Host-ID"
 AGENT_TOKEN_HEADER = "X-Phoenix-Agent-Token"
-_HOST_ID = names.HOST_ID
 OPEN_PATHS = ("/health", "/metrics", "/api/v1/openapi.json")
 # Browsers cannot set headers on a WebSocket handshake: only there may the API token come as ?token=.
 WS_PATH = "/api/v1/ws"
@@ -34,12 +33,7 @@ def host_id_of(request: web.Request) -> str:
     host_id = request.headers.get(HOST_HEADER)
     if not host_id:
         raise Problem(f"header {HOST_HEADER} is required on agent endpoints", field=HOST_HEADER)
-    if not _HOST_ID.match(host_id):
-        raise Problem(
-            f"header {HOST_HEADER} must be 1-253 characters of letters, digits, '.', '_', ':' or '-'",
-            field=HOST_HEADER,
-        )
-    return host_id
+    return names.check_host_id(host_id, f"header {HOST_HEADER}", HOST_HEADER)
 
 
 async def _authorize_agent(request: web.Request) -> None:

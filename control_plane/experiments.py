@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 
 from control_plane import keys, names
 from control_plane.analysis import DEFAULT_CRITERIA, Prices, analyze
-from control_plane.auth import _HOST_ID, HOST_ID_KEY
+from control_plane.auth import HOST_ID_KEY
 from control_plane.db import Tx
 from control_plane.deployments import check_namespace, deploy, new_id
 from control_plane.events import publish
@@ -72,7 +72,7 @@ def validate_spec(body: dict[str, Any]) -> dict[str, Any]:
     baseline = names.check_template(field(body, "baseline_pipeline", str), "baseline_pipeline")
     candidate = names.check_template(field(body, "candidate_pipeline", str), "candidate_pipeline")
     namespaces = _string_list(body, "target_namespaces", names.NAMESPACE, 100)
-    hosts = _string_list(body, "target_hosts", _HOST_ID, 10_000)
+    hosts = _string_list(body, "target_hosts", names.HOST_ID, 10_000)
     if not namespaces and not hosts:
         raise Problem("give 'target_namespaces' or 'target_hosts'", field="target_namespaces")
     for ns in namespaces:

@@ -6,8 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from control_plane import keys
-from control_plane.auth import _HOST_ID
+from control_plane import keys, names
 from control_plane.jsonutil import respond
 from control_plane.queue import TASK_TYPES
 from phoenix_common.problems import NotFound, Problem
@@ -65,7 +64,7 @@ async def list_agents(request: web.Request) -> web.Response:
 @routes.get("/api/v1/agents/{host_id}")
 async def get_agent(request: web.Request) -> web.Response:
     host_id = request.match_info["host_id"]
-    if not _HOST_ID.match(host_id):
+    if not names.HOST_ID.match(host_id):
         raise NotFound(f"agent {host_id!r} does not exist")
     row = await request.app[keys.DB].fetch_one("get_agent", {"host_id": host_id})
     if row is None:
@@ -120,11 +119,7 @@ async def request_task(request: web.Request) -> web.Response:
     queue = request.app[keys.QUEUE]
     db = request.app[keys.DB]
     if host_id is not None:
-        if not _HOST_ID.match(host_id):
-            raise Problem(
-                f"field 'host_id' must be 1-253 letters, digits, '.', '_', ':' or '-', got {host_id[:64]!r}",
-                field="host_id",
-            )
+        names.check_host_id(host_id, "field 'host_id'", "host_id")
         if await db.fetch_one("get_agent", {"host_id": host_id}) is None:
             raise NotFound(f"agent {host_id!r} does not exist", field="host_id")
         row = await queue.enqueue(host_id, type=kind, action=on_demand[kind], priority=priority)

@@ -23,6 +23,17 @@ _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
 _EXPANSIONS = ("${", "{{", "{%", "$(")
 
 
+def check_host_id(value: str, what: str, field: str) -> str:
+    """A host id (`what` says where it came from, e.g. "header X-Agent-Host-ID"), or a 400 naming it."""
+    if not HOST_ID.match(value):
+        raise Problem(
+            f"{what} must be 1-253 letters, digits, '.', '_', ':' or '-', starting with a letter or digit, "
+            f"got {value[:64]!r}",
+            field=field,
+        )
+    return value
+
+
 def check_template(value: str, name: str = "template") -> str:
     """A template name as the generator's catalog spells them, or a 400 naming the field."""
     if not TEMPLATE.match(value):

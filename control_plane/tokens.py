@@ -11,7 +11,7 @@ from aiohttp import web
 from control_plane import keys, names
 from control_plane.db import Database
 from control_plane.jsonutil import respond
-from phoenix_common.problems import Forbidden, Problem, Unauthorized
+from phoenix_common.problems import Forbidden, Unauthorized
 from phoenix_common.tokens import new_token, same_token, token_hash
 
 log = structlog.get_logger("phoenix.tokens")
@@ -90,14 +90,7 @@ AGENT_TOKENS = web.AppKey("agent_tokens", AgentTokens)
 
 
 def _host_id(request: web.Request) -> str:
-    host_id = request.match_info["host_id"]
-    if not names.HOST_ID.match(host_id):
-        raise Problem(
-            "path parameter 'host_id' must be 1-253 letters, digits, '.', '_', ':' or '-', "
-            "starting with a letter or digit",
-            field="host_id",
-        )
-    return host_id
+    return names.check_host_id(request.match_info["host_id"], "path parameter 'host_id'", "host_id")
 
 
 def _no_store(body: dict[str, Any], status: int = 200) -> web.Response:
