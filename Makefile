@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 STATE_DIR ?= $(CURDIR)/.state/dev
 
-.PHONY: all venv otelcol system-deps test lint bench dev-up dev-down demo clean
+.PHONY: all venv otelcol system-deps test test-unit lint bench dev-up dev-down demo clean
 
 all: venv otelcol
 
@@ -30,6 +30,10 @@ test: venv system-deps
 	@if command -v go >/dev/null 2>&1; then bash scripts/build-otelcol.sh; \
 	else echo "go not found: the collector tests will skip (fail under CI=true); get Go from https://go.dev/doc/install"; fi
 	$(PY) -m pytest
+
+## The unit layer only: no database, no subprocess (well under a minute)
+test-unit: venv
+	$(PY) -m pytest tests/unit -q
 
 bench: venv otelcol
 	$(PY) benchmarks/queue.py

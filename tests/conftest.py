@@ -15,6 +15,16 @@ import pytest
 from tests.support import ROOT, ServiceProcess, free_port, otelcol_binary, unavailable
 
 TEMPLATE_DB = "phoenix_test_template"
+LAYERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test carries the marker of its layer, the folder it lives in (`-m unit`, `-m "not e2e"`)."""
+    tests_dir = Path(__file__).parent
+    for item in items:
+        parts = item.path.relative_to(tests_dir).parts
+        layer = parts[0] if parts and parts[0] in LAYERS else "e2e"
+        item.add_marker(getattr(pytest.mark, layer))
 
 
 @dataclass
