@@ -14,11 +14,11 @@ from aiohttp import web
 from config_generator import keys, openapi
 from config_generator.catalog import TEMPLATE_NAME, ParameterError, Template, load_catalog
 from config_generator.control_plane import ControlPlaneClient
+from config_generator.experiment import SPEC_FIELDS, check_shareable, variants
 from config_generator.metrics import GeneratorMetrics
 from config_generator.render import Rendered, render
 from config_generator.settings import Settings
 from config_generator.validate import validate_with_collector
-from phoenix_common.configmerge import MergeConflict, merge_configs
 from phoenix_common.problems import NotFound, Problem, Unauthorized, field, json_body, problem_middleware
 from phoenix_common.tokens import bearer, same_token
 
@@ -26,17 +26,7 @@ log = structlog.get_logger("phoenix.generator")
 
 EXPERIMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
 RENDER_FIELDS = frozenset({"template", "parameters", "variant", "experiment_id", "validate"})
-GENERATE_FIELDS = frozenset({"experiment_id", "validate"})
-# Variants of an experiment and the loopback ports they export on unless its parameters say otherwise.
-EXPERIMENT_VARIANTS = (
-    ("baseline", "baseline_pipeline", {"prometheus_port": 9464, "observe_port": 9465}),
-    ("candidate", "candidate_pipeline", {"prometheus_port": 9466, "observe_port": 9467}),
-)
-
-
-class Unprocessable(Problem):
-    status = 422
-    title = "Unprocessable Content"
+GENERATE_FIELDS = frozenset({"experiment_id", "validate", *SPEC_FIELDS})
 
 
 def _auth_middleware(token: str | None) -> Callable[..., Awaitable[web.StreamResponse]]:
@@ -145,64 +135,21 @@ async def render_one(request: web.Request) -> web.Response:
     return web.json_response(rendered.to_dict())
 
 
-def _experiment_variant(
-    request: web.Request, experiment: dict[str, Any], variant: str, key: str, ports: dict[str, int]
-) -> Rendered:
-    """Render one variant of an experiment; the experiment's own data errors are 422 problems."""
-    experiment_id = str(experiment["id"])
-    catalog = request.app[keys.CATALOG]
-    name = experiment.get(key)
-    if not isinstance(name, str):
-        raise Unprocessable(f"experiment {experiment_id} has no '{key}'", field=key)
-    if name not in catalog:
-        raise Unprocessable(
-            f"experiment {experiment_id}: {key} '{name[:64]}' is not a known template; "
-            f"known: {', '.join(sorted(catalog))}",
-            field=key,
-        )
-    template = catalog[name]
-    all_parameters = experiment.get("parameters") or {}
-    if not isinstance(all_parameters, dict):
-        raise Unprocessable(f"experiment {experiment_id}: 'parameters' must be an object", field="parameters")
-    given = all_parameters.get(variant) or {}
-    if not isinstance(given, dict):
-        raise Unprocessable(
-            f"experiment {experiment_id}: parameters.{variant} must be an object",
-            field=f"parameters.{variant}",
-        )
-    parameters = {k: v for k, v in given.items() if k != "experiment_id"}
-    for pname, port in ports.items():
-        if pname in template.parameters:
-            parameters.setdefault(pname, port)
-    if "critical_processes" in template.parameters:
-        parameters.setdefault("critical_processes", experiment.get("critical_processes") or [])
-    return _render(
-        request, template, parameters, variant, experiment_id, where=f"parameters.{variant}", status=422
-    )
-
-
 async def generate(request: web.Request) -> web.Response:
-    """POST /api/v1/generate: the baseline and candidate configs of an experiment."""
+    """POST /api/v1/generate: an experiment's two configs, from the spec sent, else the control plane's."""
     body = await json_body(request)
     _reject_unknown(body, GENERATE_FIELDS)
     experiment_id = field(body, "experiment_id", str)
     if not EXPERIMENT_ID.match(experiment_id):
         raise Problem(f"field 'experiment_id' must match {EXPERIMENT_ID.pattern}", field="experiment_id")
-    experiment = await request.app[keys.CONTROL_PLANE].experiment(experiment_id)
-    # The id asked for is the label, whatever the control plane echoes back.
-    experiment = {**experiment, "id": experiment_id}
+    spec = {k: body[k] for k in SPEC_FIELDS if k in body}
+    if not spec:
+        spec = await request.app[keys.CONTROL_PLANE].experiment(experiment_id)
     out = {
-        variant: _experiment_variant(request, experiment, variant, key, ports)
-        for variant, key, ports in EXPERIMENT_VARIANTS
+        v.name: _render(request, v.template, v.parameters, v.name, experiment_id, f"parameters.{v.name}", 422)
+        for v in variants(request.app[keys.CATALOG], experiment_id, spec)
     }
-    try:
-        merge_configs(out["baseline"].config, out["candidate"].config)
-    except MergeConflict as exc:
-        raise Unprocessable(
-            f"experiment {experiment_id}: baseline and candidate cannot share one collector; they disagree "
-            f"at {exc.path} (use the same collection_interval, health_port and telemetry_port)",
-            field=exc.path,
-        ) from None
+    check_shareable(experiment_id, out["baseline"], out["candidate"])
     if field(body, "validate", bool, default=False):
         settings = request.app[keys.SETTINGS]
         for rendered in out.values():

@@ -275,6 +275,28 @@ def test_generate_with_control_plane_down_is_502(orphan_generator: Service) -> N
     assert_problem(status, body, headers, 502, "unreachable", "control_plane_url")
 
 
+def test_generate_renders_the_spec_it_is_sent_without_the_control_plane(orphan_generator: Service) -> None:
+    sent = {k: v for k, v in experiment("exp-sent").items() if k not in ("id", "status")}
+    status, body, _ = http_json(
+        "POST", f"{orphan_generator.url}/api/v1/generate", {"experiment_id": "exp-sent", **sent}
+    )
+    assert status == 200, body
+    assert body["experiment_id"] == "exp-sent"
+    assert body["baseline"]["template"] == "process-baseline-v1"
+    assert body["candidate"]["template"] == "process-intelligent-v1"
+    assert body["candidate"]["keep_list"]["critical"] == ["postgres", "sshd"]
+    assert body["candidate"]["keep_list"]["k"] == 7
+
+
+def test_generate_rejects_a_sent_spec_it_cannot_render(orphan_generator: Service) -> None:
+    status, body, headers = http_json(
+        "POST",
+        f"{orphan_generator.url}/api/v1/generate",
+        {"experiment_id": "exp-sent", "candidate_pipeline": "process-topk-v1"},
+    )
+    assert_problem(status, body, headers, 422, "has no 'baseline_pipeline'")
+
+
 def test_metrics_count_renders_by_template(generator: Service) -> None:
     for _ in range(3):
         assert call(generator, "POST", "/api/v1/render", {"template": "process-adaptive-v1"})[0] == 200
