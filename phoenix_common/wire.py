@@ -1,0 +1,274 @@
+"""Wire contracts of docs/contracts.md as msgspec types, checked one way on both sides of the wire."""
+
+from __future__ import annotations
+
+import re
+import typing
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
+
+import msgspec
+from msgspec import Meta, Struct
+
+from phoenix_common.keeplist import validate_process_name
+from phoenix_common.settings import is_loopback
+
+# The roll-up series of every process a pipeline does not keep at full detail.
+OTHER = "other"
+# How a selection pipeline ranks the processes it keeps.
+STRATEGIES = ("topk", "adaptive", "intelligent")
+MAX_EXPERIMENT_SECONDS = 7 * 24 * 3600.0
+MIN_SAMPLE_INTERVAL = 1.0
+# Unix seconds from 2000 to 2200: anything else is a broken clock or a broken client.
+TS_RANGE = (946_684_800, 7_258_118_400)
+
+T = TypeVar("T")
+
+
+def _says(message: str, **bounds: Any) -> Meta:
+    """Constraints whose failure (of the value or anything inside it) reads `<field> <message>`."""
+    return Meta(**bounds, extra={"message": message})
+
+
+NonNegative = Annotated[float, _says("must be a non-negative number", ge=0)]
+NumberMap = Annotated[dict[str, NonNegative], _says("must map names to non-negative numbers")]
+Strings = Annotated[list[str], _says("must be an array of strings")]
+
+
+class WireError(ValueError):
+    """A payload that breaks its contract; the message names the field (`payload.keep_list.k ...`)."""
+
+    def __init__(self, root: str, field: str, reason: str) -> None:
+        self.field = field  # the path below `root`: "keep_list.k", "[3].ts", "" for the whole value
+        self.reason = reason
+        where = f"{root}.{field}" if root and field and not field.startswith("[") else f"{root}{field}"
+        super().__init__(f"{where} {reason}" if where else reason)
+
+
+class KeepList(Struct, frozen=True):
+    """Which processes a selection pipeline keeps, and how it ranks them."""
+
+    path: str
+    strategy: str
+    k: Annotated[int, Meta(ge=0)]
+    critical: Strings = []
+    initial: Strings = []
+    refresh_seconds: Annotated[float, Meta(gt=0, le=MAX_EXPERIMENT_SECONDS)] = 120.0
+
+    def __post_init__(self) -> None:
+        if not self.path.startswith("/"):
+            raise ValueError("path must be absolute")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        for name in ("critical", "initial"):
+            try:
+                for process in getattr(self, name):
+                    validate_process_name(process)
+            except ValueError as exc:
+                raise ValueError(f"{name} holds an invalid name: {exc}") from None
+
+
+def _check_loopback(name: str, value: str) -> None:
+    parts = urlsplit(f"//{value}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None or parts.path or not is_loopback(parts.hostname):
+        raise ValueError(f"{name} must be a loopback host:port such as 127.0.0.1:9464, got {value[:80]!r}")
+
+
+class Rendered(Struct, frozen=True):
+    """One collector config the generator rendered for a variant."""
+
+    template: str
+    variant: str
+    config_yaml: str
+    prometheus_endpoint: str
+    config_hash: str | None = None
+    observe_endpoint: str | None = None
+    keep_list: KeepList | None = None
+
+    def __post_init__(self) -> None:
+        _check_loopback("prometheus_endpoint", self.prometheus_endpoint)
+        if self.observe_endpoint is not None:
+            _check_loopback("observe_endpoint", self.observe_endpoint)
+
+
+AsRendered = Annotated[Rendered | None, _says("must be a Rendered object")]
+
+
+class DeploymentApply(Struct, frozen=True):
+    """Payload of a deployment/apply task."""
+
+    pipeline: str
+    config_yaml: str
+    deployment_id: str | None = None
+    config_hash: str | None = None
+    keep_list: KeepList | None = None
+
+
+class ExperimentStart(Struct, frozen=True):
+    """Payload of an experiment/start task."""
+
+    experiment_id: str
+    duration_seconds: float
+    baseline: AsRendered = None
+    candidate: AsRendered = None
+    warmup_seconds: Annotated[float, _says("must not be negative", ge=0, le=MAX_EXPERIMENT_SECONDS)] = 0.0
+    sample_interval_seconds: Annotated[
+        float, _says(f"must be at least {MIN_SAMPLE_INTERVAL:g}", ge=MIN_SAMPLE_INTERVAL, le=3600)
+    ] = 10.0
+    critical_processes: Strings = []
+    load_profile: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.duration_seconds <= MAX_EXPERIMENT_SECONDS:
+            raise ValueError(f"duration_seconds must be between 0 and {MAX_EXPERIMENT_SECONDS:.0f}")
+        for role in ("baseline", "candidate"):
+            if getattr(self, role) is None:
+                raise ValueError(f"{role} must be a Rendered object")
+
+
+class ExperimentStop(Struct, frozen=True):
+    """Payload of an experiment/stop task."""
+
+    experiment_id: str
+
+
+class NoPayload(Struct, frozen=True):
+    """Payload of metrics/collect and health/check tasks: nothing."""
+
+
+class Sample(Struct, frozen=True):
+    """What one pipeline emitted over one sample interval."""
+
+    variant: Annotated[str, _says("must be a string of 1-64 characters", min_length=1, max_length=64)]
+    ts: Annotated[float, _says("must be a unix time in seconds", ge=TS_RANGE[0], le=TS_RANGE[1])]
+    active_series: NonNegative
+    pipeline: str | None = None
+    datapoints_per_second: NonNegative | None = None
+    collector_cpu_percent: NonNegative | None = None
+    collector_memory_bytes: NonNegative | None = None
+    interval_seconds: NonNegative | None = None
+    data_ts: float | None = None
+    series_per_metric: NumberMap | None = None
+    process_cpu_seconds_rate: NumberMap | None = None
+    process_memory_bytes: NumberMap | None = None
+    process_cpu_seconds_total: NumberMap | None = None
+    kept_processes: Strings | None = None
+    critical_present: Annotated[dict[str, bool], _says("must map names to booleans")] | None = None
+    keep_list: Strings | None = None
+
+
+class Measurements(Struct, frozen=True):
+    """Body of POST /api/v1/agent/measurements."""
+
+    samples: Annotated[list[Sample], _says("must hold 1-200 samples", min_length=1, max_length=200)]
+    experiment_id: str | None = None
+    task_id: str | None = None
+
+
+class CollectorReport(Struct, frozen=True):
+    """The collector block of a heartbeat and of a health check's result."""
+
+    state: str | None = None
+    restarts: Annotated[int, _says("must be a non-negative integer", ge=0)] | None = None
+    last_error: str | None = None
+    config_hash: str | None = None
+    pipeline: str | None = None
+    pid: int | None = None
+    uptime_seconds: float | None = None
+
+
+class Heartbeat(Struct, frozen=True):
+    """Body of POST /api/v1/agent/heartbeat."""
+
+    namespace: str | None = None
+    labels: Annotated[dict[str, str], _says("must map strings to strings")] | None = None
+    version: str | None = None
+    facts: dict[str, Any] | None = None
+    collector: CollectorReport | None = None
+    running_tasks: Annotated[list[str], _says("must be an array of task ids")] | None = None
+
+
+# -- one way of checking ----------------------------------------------------------------------------------
+
+_AT = re.compile(r"^(?P<text>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_STEP = re.compile(r"\.(\w+)|\[([^\]]*)\]")
+_KINDS = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "a boolean",
+    "object": "an object",
+    "array": "an array",
+}
+
+
+def _said(kind: Any, path: str) -> tuple[str, str] | None:
+    """The (path, message) of the outermost `_says` on `path` below its innermost object field."""
+    found: tuple[str, str] | None = None
+    done = ""
+    steps = list(_STEP.finditer(path))
+    for index in range(len(steps) + 1):
+        while typing.get_origin(kind) is Annotated or type(None) in typing.get_args(kind):
+            if typing.get_origin(kind) is Annotated:
+                kind, *metas = typing.get_args(kind)
+                says = [m.extra["message"] for m in metas if isinstance(m, Meta) and m.extra]
+                found = found or ((done, says[0]) if says else None)
+            else:
+                kind = next(k for k in typing.get_args(kind) if k is not type(None))
+        if index == len(steps):
+            break
+        step = steps[index]
+        done += step.group(0)
+        if step.group(1) is not None and isinstance(kind, type) and issubclass(kind, Struct):
+            kind = typing.get_type_hints(kind, include_extras=True).get(step.group(1))
+            found = None
+        else:
+            kind = (typing.get_args(kind) or (None,))[-1]
+    return found
+
+
+def _reason(text: str) -> tuple[str, str]:
+    """A msgspec error text as (sub-field, reason) in the project's words."""
+    if missing := re.fullmatch(r"Object missing required field `(\w+)`", text):
+        return missing.group(1), "is required"
+    if expected := re.fullmatch(r"Expected `([\w |]+)`, got `\w+`", text):
+        kinds = [_KINDS.get(k, k) for k in expected.group(1).split(" | ") if k != "null"]
+        return "", "must be " + " or ".join(kinds)
+    if bound := re.fullmatch(r"Expected `\w+` (>=|>|<=|<) (-?[\d.e+]+)", text):
+        op, value = bound.group(1), float(bound.group(2))
+        if op == ">=":
+            return "", "must not be negative" if value == 0 else f"must be at least {value:g}"
+        if op == ">":
+            return "", "must be positive" if value == 0 else f"must be greater than {value:g}"
+        return "", f"must be at most {value:g}" if op == "<=" else f"must be less than {value:g}"
+    if text.startswith(("Expected ", "Invalid ", "Object ")):
+        return "", f"is invalid: {text}"
+    # Raised by a __post_init__: "<field> <reason>".
+    field, _, reason = text.partition(" ")
+    return field, reason
+
+
+def check(kind: type[T], value: Any, root: str = "payload") -> T:
+    """`value` (decoded JSON) as a `kind`, or WireError naming the field below `root`."""
+    try:
+        return msgspec.convert(value, kind)
+    except msgspec.ValidationError as exc:
+        match = _AT.match(str(exc))
+        assert match is not None
+        path = match.group("path") or ""
+        field, reason = _reason(match.group("text"))
+        if field:
+            path = f"{path}.{field}"
+        elif said := _said(kind, path):
+            path, reason = said
+        raise WireError(root, path.lstrip("."), reason) from None
+
+
+def to_json(value: Struct) -> dict[str, Any]:
+    """A contract value as plain JSON types, without the optional fields it leaves out."""
+    out: dict[str, Any] = msgspec.to_builtins(value)
+    return {k: v for k, v in out.items() if v is not None}
