@@ -97,7 +97,11 @@ def test_a_full_experiment_start_decodes_with_defaults() -> None:
             {**START, "sample_interval_seconds": float("nan")},
             "payload.sample_interval_seconds must be at least 1",
         ),
-        (wire.ExperimentStart, {**START, "warmup_seconds": -1}, "payload.warmup_seconds must not be negative"),
+        (
+            wire.ExperimentStart,
+            {**START, "warmup_seconds": -1},
+            "payload.warmup_seconds must not be negative",
+        ),
         (wire.ExperimentStart, {**START, "load_profile": 5}, "payload.load_profile must be a string"),
         (
             wire.ExperimentStart,
