@@ -77,6 +77,11 @@ class TaskQueue:
         task.setdefault("max_attempts", self.max_attempts)
         return await tx.execute("enqueue_fanout_namespace", {"namespace": namespace, **_task_params(**task)})
 
+    async def cancel_experiment_starts(self, experiment_id: str, reason: str, tx: Tx) -> list[str]:
+        """Fail the experiment's start tasks no agent has claimed yet; the hosts they were for."""
+        rows = await tx.fetch("cancel_pending_experiment_starts", {"id": experiment_id, "reason": reason})
+        return [r["host_id"] for r in rows]
+
     async def claim(self, host_id: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Lease a host's next tasks, most urgent first."""
         rows = await self.claim_hosts([host_id], limit)
