@@ -7,9 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
-from control_plane import keys
 from control_plane.analysis import Prices
+from control_plane.experiments import SERVICE
 from control_plane.jsonutil import respond
+from control_plane.stores.experiments import ExperimentStore
 
 routes = web.RouteTableDef()
 MAX_AGE_SECONDS = 900
@@ -28,14 +29,17 @@ def _round(bucket: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
 
 
 @routes.get("/api/v1/cost-flow")
-async def cost_flow(request: web.Request) -> web.Response:
-    settings = request.app[keys.SETTINGS]
-    prices = Prices(settings.price_per_series_month, settings.price_per_million_datapoints)
-    db = request.app[keys.DB]
+async def cost_flow_handler(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    return respond(await cost_flow(service.store, service.prices))
+
+
+async def cost_flow(store: ExperimentStore, prices: Prices) -> dict[str, Any]:
+    """Measured emissions now, by namespace, host, pipeline and metric; and after each completed candidate."""
     by: dict[str, dict[str, dict[str, float]]] = defaultdict(dict)
     total_series = total_dps = 0.0
     hosts = set()
-    for row in await db.fetch("current_emissions", {"max_age_seconds": MAX_AGE_SECONDS}):
+    for row in await store.current_emissions(MAX_AGE_SECONDS):
         sample = row["sample"]
         series = float(sample.get("active_series") or 0)
         dps = float(sample.get("datapoints_per_second") or 0)
@@ -50,7 +54,7 @@ async def cost_flow(request: web.Request) -> web.Response:
             share = float(n) / series if series else 0.0
             _add(by["metric"], metric, float(n), dps * share, prices)
     projections = []
-    for row in await db.fetch("latest_completed_experiments"):
+    for row in await store.latest_completed():
         analysis = row["analysis"] or {}
         cost = analysis.get("cost") or {}
         projections.append(
@@ -66,24 +70,22 @@ async def cost_flow(request: web.Request) -> web.Response:
                 "monthly_after": cost.get("monthly_after"),
             }
         )
-    return respond(
-        {
-            "prices": {
-                "per_series_month": prices.per_series_month,
-                "per_million_datapoints": prices.per_million_datapoints,
-            },
-            "now": {
-                "hosts_reporting": len(hosts),
-                "active_series": round(total_series, 2),
-                "datapoints_per_second": round(total_dps, 4),
-                "monthly_cost": round(prices.monthly(total_series, total_dps), 4),
-                "by_namespace": _round(by["namespace"]),
-                "by_host": _round(by["host"])[:200],
-                "by_pipeline": _round(by["pipeline"]),
-                "by_metric": _round(by["metric"]),
-            },
-            "after_candidates": projections,
-            "source": "the latest measured emissions each agent reported within the last "
-            f"{MAX_AGE_SECONDS // 60} minutes, and completed experiments' measured analyses",
-        }
-    )
+    return {
+        "prices": {
+            "per_series_month": prices.per_series_month,
+            "per_million_datapoints": prices.per_million_datapoints,
+        },
+        "now": {
+            "hosts_reporting": len(hosts),
+            "active_series": round(total_series, 2),
+            "datapoints_per_second": round(total_dps, 4),
+            "monthly_cost": round(prices.monthly(total_series, total_dps), 4),
+            "by_namespace": _round(by["namespace"]),
+            "by_host": _round(by["host"])[:200],
+            "by_pipeline": _round(by["pipeline"]),
+            "by_metric": _round(by["metric"]),
+        },
+        "after_candidates": projections,
+        "source": "the latest measured emissions each agent reported within the last "
+        f"{MAX_AGE_SECONDS // 60} minutes, and completed experiments' measured analyses",
+    }

@@ -1,41 +1,37 @@
-"""A/B experiments: the API, and the driver that moves each one through its phases."""
+"""A/B experiments over HTTP: the spec check, the views and the handlers (each calls the service)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
+import functools
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-import structlog
 from aiohttp import web
-from psycopg.types.json import Jsonb
 
 from control_plane import keys, names
-from control_plane.analysis import DEFAULT_CRITERIA, Prices, analyze
+from control_plane.analysis import DEFAULT_CRITERIA
 from control_plane.auth import HOST_ID_KEY
-from control_plane.db import Tx
 from control_plane.deployments import check_namespace, deploy, new_id
-from control_plane.events import publish
-from control_plane.generator_client import GeneratorClient
+from control_plane.experiment_driver import ExperimentDriver
+from control_plane.experiment_service import ExperimentService
 from control_plane.generator_client import for_app as generator_for
 from control_plane.jsonutil import respond
-from control_plane.metrics import PHASES
-from phoenix_common.problems import BadGateway, Conflict, NotFound, Problem, field, json_body
+from control_plane.metrics import ApiMetrics
+from control_plane.phases import Phase
+from control_plane.stores.experiments import ExperimentStore
+from phoenix_common import wire
+from phoenix_common.problems import Problem, field, json_body
 from phoenix_common.settings import SettingsError, parse_duration
 
-log = structlog.get_logger("phoenix.experiments")
 routes = web.RouteTableDef()
 
-ACTIVE = ("deploying", "warming_up", "running", "analyzing")
-FINAL = ("completed", "failed", "stopped")
 LOAD_PROFILES = ("realistic", "high-cardinality", "process-churn", "spike", "steady")
 PROCESS_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,128}\Z")
-STOP_PRIORITY = 20
-START_PRIORITY = 15
-WAKE = web.AppKey("experiment_wake", asyncio.Event)
+SERVICE = web.AppKey("experiment_service", ExperimentService)
+DRIVER = web.AppKey("experiment_driver", ExperimentDriver)
 
 
 # --- spec ---------------------------------------------------------------------------------------
@@ -116,6 +112,9 @@ def validate_spec(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+SERIES_FIELDS = ("active_series", "datapoints_per_second", "collector_cpu_percent", "collector_memory_bytes")
+
+
 # --- views --------------------------------------------------------------------------------------
 
 
@@ -167,245 +166,32 @@ def experiment_json(
     return out
 
 
-async def _load(app: web.Application, experiment_id: str) -> dict[str, Any]:
-    row = await app[keys.DB].fetch_one("get_experiment", {"id": experiment_id})
-    if row is None:
-        raise NotFound(f"experiment {experiment_id!r} does not exist")
-    return row
-
-
-# --- transitions ----------------------------------------------------------------------------------
-
-
-async def transition(tx: Tx, row: dict[str, Any], phase: str, reason: str) -> None:
-    """Move an experiment to `phase`, recording the event with its reason."""
-    await tx.execute("set_experiment_phase", {"id": row["id"], "phase": phase, "reason": reason})
-    await publish(
-        tx,
-        "experiments",
-        "experiment_phase",
-        row["id"],
-        data={"experiment_id": row["id"], "from": row["phase"], "to": phase, "phase": phase},
-        reason=reason,
-    )
-    log.info(
-        "experiment_phase", experiment_id=row["id"], from_phase=row["phase"], to_phase=phase, reason=reason
-    )
-    row["phase"] = phase
-
-
-async def _send_stop(app: web.Application, tx: Tx, experiment_id: str, reason: str) -> int:
-    """Cancel undelivered starts and tell every host that got the experiment to restore its config."""
-    await tx.fetch("cancel_pending_experiment_starts", {"id": experiment_id, "reason": reason})
-    hosts = [r["host_id"] for r in await tx.fetch("experiment_hosts_started", {"id": experiment_id})]
-    if hosts:
-        await app[keys.QUEUE].enqueue_hosts(
-            tx,
-            hosts,
-            type="experiment",
-            action="stop",
-            payload={"experiment_id": experiment_id, "reason": reason},
-            priority=STOP_PRIORITY,
-            experiment_id=experiment_id,
-        )
-    return len(hosts)
-
-
-async def start_experiment(app: web.Application, experiment_id: str) -> dict[str, Any]:
-    """Render both pipelines through the generator and send the experiment to every target host."""
-    db = app[keys.DB]
-    row = await _load(app, experiment_id)
-    if row["phase"] != "pending":
-        raise Conflict(f"experiment {experiment_id} is {row['phase']}; only a pending experiment can start")
-    spec = row["spec"]
-    hosts = [
-        r["host_id"]
-        for r in await db.fetch(
-            "experiment_target_hosts",
-            {"namespaces": spec["target_namespaces"], "hosts": spec["target_hosts"]},
-        )
-    ]
-    if not hosts:
-        raise Conflict(
-            f"experiment {experiment_id} has no agents in its targets "
-            f"(namespaces {spec['target_namespaces']}, hosts {spec['target_hosts']})"
-        )
-    generated = await _generate(app, experiment_id)
-    settings = app[keys.SETTINGS]
-    payload = {
-        "experiment_id": experiment_id,
-        # The control plane ends the run with a stop task; the agent's own limit is only a safety net.
-        "duration_seconds": spec["duration_seconds"] + settings.experiment_ack_timeout + 120,
-        "warmup_seconds": spec["warmup_seconds"],
-        "sample_interval_seconds": spec["sample_interval_seconds"],
-        "critical_processes": spec["critical_processes"],
-        "load_profile": spec["load_profile"],
-        "baseline": generated["baseline"],
-        "candidate": generated["candidate"],
-    }
-    async with db.transaction() as tx:
-        locked = await tx.fetch_one("lock_experiment", {"id": experiment_id})
-        assert locked is not None
-        if locked["phase"] != "pending":
-            raise Conflict(
-                f"experiment {experiment_id} is {locked['phase']}; only a pending experiment can start"
-            )
-        rendered = {
-            v: {k: generated[v].get(k) for k in ("template", "config_hash", "prometheus_endpoint")}
-            for v in ("baseline", "candidate")
-        }
-        await tx.execute(
-            "set_experiment_hosts", {"id": experiment_id, "hosts": hosts, "rendered": Jsonb(rendered)}
-        )
-        await app[keys.QUEUE].enqueue_hosts(
-            tx,
-            hosts,
-            type="experiment",
-            action="start",
-            payload=payload,
-            priority=START_PRIORITY,
-            experiment_id=experiment_id,
-            max_attempts=1,
-        )
-        await transition(tx, locked, "deploying", f"experiment sent to {len(hosts)} host(s)")
-    app[WAKE].set()
-    return await _load(app, experiment_id)
-
-
-async def _generate(app: web.Application, experiment_id: str) -> dict[str, Any]:
-    generator = generator_for(app)
-    data = await generator._post("/api/v1/generate", {"experiment_id": experiment_id})
-    if not isinstance(data.get("baseline"), dict) or not isinstance(data.get("candidate"), dict):
-        raise BadGateway("config generator returned no baseline/candidate configurations")
-    return data
-
-
-async def stop_experiment(app: web.Application, experiment_id: str, reason: str) -> dict[str, Any]:
-    async with app[keys.DB].transaction() as tx:
-        row = await tx.fetch_one("lock_experiment", {"id": experiment_id})
-        if row is None:
-            raise NotFound(f"experiment {experiment_id!r} does not exist")
-        if row["phase"] == "stopped":
-            return row
-        if row["phase"] in ("completed", "failed"):
-            raise Conflict(f"experiment {experiment_id} is already {row['phase']}; there is nothing to stop")
-        hosts = await _send_stop(app, tx, experiment_id, reason)
-        await transition(tx, row, "stopped", f"{reason}; restoring {hosts} host(s)")
-    return await _load(app, experiment_id)
-
-
-# --- the driver -------------------------------------------------------------------------------
-
-
-async def advance_all(app: web.Application) -> None:
-    """One pass over active experiments; replicas skip rows another one holds."""
-    async with app[keys.DB].transaction() as tx:
-        for row in await tx.fetch("claim_active_experiments"):
-            try:
-                await _advance(app, tx, row)
-            except Exception as exc:
-                log.exception("experiment_advance_failed", experiment_id=row["id"], error=str(exc))
-                await _send_stop(app, tx, row["id"], "internal error")
-                await transition(tx, row, "failed", f"internal error while {row['phase']}: {exc}")
-
-
-async def _advance(app: web.Application, tx: Tx, row: dict[str, Any]) -> None:
-    settings = app[keys.SETTINGS]
-    spec = row["spec"]
-    elapsed = float(row["seconds_in_phase"])
-    states = {t["host_id"]: t for t in await tx.fetch("experiment_task_states", {"id": row["id"]})}
-    if row["phase"] != "analyzing":
-        failed = {h: t["error"] for h, t in states.items() if t["status"] == "failed"}
-        if failed:
-            host, error = sorted(failed.items())[0]
-            await _send_stop(app, tx, row["id"], "experiment failed")
-            await transition(tx, row, "failed", f"host {host} failed the experiment: {error}")
-            return
-    if row["phase"] == "deploying":
-        acked = [h for h in row["hosts"] if states.get(h, {}).get("status") in ("running", "completed")]
-        if len(acked) == len(row["hosts"]):
-            await transition(tx, row, "warming_up", f"all {len(acked)} host(s) run both pipelines")
-        elif elapsed > settings.experiment_ack_timeout:
-            silent = sorted(set(row["hosts"]) - set(acked))
-            await _send_stop(app, tx, row["id"], "experiment failed")
-            await transition(
-                tx,
-                row,
-                "failed",
-                f"host(s) never acknowledged within "
-                f"{settings.experiment_ack_timeout:g}s: {', '.join(silent[:20])}",
-            )
-    elif row["phase"] == "warming_up":
-        if elapsed >= spec["warmup_seconds"]:
-            await transition(tx, row, "running", f"warm-up of {spec['warmup_seconds']:g}s done; measuring")
-    elif row["phase"] == "running":
-        if elapsed >= spec["duration_seconds"]:
-            hosts = await _send_stop(app, tx, row["id"], "experiment finished")
-            await transition(
-                tx, row, "analyzing", f"ran {spec['duration_seconds']:g}s; restoring {hosts} host(s)"
-            )
-    elif row["phase"] == "analyzing":
-        current = await tx.fetch_one("get_experiment", {"id": row["id"]})
-        assert current is not None
-        measurements = await tx.fetch("experiment_measurements", {"id": row["id"]})
-        prices = Prices(settings.price_per_series_month, settings.price_per_million_datapoints)
-        result = analyze(
-            measurements,
-            spec={**spec, "id": row["id"]},
-            prices=prices,
-            window=(current["running_at"], current["analyzing_at"]),
-        )
-        await tx.execute("set_experiment_analysis", {"id": row["id"], "analysis": Jsonb(result)})
-        if result["status"] != "ok":
-            await transition(tx, row, "failed", result["detail"])
-            return
-        fleet = result["fleet"]
-        await transition(
-            tx,
-            row,
-            "completed",
-            f"verdict {result['verdict']}: {fleet['series_reduction_percent']}% fewer series, "
-            f"{fleet['cpu_coverage_percent']}% of CPU covered",
-        )
-
-
-async def driver(app: web.Application) -> None:
-    """Advance experiments every second, or at once when a task or request wakes it."""
-    wake = app[WAKE]
-    while True:
-        try:
-            await advance_all(app)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("experiment_driver_error", error=str(exc))
-        wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=random.uniform(0.8, 1.2))
+# --- wiring ---------------------------------------------------------------------------------------
 
 
 async def driver_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[WAKE] = asyncio.Event()
+    """Build the experiments store, service and driver; run the driver until the app stops."""
+    db = app[keys.DB]
+    store = ExperimentStore(db)
+    deployer = functools.partial(deploy, app)
+    service = ExperimentService(db, store, app[keys.QUEUE], generator_for(app), deployer, app[keys.SETTINGS])
+    app[SERVICE] = service
+    app[DRIVER] = driver = ExperimentDriver(db, store, service)
 
     def on_event(event: dict[str, Any]) -> None:
         if event.get("topic") == "tasks" and (event.get("data") or {}).get("experiment_id"):
-            app[WAKE].set()
+            service.wake.set()
 
     app[keys.HUB].on_event.append(on_event)
-    task = asyncio.create_task(driver(app), name="experiment-driver")
+    task = asyncio.create_task(driver.run(), name="experiment-driver")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
 
-async def experiment_metrics(app: web.Application, metrics: Any) -> None:
-    metrics.phase.clear()
-    metrics.reduction.clear()
-    for row in await app[keys.DB].fetch("experiment_gauges"):
-        metrics.phase.labels(row["id"]).set(PHASES[row["phase"]])
-        if row["reduction"] is not None:
-            metrics.reduction.labels(row["id"]).set(row["reduction"])
+async def experiment_metrics(app: web.Application, metrics: ApiMetrics) -> None:
+    await app[DRIVER].gauges(metrics)
 
 
 # --- HTTP ---------------------------------------------------------------------------------------
@@ -416,25 +202,7 @@ async def create(request: web.Request) -> web.Response:
     body = await json_body(request)
     spec = validate_spec(body)
     auto_start = field(body, "start", bool, default=True)
-    experiment_id = new_id("exp")
-    async with request.app[keys.DB].transaction() as tx:
-        await tx.fetch("insert_experiment", {"id": experiment_id, "name": spec["name"], "spec": Jsonb(spec)})
-        await publish(
-            tx,
-            "experiments",
-            "experiment_created",
-            experiment_id,
-            data={"experiment_id": experiment_id, "phase": "pending", "name": spec["name"]},
-            reason="created",
-        )
-    start_error = None
-    if auto_start:
-        try:
-            await start_experiment(request.app, experiment_id)
-        except (Conflict, BadGateway, Problem) as exc:
-            # Kept pending: the operator can fix the cause and POST .../start.
-            start_error = exc.detail
-    row = await _load(request.app, experiment_id)
+    row, start_error = await request.app[SERVICE].create(new_id("exp"), spec, auto_start)
     out = experiment_json(row)
     if start_error:
         out["start_error"] = start_error
@@ -444,9 +212,9 @@ async def create(request: web.Request) -> web.Response:
 @routes.get("/api/v1/experiments")
 async def list_all(request: web.Request) -> web.Response:
     phase = request.query.get("phase")
-    if phase is not None and phase not in PHASES:
-        raise Problem(f"query parameter 'phase' must be one of {', '.join(PHASES)}")
-    rows = await request.app[keys.DB].fetch("list_experiments", {"phase": phase, "limit": 500})
+    if phase is not None and phase not in list(Phase):
+        raise Problem(f"query parameter 'phase' must be one of {', '.join(Phase)}")
+    rows = await request.app[SERVICE].store.recent(Phase(phase) if phase else None)
     return respond(
         {
             "experiments": [
@@ -461,12 +229,10 @@ async def list_all(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/experiments/{id}")
 async def get_one(request: web.Request) -> web.Response:
-    experiment_id = request.match_info["id"]
-    row = await _load(request.app, experiment_id)
-    db = request.app[keys.DB]
-    tasks = await db.fetch("experiment_task_states", {"id": experiment_id})
+    service = request.app[SERVICE]
+    row, tasks, measurements = await service.detail(request.match_info["id"])
     latest: dict[str, Any] = {}
-    for m in await db.fetch("experiment_measurements", {"id": experiment_id}):
+    for m in measurements:
         s = m["sample"]
         latest.setdefault(m["host_id"], {})[m["variant"]] = {
             "ts": m["ts"],
@@ -474,20 +240,19 @@ async def get_one(request: web.Request) -> web.Response:
             "datapoints_per_second": s.get("datapoints_per_second"),
         }
     out = experiment_json(row, tasks, latest)
-    # What the generator reads to render this experiment's two configurations.
     out["spec"] = row["spec"]
     return respond(out)
 
 
 @routes.post("/api/v1/experiments/{id}/start")
 async def start(request: web.Request) -> web.Response:
-    row = await start_experiment(request.app, request.match_info["id"])
+    row = await request.app[SERVICE].start(request.match_info["id"])
     return respond(experiment_json(row))
 
 
 @routes.post("/api/v1/experiments/{id}/stop")
 async def stop(request: web.Request) -> web.Response:
-    row = await stop_experiment(request.app, request.match_info["id"], "stopped by operator")
+    row = await request.app[SERVICE].stop(request.match_info["id"], "stopped by operator")
     return respond(experiment_json(row))
 
 
@@ -495,119 +260,24 @@ async def stop(request: web.Request) -> web.Response:
 async def promote(request: web.Request) -> web.Response:
     """Deploy the candidate to the target namespaces through the normal deployment path."""
     experiment_id = request.match_info["id"]
-    row = await _load(request.app, experiment_id)
     body = await json_body(request) if request.can_read_body else {}
     force = field(body, "force", bool, default=False)
-    if row["phase"] != "completed":
-        raise Conflict(
-            f"experiment {experiment_id} is {row['phase']}; only a completed experiment can be promoted"
-        )
-    verdict = (row["analysis"] or {}).get("verdict")
-    if verdict != "promote" and not force:
-        raise Conflict(
-            f'experiment {experiment_id}\'s verdict is {verdict}; pass {{"force": true}} to promote anyway'
-        )
-    if row["promoted_deployments"] and not row["rolled_back_at"]:
-        raise Conflict(
-            f"experiment {experiment_id} is already promoted: {', '.join(row['promoted_deployments'])}"
-        )
-    spec = row["spec"]
-    namespaces = spec["target_namespaces"]
-    if not namespaces:
-        raise Conflict("promotion deploys to namespaces; this experiment targeted hosts only")
-    generator = generator_for(request.app)
-    params = {**spec["parameters"].get("candidate", {})}
-    if spec["critical_processes"] and await generator.takes(spec["candidate_pipeline"], "critical_processes"):
-        params.setdefault("critical_processes", spec["critical_processes"])
-    created = await _deploy_everywhere(
-        request.app,
-        row,
-        spec["candidate_pipeline"],
-        params,
-        generator,
-        name=f"{row['name']} (promoted)",
-        reason=f"promoted from experiment {experiment_id}",
-        query="set_experiment_promoted",
-        kind="experiment_promoted",
-        why="promoted by operator",
-    )
+    created = await request.app[SERVICE].promote(experiment_id, force)
     return respond({"experiment_id": experiment_id, "deployments": created})
-
-
-async def _deploy_everywhere(
-    app: web.Application,
-    row: dict[str, Any],
-    template: str,
-    params: dict[str, Any],
-    generator: GeneratorClient,
-    *,
-    name: str,
-    reason: str,
-    query: str,
-    kind: str,
-    why: str,
-) -> list[dict[str, Any]]:
-    """Deploy `template` to every target namespace of the experiment and record it on the experiment."""
-    experiment_id = row["id"]
-    rendered = await generator.render(template, params, variant="main")
-    created = [
-        await deploy(
-            app,
-            name=name,
-            namespace=ns,
-            template=template,
-            parameters=params,
-            rendered=rendered,
-            experiment_id=experiment_id,
-            reason=reason,
-        )
-        for ns in row["spec"]["target_namespaces"]
-    ]
-    ids = [c["id"] for c in created]
-    async with app[keys.DB].transaction() as tx:
-        await tx.execute(query, {"id": experiment_id, "ids": ids})
-        await publish(
-            tx,
-            "experiments",
-            kind,
-            experiment_id,
-            data={"experiment_id": experiment_id, "deployments": ids},
-            reason=why,
-        )
-    return created
 
 
 @routes.post("/api/v1/experiments/{id}/rollback")
 async def rollback(request: web.Request) -> web.Response:
     """Put the baseline pipeline back on every target namespace."""
     experiment_id = request.match_info["id"]
-    row = await _load(request.app, experiment_id)
-    if row["phase"] in ACTIVE:
-        await stop_experiment(request.app, experiment_id, "rolled back by operator")
-    elif row["phase"] == "pending":
-        raise Conflict(f"experiment {experiment_id} never started; there is nothing to roll back")
-    spec = row["spec"]
-    generator = generator_for(request.app)
-    created = await _deploy_everywhere(
-        request.app,
-        row,
-        spec["baseline_pipeline"],
-        spec["parameters"].get("baseline", {}),
-        generator,
-        name=f"{row['name']} (baseline restored)",
-        reason=f"rollback of experiment {experiment_id}",
-        query="set_experiment_rolled_back",
-        kind="experiment_rolled_back",
-        why="rolled back by operator",
-    )
+    created = await request.app[SERVICE].rollback(experiment_id)
     return respond({"experiment_id": experiment_id, "deployments": created})
 
 
 @routes.get("/api/v1/experiments/{id}/results")
 async def results(request: web.Request) -> web.Response:
     experiment_id = request.match_info["id"]
-    row = await _load(request.app, experiment_id)
-    measurements = await request.app[keys.DB].fetch("experiment_measurements", {"id": experiment_id})
+    row, _, measurements = await request.app[SERVICE].detail(experiment_id, with_tasks=False)
     series: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for m in measurements:
         s = m["sample"]
@@ -615,10 +285,7 @@ async def results(request: web.Request) -> web.Response:
             {
                 "ts": m["ts"],
                 "phase": m["phase"],
-                "active_series": s.get("active_series"),
-                "datapoints_per_second": s.get("datapoints_per_second"),
-                "collector_cpu_percent": s.get("collector_cpu_percent"),
-                "collector_memory_bytes": s.get("collector_memory_bytes"),
+                **{k: s.get(k) for k in SERIES_FIELDS},
             }
         )
     analysis = row["analysis"] or {}
@@ -639,117 +306,20 @@ async def results(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/experiments/{id}/analysis")
 async def analysis(request: web.Request) -> web.Response:
+    """The final analysis, or before the run ends what has been measured so far, marked as provisional."""
     experiment_id = request.match_info["id"]
-    row = await _load(request.app, experiment_id)
-    if row["analysis"] is None:
-        # Before the run ends: what has been measured so far, marked as provisional.
-        measurements = await request.app[keys.DB].fetch("experiment_measurements", {"id": experiment_id})
-        settings = request.app[keys.SETTINGS]
-        result = analyze(
-            measurements,
-            spec=row["spec"],
-            prices=Prices(settings.price_per_series_month, settings.price_per_million_datapoints),
-        )
-        return respond({"experiment_id": experiment_id, "phase": row["phase"], "final": False, **result})
-    return respond({"experiment_id": experiment_id, "phase": row["phase"], "final": True, **row["analysis"]})
-
-
-_NUMBERS = (
-    "active_series",
-    "datapoints_per_second",
-    "collector_cpu_percent",
-    "collector_memory_bytes",
-    "interval_seconds",
-)
-_NUMBER_MAPS = (
-    "series_per_metric",
-    "process_cpu_seconds_rate",
-    "process_memory_bytes",
-    "process_cpu_seconds_total",
-)
-# Unix seconds from 2000 to 2200: anything else is a broken clock or a broken client.
-_TS_RANGE = (946_684_800, 7_258_118_400)
-
-
-def _is_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float) and value == value and value >= 0
-
-
-def _check_sample(i: int, sample: Any) -> None:
-    """A sample as docs/contracts.md describes it; every figure the analysis reads must be a number."""
-    where = f"samples[{i}]"
-    if not isinstance(sample, dict):
-        raise Problem(f"{where} must be an object", field="samples")
-    if not isinstance(sample.get("variant"), str) or not 0 < len(sample["variant"]) <= 64:
-        raise Problem(f"{where}.variant must be a string of 1-64 characters", field="samples")
-    ts = sample.get("ts")
-    if not (isinstance(ts, int | float) and _is_number(ts) and _TS_RANGE[0] <= ts <= _TS_RANGE[1]):
-        raise Problem(f"{where}.ts must be a unix time in seconds", field="samples")
-    if "active_series" not in sample:
-        raise Problem(f"{where}.active_series is required", field="samples")
-    for key in _NUMBERS:
-        if sample.get(key) is not None and not _is_number(sample[key]):
-            raise Problem(f"{where}.{key} must be a non-negative number", field="samples")
-    for key in _NUMBER_MAPS:
-        value = sample.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, dict) or not all(_is_number(v) for v in value.values()):
-            raise Problem(f"{where}.{key} must map names to non-negative numbers", field="samples")
-    for key in ("kept_processes",):
-        value = sample.get(key)
-        if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            raise Problem(f"{where}.{key} must be an array of strings", field="samples")
-    present = sample.get("critical_present")
-    if present is not None and not (
-        isinstance(present, dict) and all(isinstance(v, bool) for v in present.values())
-    ):
-        raise Problem(f"{where}.critical_present must map names to booleans", field="samples")
+    row, result, final = await request.app[SERVICE].analysis(experiment_id)
+    return respond({"experiment_id": experiment_id, "phase": row["phase"], "final": final, **result})
 
 
 @routes.post("/api/v1/agent/measurements")
 async def measurements(request: web.Request) -> web.Response:
     """Samples an agent measured for an experiment (or, without one, of what its collector emits now)."""
-    host_id = request[HOST_ID_KEY]
     body = await json_body(request)
-    samples = field(body, "samples", list)
-    if not 0 < len(samples) <= 200:
-        raise Problem("field 'samples' must hold 1-200 samples", field="samples")
-    for i, sample in enumerate(samples):
-        _check_sample(i, sample)
-    experiment_id = field(body, "experiment_id", str, default=None)
-    db = request.app[keys.DB]
-    if experiment_id is None:
-        latest = list({s["variant"]: s for s in samples}.values())  # one row per variant
-        await db.execute("upsert_emission", {"host_id": host_id, "samples": Jsonb(latest)})
-        return respond({"accepted": len(samples)}, status=202)
-    row = await _load(request.app, experiment_id)
-    if host_id not in row["hosts"]:
-        raise Conflict(f"host {host_id} is not part of experiment {experiment_id}")
-    await db.execute(
-        "insert_measurements",
-        {
-            "experiment_id": experiment_id,
-            "host_id": host_id,
-            "phase": row["phase"],
-            "samples": Jsonb(samples),
-        },
-    )
-    last = samples[-1]
-    await publish(
-        db,
-        "experiments",
-        "measurement",
-        experiment_id,
-        data={
-            "experiment_id": experiment_id,
-            "host_id": host_id,
-            "phase": row["phase"],
-            "points": [
-                {"variant": s["variant"], "ts": s["ts"], "active_series": s["active_series"]}
-                for s in samples[-10:]
-            ],
-            "variant": last["variant"],
-        },
-    )
+    try:
+        checked = wire.check(wire.Measurements, body, root="")
+    except wire.WireError as exc:
+        raise Problem(str(exc), field=exc.field or "samples") from None
+    samples = body["samples"]
+    await request.app[SERVICE].record(request[HOST_ID_KEY], checked.experiment_id, samples)
     return respond({"accepted": len(samples)}, status=202)

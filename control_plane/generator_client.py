@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
-import structlog
 from aiohttp import web
 
 from control_plane import keys
 from phoenix_common.problems import BadGateway, Problem
 
-log = structlog.get_logger("phoenix.generator_client")
+# What the generator reads of an experiment's spec.
+GENERATE_FIELDS = ("baseline_pipeline", "candidate_pipeline", "parameters", "critical_processes")
 
 
 class GeneratorClient:
@@ -33,6 +33,11 @@ class GeneratorClient:
         if experiment_id:
             body["experiment_id"] = experiment_id
         return await self._post("/api/v1/render", body)
+
+    async def generate(self, experiment_id: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """Both configurations of an experiment, rendered from the spec sent with the request."""
+        body = {"experiment_id": experiment_id, **{k: spec.get(k) for k in GENERATE_FIELDS}}
+        return await self._post("/api/v1/generate", body)
 
     async def takes(self, template: str, parameter: str) -> bool:
         """Whether `template` has a parameter named `parameter`."""

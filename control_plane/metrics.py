@@ -18,6 +18,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily
 
 from control_plane import keys
+from control_plane.phases import Phase
 
 # Series with a _created twin double the exposition for nothing a dashboard uses.
 prometheus_client.disable_created_metrics()
@@ -25,17 +26,6 @@ prometheus_client.disable_created_metrics()
 TASK_STATUSES = ("pending", "assigned", "running", "completed", "failed")
 # phoenix_retention_pruned_rows_total{table} values (control_plane/retention.py).
 RETENTION_TABLES = ("tasks", "events", "experiment_measurements")
-# phoenix_experiment_phase values, documented in the README.
-PHASES = {
-    "pending": 0,
-    "deploying": 1,
-    "warming_up": 2,
-    "running": 3,
-    "analyzing": 4,
-    "completed": 5,
-    "failed": 6,
-    "stopped": 7,
-}
 
 
 class ApiMetrics:
@@ -73,8 +63,7 @@ class ApiMetrics:
         )
         self.phase = Gauge(
             "phoenix_experiment_phase",
-            "Experiment phase: 0 pending, 1 deploying, 2 warming_up, 3 running, 4 analyzing, 5 completed, "
-            "6 failed, 7 stopped",
+            "Experiment phase: " + ", ".join(f"{p.gauge} {p}" for p in Phase),
             ["experiment_id"],
             registry=registry,
         )

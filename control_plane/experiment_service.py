@@ -1,0 +1,337 @@
+"""Experiments as operations: create, start, stop, promote, roll back and record measurements."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import structlog
+
+from control_plane.analysis import Prices, analyze
+from control_plane.db import Database, Tx
+from control_plane.events import publish
+from control_plane.generator_client import GeneratorClient
+from control_plane.phases import ACTIVE, FINAL, Phase, check
+from control_plane.queue import TaskQueue
+from control_plane.settings import Settings
+from control_plane.stores.experiments import ExperimentStore, Row
+from phoenix_common import wire
+from phoenix_common.problems import BadGateway, Conflict, NotFound, Problem
+
+log = structlog.get_logger("phoenix.experiments")
+
+STOP_PRIORITY = 20
+START_PRIORITY = 15
+# The control plane ends a run with a stop task; the agent's own limit is only a safety net this much later.
+AGENT_LIMIT_MARGIN_SECONDS = 120
+
+
+class Deploy(Protocol):
+    """Makes a rendered pipeline the active deployment of a namespace (the deployments service)."""
+
+    async def __call__(
+        self,
+        *,
+        name: str,
+        namespace: str,
+        template: str,
+        parameters: dict[str, Any],
+        rendered: dict[str, Any],
+        experiment_id: str | None,
+        reason: str,
+    ) -> dict[str, Any]: ...
+
+
+class ExperimentService:
+    """Every change to an experiment, on its store, the task queue, the generator and the deployments."""
+
+    def __init__(
+        self,
+        db: Database,
+        store: ExperimentStore,
+        queue: TaskQueue,
+        generator: GeneratorClient,
+        deploy: Deploy,
+        settings: Settings,
+    ):
+        self.db = db
+        self.store = store
+        self.queue = queue
+        self.generator = generator
+        self.deploy = deploy
+        self.ack_timeout = settings.experiment_ack_timeout
+        self.prices = Prices(settings.price_per_series_month, settings.price_per_million_datapoints)
+        # Set when an experiment may have something to advance; the driver waits on it.
+        self.wake = asyncio.Event()
+
+    async def get(self, experiment_id: str) -> Row:
+        row = await self.store.get(experiment_id)
+        if row is None:
+            raise NotFound(f"experiment {experiment_id!r} does not exist")
+        return row
+
+    async def move(self, tx: Tx, row: Row, phase: Phase, reason: str) -> None:
+        """Move an experiment to `phase` if the phase table allows it, recording the event and reason."""
+        check(row["phase"], phase)
+        await self.store.set_phase(row["id"], phase, reason, tx)
+        await publish(
+            tx,
+            "experiments",
+            "experiment_phase",
+            row["id"],
+            data={"experiment_id": row["id"], "from": row["phase"], "to": phase, "phase": phase},
+            reason=reason,
+        )
+        log.info(
+            "experiment_phase",
+            experiment_id=row["id"],
+            from_phase=row["phase"],
+            to_phase=phase,
+            reason=reason,
+        )
+        row["phase"] = phase
+
+    async def recall(self, tx: Tx, experiment_id: str, reason: str) -> int:
+        """Cancel undelivered starts and tell every host that got the experiment to restore its config."""
+        await self.queue.cancel_experiment_starts(experiment_id, reason, tx)
+        hosts = await self.store.hosts_started(experiment_id, tx)
+        if hosts:
+            await self.queue.enqueue_hosts(
+                tx,
+                hosts,
+                type="experiment",
+                action="stop",
+                payload={"experiment_id": experiment_id, "reason": reason},
+                priority=STOP_PRIORITY,
+                experiment_id=experiment_id,
+            )
+        return len(hosts)
+
+    async def create(self, experiment_id: str, spec: dict[str, Any], start: bool) -> tuple[Row, str | None]:
+        """Record a validated spec and, if asked, start it; a failed start leaves it pending, saying why."""
+        async with self.db.transaction() as tx:
+            await self.store.insert(experiment_id, spec["name"], spec, tx)
+            await publish(
+                tx,
+                "experiments",
+                "experiment_created",
+                experiment_id,
+                data={"experiment_id": experiment_id, "phase": Phase.PENDING, "name": spec["name"]},
+                reason="created",
+            )
+        start_error = None
+        if start:
+            try:
+                await self.start(experiment_id)
+            except Problem as exc:
+                # Kept pending: the operator can fix the cause and POST .../start.
+                start_error = exc.detail
+        return await self.get(experiment_id), start_error
+
+    async def start(self, experiment_id: str) -> Row:
+        """Render both pipelines through the generator and send the experiment to every target host."""
+        row = await self.get(experiment_id)
+        _must_be_pending(row)
+        spec = row["spec"]
+        hosts = await self.store.target_hosts(spec["target_namespaces"], spec["target_hosts"])
+        if not hosts:
+            raise Conflict(
+                f"experiment {experiment_id} has no agents in its targets "
+                f"(namespaces {spec['target_namespaces']}, hosts {spec['target_hosts']})"
+            )
+        generated = await self.generator.generate(experiment_id, spec)
+        try:
+            payload = wire.check(
+                wire.ExperimentStart,
+                {
+                    "experiment_id": experiment_id,
+                    "duration_seconds": min(
+                        spec["duration_seconds"] + self.ack_timeout + AGENT_LIMIT_MARGIN_SECONDS,
+                        wire.MAX_EXPERIMENT_SECONDS,
+                    ),
+                    "warmup_seconds": spec["warmup_seconds"],
+                    "sample_interval_seconds": spec["sample_interval_seconds"],
+                    "critical_processes": spec["critical_processes"],
+                    "load_profile": spec["load_profile"],
+                    "baseline": generated.get("baseline"),
+                    "candidate": generated.get("candidate"),
+                },
+                root="generated",
+            )
+        except wire.WireError as exc:
+            raise BadGateway(
+                f"config generator returned an experiment the agents cannot run: {exc}"
+            ) from None
+        async with self.db.transaction() as tx:
+            locked = await self.store.lock(experiment_id, tx)
+            assert locked is not None
+            _must_be_pending(locked)
+            rendered = {
+                v: {k: generated[v].get(k) for k in ("template", "config_hash", "prometheus_endpoint")}
+                for v in ("baseline", "candidate")
+            }
+            await self.store.set_hosts(experiment_id, hosts, rendered, tx)
+            await self.queue.enqueue_hosts(
+                tx,
+                hosts,
+                type="experiment",
+                action="start",
+                payload=wire.to_json(payload),
+                priority=START_PRIORITY,
+                experiment_id=experiment_id,
+                max_attempts=1,
+            )
+            await self.move(tx, locked, Phase.DEPLOYING, f"experiment sent to {len(hosts)} host(s)")
+        self.wake.set()
+        return await self.get(experiment_id)
+
+    async def stop(self, experiment_id: str, reason: str) -> Row:
+        async with self.db.transaction() as tx:
+            row = await self.store.lock(experiment_id, tx)
+            if row is None:
+                raise NotFound(f"experiment {experiment_id!r} does not exist")
+            if row["phase"] == Phase.STOPPED:
+                return row
+            if row["phase"] in FINAL:
+                raise Conflict(
+                    f"experiment {experiment_id} is already {row['phase']}; there is nothing to stop"
+                )
+            hosts = await self.recall(tx, experiment_id, reason)
+            await self.move(tx, row, Phase.STOPPED, f"{reason}; restoring {hosts} host(s)")
+        return await self.get(experiment_id)
+
+    async def promote(self, experiment_id: str, force: bool) -> list[dict[str, Any]]:
+        """Deploy the candidate to the target namespaces through the normal deployment path."""
+        row = await self.get(experiment_id)
+        if row["phase"] != Phase.COMPLETED:
+            raise Conflict(
+                f"experiment {experiment_id} is {row['phase']}; only a completed experiment can be promoted"
+            )
+        verdict = (row["analysis"] or {}).get("verdict")
+        if verdict != "promote" and not force:
+            raise Conflict(
+                f"experiment {experiment_id}'s verdict is {verdict}; "
+                'pass {"force": true} to promote anyway'
+            )
+        if row["promoted_deployments"] and not row["rolled_back_at"]:
+            raise Conflict(
+                f"experiment {experiment_id} is already promoted: {', '.join(row['promoted_deployments'])}"
+            )
+        spec = row["spec"]
+        if not spec["target_namespaces"]:
+            raise Conflict("promotion deploys to namespaces; this experiment targeted hosts only")
+        params = {**spec["parameters"].get("candidate", {})}
+        if spec["critical_processes"] and await self.generator.takes(
+            spec["candidate_pipeline"], "critical_processes"
+        ):
+            params.setdefault("critical_processes", spec["critical_processes"])
+        created = await self._deploy_everywhere(
+            row,
+            spec["candidate_pipeline"],
+            params,
+            name=f"{row['name']} (promoted)",
+            reason=f"promoted from experiment {experiment_id}",
+        )
+        async with self.db.transaction() as tx:
+            await self.store.add_promoted(experiment_id, [c["id"] for c in created], tx)
+            await self._published(tx, experiment_id, "experiment_promoted", created, "promoted by operator")
+        return created
+
+    async def rollback(self, experiment_id: str) -> list[dict[str, Any]]:
+        """Put the baseline pipeline back on every target namespace (stopping the run if it is active)."""
+        row = await self.get(experiment_id)
+        if row["phase"] in ACTIVE:
+            await self.stop(experiment_id, "rolled back by operator")
+        elif row["phase"] == Phase.PENDING:
+            raise Conflict(f"experiment {experiment_id} never started; there is nothing to roll back")
+        spec = row["spec"]
+        created = await self._deploy_everywhere(
+            row,
+            spec["baseline_pipeline"],
+            spec["parameters"].get("baseline", {}),
+            name=f"{row['name']} (baseline restored)",
+            reason=f"rollback of experiment {experiment_id}",
+        )
+        async with self.db.transaction() as tx:
+            await self.store.mark_rolled_back(experiment_id, [c["id"] for c in created], tx)
+            await self._published(
+                tx, experiment_id, "experiment_rolled_back", created, "rolled back by operator"
+            )
+        return created
+
+    async def _deploy_everywhere(
+        self, row: Row, template: str, params: dict[str, Any], *, name: str, reason: str
+    ) -> list[dict[str, Any]]:
+        """Deploy `template` to every target namespace of the experiment."""
+        rendered = await self.generator.render(template, params, variant="main")
+        return [
+            await self.deploy(
+                name=name,
+                namespace=ns,
+                template=template,
+                parameters=params,
+                rendered=rendered,
+                experiment_id=row["id"],
+                reason=reason,
+            )
+            for ns in row["spec"]["target_namespaces"]
+        ]
+
+    async def _published(
+        self, tx: Tx, experiment_id: str, kind: str, created: Sequence[dict[str, Any]], why: str
+    ) -> None:
+        ids = [c["id"] for c in created]
+        await publish(
+            tx,
+            "experiments",
+            kind,
+            experiment_id,
+            data={"experiment_id": experiment_id, "deployments": ids},
+            reason=why,
+        )
+
+    async def detail(self, experiment_id: str, with_tasks: bool = True) -> tuple[Row, list[Row], list[Row]]:
+        """The experiment, its hosts' start-task states and its measurements."""
+        row = await self.get(experiment_id)
+        tasks = await self.store.task_states(experiment_id) if with_tasks else []
+        return row, tasks, await self.store.measurements(experiment_id)
+
+    async def analysis(self, experiment_id: str) -> tuple[Row, dict[str, Any], bool]:
+        """The experiment, its analysis and whether that is final (else what has been measured so far)."""
+        row = await self.get(experiment_id)
+        if row["analysis"] is not None:
+            return row, row["analysis"], True
+        measurements = await self.store.measurements(experiment_id)
+        return row, analyze(measurements, spec=row["spec"], prices=self.prices), False
+
+    async def record(self, host_id: str, experiment_id: str | None, samples: list[dict[str, Any]]) -> None:
+        """Samples an agent measured for an experiment, or (without one) of what its collector emits now."""
+        if experiment_id is None:
+            await self.store.upsert_emissions(host_id, list({s["variant"]: s for s in samples}.values()))
+            return
+        row = await self.get(experiment_id)
+        if host_id not in row["hosts"]:
+            raise Conflict(f"host {host_id} is not part of experiment {experiment_id}")
+        await self.store.insert_measurements(experiment_id, host_id, row["phase"], samples)
+        await publish(
+            self.db,
+            "experiments",
+            "measurement",
+            experiment_id,
+            data={
+                "experiment_id": experiment_id,
+                "host_id": host_id,
+                "phase": row["phase"],
+                "points": [
+                    {"variant": s["variant"], "ts": s["ts"], "active_series": s["active_series"]}
+                    for s in samples[-10:]
+                ],
+                "variant": samples[-1]["variant"],
+            },
+        )
+
+
+def _must_be_pending(row: Row) -> None:
+    if row["phase"] != Phase.PENDING:
+        raise Conflict(f"experiment {row['id']} is {row['phase']}; only a pending experiment can start")

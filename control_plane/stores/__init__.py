@@ -1,0 +1,1 @@
+"""Stores: the only code that names SQL queries, one per aggregate."""
