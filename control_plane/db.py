@@ -29,15 +29,19 @@ def sql_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "sql"
 
 
-def _load_queries(path: Path) -> dict[str, str]:
+def load_queries(directory: Path) -> dict[str, str]:
+    """Every `-- name: x` statement of directory/*.sql; a name defined twice is an error."""
     queries: dict[str, str] = {}
-    for chunk in re.split(r"^-- name: ", path.read_text(), flags=re.M)[1:]:
-        name, _, body = chunk.partition("\n")
-        queries[name.strip()] = body.strip().rstrip(";")
+    for path in sorted(directory.glob("*.sql")):
+        for chunk in re.split(r"^-- name: ", path.read_text(), flags=re.M)[1:]:
+            name, _, body = chunk.partition("\n")
+            if name.strip() in queries:
+                raise ValueError(f"query {name.strip()!r} is defined twice ({path.name})")
+            queries[name.strip()] = body.strip().rstrip(";")
     return queries
 
 
-QUERIES: dict[str, str] = _load_queries(sql_dir() / "queries.sql")
+QUERIES: dict[str, str] = load_queries(sql_dir() / "queries")
 
 
 def query(name: str) -> str:

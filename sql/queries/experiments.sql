@@ -1,0 +1,108 @@
+-- Experiments, their measurements and the fleet's current emissions (control_plane/stores/experiments.py).
+-- Parameters are psycopg named placeholders.
+
+-- name: insert_experiment
+INSERT INTO experiments (id, name, spec) VALUES (%(id)s, %(name)s, %(spec)s)
+RETURNING id;
+
+-- name: get_experiment
+SELECT id, name, spec, phase, phase_reason, phase_changed_at, hosts, rendered, analysis, promoted_deployments,
+       rolled_back_at, created_at, started_at, running_at, analyzing_at, finished_at
+FROM experiments WHERE id = %(id)s;
+
+-- name: lock_experiment
+SELECT id, name, spec, phase, phase_reason, phase_changed_at, hosts, rendered, analysis, promoted_deployments,
+       rolled_back_at, created_at, started_at, running_at, analyzing_at, finished_at
+FROM experiments WHERE id = %(id)s FOR UPDATE;
+
+-- name: list_experiments
+SELECT id, name, spec, phase, phase_reason, phase_changed_at, hosts, promoted_deployments, rolled_back_at,
+       created_at, started_at, running_at, analyzing_at, finished_at,
+       (analysis -> 'fleet') AS fleet, (analysis ->> 'verdict') AS verdict
+FROM experiments
+WHERE (%(phase)s::text IS NULL OR phase = %(phase)s)
+ORDER BY created_at DESC LIMIT %(limit)s;
+
+-- name: claim_active_experiments
+-- The driver's work list; replicas skip what another is advancing.
+SELECT id, name, spec, phase, phase_reason, phase_changed_at, hosts, rendered, analysis, promoted_deployments,
+       rolled_back_at, created_at, started_at, running_at, analyzing_at, finished_at,
+       EXTRACT(EPOCH FROM now() - phase_changed_at) AS seconds_in_phase
+FROM experiments
+WHERE phase IN ('deploying', 'warming_up', 'running', 'analyzing')
+ORDER BY phase_changed_at
+LIMIT 20
+FOR UPDATE SKIP LOCKED;
+
+-- name: set_experiment_phase
+UPDATE experiments
+SET phase = %(phase)s, phase_reason = %(reason)s, phase_changed_at = now(),
+    started_at = CASE WHEN %(phase)s = 'deploying' THEN now() ELSE started_at END,
+    running_at = CASE WHEN %(phase)s = 'running' THEN now() ELSE running_at END,
+    analyzing_at = CASE WHEN %(phase)s = 'analyzing' THEN now() ELSE analyzing_at END,
+    finished_at = CASE WHEN %(phase)s IN ('completed', 'failed', 'stopped') THEN now() ELSE finished_at END
+WHERE id = %(id)s;
+
+-- name: set_experiment_hosts
+UPDATE experiments SET hosts = %(hosts)s, rendered = %(rendered)s WHERE id = %(id)s;
+
+-- name: set_experiment_analysis
+UPDATE experiments SET analysis = %(analysis)s WHERE id = %(id)s;
+
+-- name: set_experiment_promoted
+UPDATE experiments SET promoted_deployments = promoted_deployments || %(ids)s::text[] WHERE id = %(id)s;
+
+-- name: set_experiment_rolled_back
+UPDATE experiments SET rolled_back_at = now() WHERE id = %(id)s AND %(ids)s::text[] IS NOT NULL;
+
+-- name: experiment_target_hosts
+SELECT host_id FROM agents
+WHERE namespace = ANY(%(namespaces)s::text[]) OR host_id = ANY(%(hosts)s::text[])
+ORDER BY host_id;
+
+-- name: experiment_task_states
+-- Per host, the state of the experiment's latest start task.
+SELECT DISTINCT ON (host_id) host_id, status, error, attempts, started_at, completed_at
+FROM tasks
+WHERE experiment_id = %(id)s AND type = 'experiment' AND action = 'start'
+ORDER BY host_id, created_at DESC;
+
+-- name: experiment_hosts_started
+-- Hosts that received the experiment (and so have something to restore).
+SELECT DISTINCT host_id FROM tasks
+WHERE experiment_id = %(id)s AND action = 'start'
+  AND (status IN ('assigned', 'running', 'completed') OR (status = 'failed' AND attempts > 0));
+
+-- name: insert_measurements
+INSERT INTO experiment_measurements (experiment_id, host_id, variant, pipeline, ts, phase, sample)
+SELECT %(experiment_id)s, %(host_id)s, s ->> 'variant', s ->> 'pipeline',
+       to_timestamp((s ->> 'ts')::double precision), %(phase)s, s
+FROM jsonb_array_elements(%(samples)s::jsonb) AS s;
+
+-- name: experiment_measurements
+SELECT host_id, variant, pipeline, ts, received_at, phase, sample
+FROM experiment_measurements
+WHERE experiment_id = %(id)s
+ORDER BY received_at;
+
+-- name: upsert_emission
+INSERT INTO host_emissions (host_id, variant, pipeline, sample)
+SELECT %(host_id)s, s ->> 'variant', s ->> 'pipeline', s
+FROM jsonb_array_elements(%(samples)s::jsonb) AS s
+ON CONFLICT (host_id, variant) DO UPDATE
+SET pipeline = EXCLUDED.pipeline, sample = EXCLUDED.sample, reported_at = now();
+
+-- name: current_emissions
+SELECT e.host_id, e.variant, e.pipeline, e.reported_at, e.sample, a.namespace
+FROM host_emissions e JOIN agents a USING (host_id)
+WHERE e.reported_at > now() - make_interval(secs => %(max_age_seconds)s);
+
+-- name: latest_completed_experiments
+SELECT DISTINCT ON (ns) ns AS namespace, id, name, spec, analysis, finished_at
+FROM experiments, LATERAL jsonb_array_elements_text(spec -> 'target_namespaces') AS ns
+WHERE phase = 'completed' AND analysis IS NOT NULL
+ORDER BY ns, finished_at DESC;
+
+-- name: experiment_gauges
+SELECT id, phase, (analysis -> 'fleet' ->> 'series_reduction_percent')::double precision AS reduction
+FROM experiments ORDER BY created_at DESC LIMIT 500;
