@@ -4,7 +4,7 @@ Run: `.venv/bin/python benchmarks/fleet.py [--agents 1000,10000] [--workers 4] [
       [--replicas] [--database-url URL]`
 
 For each fleet size it starts a fresh database, the config generator and the API (`python -m
-control_plane`), then `--workers` processes of simulated agents (`python -m tests.fleetsim`: they
+control_plane`), then `--workers` processes of simulated agents (`python -m tests.support.fleetsim`: they
 heartbeat every 15 s and long-poll with a 30 s wait, as the real agent does, over real HTTP on
 loopback). Once every agent is registered and polling it measures, over `--idle-seconds`:
   long polls the API holds, its CPU (share of one core) and resident memory, and database transactions
@@ -222,7 +222,7 @@ def _start_sims(api_urls: list[str], agents: int, workers: int, prefix: str) -> 
             [
                 sys.executable,
                 "-m",
-                "tests.fleetsim",
+                "tests.support.fleetsim",
                 "--api",
                 api_url,
                 "--count",

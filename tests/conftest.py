@@ -12,7 +12,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.support import ROOT, ServiceProcess, free_port, otelcol_binary, unavailable
+from tests.support import free_port, otelcol_binary, unavailable
+from tests.support.services import Service, Stack, start_api, start_generator
 
 TEMPLATE_DB = "phoenix_test_template"
 LAYERS = ("unit", "integration", "e2e")
@@ -75,71 +76,12 @@ def database_url(pg_server: PgServer) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@dataclass
-class Service:
-    url: str
-    port: int
-    process: ServiceProcess
-
-    def stop(self) -> int | None:
-        return self.process.stop()
-
-    def start(self) -> None:
-        self.process.start()
-
-
-def start_api(
-    database_url: str,
-    tmp_path: Path,
-    *,
-    generator_url: str = "http://127.0.0.1:9",
-    env: dict[str, str] | None = None,
-    port: int | None = None,
-    name: str = "api",
-) -> Service:
-    port = port or free_port()
-    proc = ServiceProcess(
-        "control_plane",
-        {
-            "PHOENIX_DATABASE_URL": database_url,
-            "PHOENIX_PORT": str(port),
-            "PHOENIX_GENERATOR_URL": generator_url,
-            "PHOENIX_LOG_LEVEL": "info",
-            **(env or {}),
-        },
-        tmp_path / f"{name}-{port}.log",
-        health_url=f"http://127.0.0.1:{port}/health",
-    )
-    return Service(f"http://127.0.0.1:{port}", port, proc.start())
-
-
-def start_generator(tmp_path: Path, control_plane_url: str, port: int | None = None) -> Service:
-    port = port or free_port()
-    proc = ServiceProcess(
-        "config_generator",
-        {
-            "PHOENIX_GENERATOR_PORT": str(port),
-            "PHOENIX_GENERATOR_CONTROL_PLANE_URL": control_plane_url,
-        },
-        tmp_path / f"generator-{port}.log",
-        health_url=f"http://127.0.0.1:{port}/health",
-    )
-    return Service(f"http://127.0.0.1:{port}", port, proc.start())
-
-
 @pytest.fixture
 def api(database_url: str, tmp_path: Path) -> Iterator[Service]:
     """A real control plane subprocess on a fresh database (the generator is not running)."""
     service = start_api(database_url, tmp_path)
     yield service
     service.stop()
-
-
-@dataclass
-class Stack:
-    api: Service
-    generator: Service
-    database_url: str
 
 
 @pytest.fixture
@@ -162,8 +104,5 @@ def otelcol_bin() -> Path:
     return path
 
 
-__all__ = ["ROOT", "Service", "Stack", "start_api", "start_generator"]
-
-
 # A real agent for any test: `agent_factory(api_url)` starts `python -m agent` with the real collector.
-from tests.agents import agent_factory  # noqa: E402, F401 - a fixture, registered by importing it
+from tests.support.agents import agent_factory  # noqa: E402, F401 - a fixture, registered by importing it

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.agents import (
+from tests.support import free_port, http_json, wait_for
+from tests.support.agents import (
     NAMESPACE,
     agent_row,
     deploy,
@@ -19,8 +20,7 @@ from tests.agents import (
     wait_registered,
     wait_running,
 )
-from tests.conftest import Stack, start_api
-from tests.support import free_port, http_json, wait_for
+from tests.support.services import Stack, start_api
 
 
 def test_agent_registers_and_applies_a_deployment(stack: Stack, agent_factory: Any) -> None:
@@ -116,7 +116,7 @@ def test_no_task_result_is_lost_while_the_control_plane_is_down(
 ) -> None:
     """The agent gets a task, the API goes away before the result can be sent, the agent itself restarts;
     when the API is back the result arrives."""
-    from tests.conftest import start_generator
+    from tests.support.services import start_generator
 
     api_port, gen_port = free_port(), free_port()
     generator = start_generator(tmp_path, f"http://127.0.0.1:{api_port}", port=gen_port)

@@ -12,9 +12,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from agent.client import ApiUnavailable, ControlPlaneClient
-from tests.conftest import Service, start_api
 from tests.security.conftest import OPERATOR, agent, issue_token, operator
 from tests.support import free_port, http_json, wait_for
+from tests.support.services import Service, start_api
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.helpers import clean_env, column_of, register, row_of, run_cli
-from tests.conftest import Service, start_api
 from tests.support import free_port
+from tests.support.cli import clean_env, column_of, register, row_of, run_cli
+from tests.support.services import Service, start_api
 
 TOKEN = "cli-test-token-7f3a9c"
 

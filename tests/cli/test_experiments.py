@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.helpers import LiveProcess, clean_env, cli_json, register, row_of, run_cli
-from tests.conftest import Service
 from tests.support import http_json
+from tests.support.cli import LiveProcess, clean_env, cli_json, register, row_of, run_cli
+from tests.support.services import Service
 
 
 @pytest.fixture

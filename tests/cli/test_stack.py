@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from tests.agents import deploy, free_ports, wait_registered, wait_running
-from tests.cli.helpers import LiveProcess, clean_env, cli_json, register, row_of, run_cli
-from tests.conftest import Stack
 from tests.support import free_port, http_json
+from tests.support.agents import deploy, free_ports, wait_registered, wait_running
+from tests.support.cli import LiveProcess, clean_env, cli_json, register, row_of, run_cli
+from tests.support.services import Stack
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tests.conftest import Service
 from tests.support import http_json
+from tests.support.services import Service
 
 
 def test_heartbeat_null_fields_keep_what_was_reported(api: Service) -> None:

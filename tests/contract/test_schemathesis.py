@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import Service, Stack, start_api, start_generator
 from tests.support import ROOT, free_port, http_json
+from tests.support.services import Service, Stack, start_api, start_generator
 
 # The long poll holds a request up to `wait` seconds; the test API caps it at one second so that no
 # generated value, valid or not, can hold the run up.

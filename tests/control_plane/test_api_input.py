@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Service, start_api
 from tests.support import ROOT, http_json
+from tests.support.services import Service, start_api
 
 AGENT = {"X-Agent-Host-ID": "input-host"}
 

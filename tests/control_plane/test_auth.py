@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from control_plane.auth import AGENT_TOKEN_HEADER
-from tests.conftest import Service, start_api
 from tests.support import http_json
+from tests.support.services import Service, start_api
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.conftest import Stack
 from tests.support import http_json
+from tests.support.services import Stack
 
 
 def register(stack: Stack, host: str, namespace: str = "default") -> None:

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 
-from tests.conftest import Service
 from tests.control_plane.test_queue import enqueue_sql, heartbeat, poll
+from tests.support.services import Service
 
 
 def counter(api: Service, name: str) -> float:

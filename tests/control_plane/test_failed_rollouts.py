@@ -8,8 +8,8 @@ from typing import Any
 
 import psycopg
 
-from tests.conftest import Stack
 from tests.support import http_json, wait_for
+from tests.support.services import Stack
 
 BIND_ERROR = (
     "collector exited: listen tcp 127.0.0.1:9464: bind: address already in use; restored the last good config"

@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 from control_plane.db import migrate
-from tests.conftest import Service, start_api
 from tests.support import http_json, wait_for
+from tests.support.services import Service, start_api
 
 
 def heartbeat(api: Service, host: str, namespace: str = "default") -> None:

@@ -16,8 +16,8 @@ from control_plane import retention
 from control_plane.db import Database, make_pool
 from control_plane.settings import Settings
 from phoenix_common.settings import SettingsError, load
-from tests.conftest import start_api
 from tests.support import wait_for
+from tests.support.services import start_api
 
 DAY = 86400
 OLD = "now() - interval '40 days'"

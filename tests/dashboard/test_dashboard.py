@@ -12,9 +12,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.agents import deploy, free_ports, wait_registered, wait_running
-from tests.conftest import Service, Stack, start_api
 from tests.support import ROOT, free_port, http_json
+from tests.support.agents import deploy, free_ports, wait_registered, wait_running
+from tests.support.services import Service, Stack, start_api
 
 ARTIFACTS = ROOT / "test-artifacts"
 

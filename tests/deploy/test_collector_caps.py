@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.helpers import UNITS_DIR, require_root, require_tool
 from tests.support import Fatal, otelcol_binary, unavailable, wait_for
+from tests.support.deploy import UNITS_DIR, require_root, require_tool
 
 pytestmark = pytest.mark.collector
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.helpers import (
+from tests.support.deploy import (
     EMBEDDED,
     SCRIPT,
     UNITS,

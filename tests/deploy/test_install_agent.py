@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.deploy.helpers import (
+from tests.support import ROOT, otelcol_binary, unavailable
+from tests.support.deploy import (
     EMBEDDED,
     POLKIT_RULE,
     SCRIPT,
@@ -29,7 +30,6 @@ from tests.deploy.helpers import (
     stand_in,
     verify,
 )
-from tests.support import ROOT, otelcol_binary, unavailable
 
 API_URL = "http://127.0.0.1:8080"
 # Characters that need YAML quoting, so the test also shows the config is written safely.

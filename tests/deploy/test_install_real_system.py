@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.helpers import SCRIPT, require_root, require_tool
 from tests.support import ROOT, otelcol_binary, unavailable
+from tests.support.deploy import SCRIPT, require_root, require_tool
 
 PROBE = Path(__file__).with_name("real_install_probe.py")
 # Where real_install_probe.py offers a python only root can reach.

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.deploy.helpers import POLKIT_RULE, UNITS_DIR, require_root, require_tool
+from tests.support.deploy import POLKIT_RULE, UNITS_DIR, require_root, require_tool
 
 PROBE = Path(__file__).with_name("polkit_probe.py")
 # pkcheck: 0 authorized; 1 not authorized; 2 authentication would be needed (the default for

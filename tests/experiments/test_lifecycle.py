@@ -12,9 +12,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.agents import deploy, free_ports, wait_registered, wait_running
-from tests.conftest import ROOT, Stack, start_api
-from tests.support import free_port, http_json, wait_for
+from tests.support import ROOT, free_port, http_json, wait_for
+from tests.support.agents import deploy, free_ports, wait_registered, wait_running
+from tests.support.services import Stack, start_api
 
 PHASE_ORDER = ["deploying", "warming_up", "running", "analyzing", "completed"]
 

@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.agents import agent_row, scrape, wait_registered, wait_running
-from tests.faults.agent_rig import (
+from tests.support import free_port, http_json, wait_for
+from tests.support.agents import agent_row, scrape, wait_registered, wait_running
+from tests.support.faults import (
     alive,
     collector_pid,
     control_plane,
@@ -22,7 +23,6 @@ from tests.faults.agent_rig import (
     sigkill,
     task_events,
 )
-from tests.support import free_port, http_json, wait_for
 
 NAMESPACE = "default"
 # A lease short enough that a dead agent's task comes back within seconds, reaped twice a second.

@@ -15,8 +15,9 @@ from typing import Any
 import psycopg
 
 from agent.supervisor import ProcessSupervisor
-from tests.agents import agent_row, scrape, wait_registered, wait_running
-from tests.faults.agent_rig import (
+from tests.support import eventually, free_port, http_json, wait_for
+from tests.support.agents import agent_row, scrape, wait_registered, wait_running
+from tests.support.faults import (
     alive,
     collector_pid,
     control_plane,
@@ -28,7 +29,6 @@ from tests.faults.agent_rig import (
     log_time,
     sha256_file,
 )
-from tests.support import eventually, free_port, http_json, wait_for
 
 NAMESPACE = "default"
 # Restart delays 0.25, 0.5, 1, 2, 2, ... s: the cap shows within seconds.

@@ -15,9 +15,9 @@ import psycopg
 import pytest
 
 from control_plane.db import DATABASE_NAME, ensure_database
-from tests.agents import AgentProcess, start_agent, wait_registered
-from tests.conftest import Service, start_api
 from tests.support import http_json, wait_for
+from tests.support.agents import AgentProcess, start_agent, wait_registered
+from tests.support.services import Service, start_api
 
 MAX_ATTEMPTS = 3
 # Short, so that the outage outlasts it without making the test slow.

@@ -1,7 +1,7 @@
 """Two API processes on one database, a simulated fleet split across them (issue 7, scale).
 
 A deployment created through one replica reaches every agent of both, no task is delivered twice, and
-the events of the fan-out reach WebSocket clients of both replicas. The fleet is `tests/fleetsim.py`:
+the events of the fan-out reach WebSocket clients of both replicas. The fleet is `tests/support/fleetsim.py`:
 real processes speaking the agent contract over loopback HTTP, bounded in count.
 """
 
@@ -20,8 +20,8 @@ import aiohttp
 import psycopg
 import pytest
 
-from tests.conftest import Service, start_api, start_generator
 from tests.support import ROOT, eventually, free_port, http_json
+from tests.support.services import Service, start_api, start_generator
 
 PER_REPLICA = 150
 
@@ -34,7 +34,7 @@ class SimFleet:
             [
                 sys.executable,
                 "-m",
-                "tests.fleetsim",
+                "tests.support.fleetsim",
                 "--api",
                 api.url,
                 "--count",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Service, Stack, start_api
 from tests.support import ServiceProcess, free_port, http_json
+from tests.support.services import Service, Stack, start_api
 
 OPERATOR = "op-" + "7f3a9c1e5b2d4a6f" * 2
 ENROLMENT = "enrol-" + "c4d2e8a0b6f1937e" * 2

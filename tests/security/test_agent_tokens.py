@@ -13,9 +13,9 @@ import pytest
 
 from control_plane.tokens import AgentTokens
 from phoenix_common.problems import Forbidden, Unauthorized
-from tests.conftest import Service, start_api
 from tests.security.conftest import ENROLMENT, OPERATOR, agent, assert_problem, issue_token, operator
 from tests.support import http_json, wait_for
+from tests.support.services import Service, start_api
 
 
 @pytest.fixture
@@ -207,7 +207,7 @@ async def test_a_verified_token_costs_no_database_round_trip_within_the_ttl() ->
 
 
 def test_the_cli_issues_and_revokes_a_token(issued_only: Service, tmp_path: Path) -> None:
-    from tests.cli.helpers import clean_env, run_cli
+    from tests.support.cli import clean_env, run_cli
 
     env = clean_env(tmp_path / "home", PHOENIX_API_URL=issued_only.url, PHOENIX_API_TOKEN=OPERATOR)
     issued = run_cli(env, "agents", "token", "cli-1")

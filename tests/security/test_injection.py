@@ -11,9 +11,9 @@ import re
 import urllib.parse
 from typing import Any
 
-from tests.conftest import Stack
 from tests.security.conftest import agent, assert_problem, issue_token, operator
 from tests.support import http_json
+from tests.support.services import Stack
 
 TRAVERSAL = ["../../etc/passwd", "..%2F..%2Fetc", "..", "/etc/passwd", "a/../b"]
 INJECTION = ["{{7*7}}", "${env:HOME}", "${file:/etc/passwd}", "$${x}", "{%print(1)%}", "$(id)"]

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Stack
 from tests.security.conftest import (
     OPERATOR,
     agent,
@@ -17,6 +16,7 @@ from tests.security.conftest import (
     start_secured_stack,
 )
 from tests.support import http_json
+from tests.support.services import Stack
 
 API_LIMIT = 16_384
 GENERATOR_LIMIT = 8_192

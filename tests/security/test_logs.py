@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 
 from phoenix_common.logging import REDACTED, _redact, _ScrubFilter, scrub
-from tests.conftest import Stack
 from tests.security.conftest import ENROLMENT, OPERATOR, agent, issue_token, operator
 from tests.support import free_port, http_json, wait_for
+from tests.support.services import Stack
 
 SECRET_PARAMETER = "phx_" + "s3cr3tparam" * 4
 

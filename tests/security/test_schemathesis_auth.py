@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Stack
 from tests.contract.test_schemathesis import HOST, LONG_POLL_MAX, NAMESPACE, _document, _explain, _run
 from tests.security.conftest import agent, issue_token, operator, start_secured_stack
 from tests.support import http_json
+from tests.support.services import Stack
 
 MAX_EXAMPLES = "20"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import Service, start_api
 from tests.security.conftest import OPERATOR, assert_problem, operator
 from tests.support import http_json
+from tests.support.services import Service, start_api
 
 MAX_FRAME = 4096
 ALLOWED = "https://dash.example.com:8443"

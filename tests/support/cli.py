@@ -26,8 +26,9 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def run_cli(env: Mapping[str, str], *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], cwd=ROOT, env=dict(env), capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        [*CLI, *args], cwd=ROOT, env=dict(env), capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def register(api_url: str, host: str, namespace: str, **fields: Any) -> dict[str, Any]:
@@ -36,13 +37,19 @@ def register(api_url: str, host: str, namespace: str, **fields: Any) -> dict[str
         "version": "0.1.0",
         "namespace": namespace,
         "labels": {"role": "test"},
-        "collector": {"state": "running", "restarts": 2, "last_error": None,
-                      "config_hash": "sha256:" + "ab" * 32, "pipeline": "process-baseline-v1"},
+        "collector": {
+            "state": "running",
+            "restarts": 2,
+            "last_error": None,
+            "config_hash": "sha256:" + "ab" * 32,
+            "pipeline": "process-baseline-v1",
+        },
         "facts": {"hostname": host, "os": "linux", "cpus": 2, "memory_bytes": 4 * 1024**3},
         **fields,
     }
-    status, answer, _ = http_json("POST", f"{api_url}/api/v1/agent/heartbeat", body,
-                                  {"X-Agent-Host-ID": host})
+    status, answer, _ = http_json(
+        "POST", f"{api_url}/api/v1/agent/heartbeat", body, {"X-Agent-Host-ID": host}
+    )
     assert status == 200, answer
     return answer
 
@@ -63,8 +70,15 @@ class LiveProcess:
     """A CLI subprocess whose stdout is read line by line as it arrives."""
 
     def __init__(self, env: Mapping[str, str], *args: str):
-        self.proc = subprocess.Popen([*CLI, *args], cwd=ROOT, env=dict(env), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [*CLI, *args],
+            cwd=ROOT,
+            env=dict(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         self.lines: list[str] = []
         self.stderr = ""
         self._lock = threading.Lock()
@@ -82,8 +96,10 @@ class LiveProcess:
             with self._lock:
                 hit = next((line for line in self.lines if predicate(line)), None)
             if hit is None and self.proc.poll() is not None:
-                raise AssertionError(f"the CLI exited with {self.proc.returncode} before printing {what}: "
-                                     f"{self.text()} {self.proc.stderr.read() if self.proc.stderr else ''}")
+                raise AssertionError(
+                    f"the CLI exited with {self.proc.returncode} before printing {what}: "
+                    f"{self.text()} {self.proc.stderr.read() if self.proc.stderr else ''}"
+                )
             return hit or ""
 
         return wait_for(found, timeout=timeout, what=what or "a line from the CLI")

@@ -17,9 +17,9 @@ from typing import Any
 import psutil
 import psycopg
 
-from tests.agents import AgentProcess
-from tests.conftest import Service, start_api, start_generator
 from tests.support import free_port, http_json, wait_for
+from tests.support.agents import AgentProcess
+from tests.support.services import Service, start_api, start_generator
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """A simulated fleet: many agents in one process that heartbeat, long-poll and report like the real one.
 
-Run as `python -m tests.fleetsim --api URL --count N [--prefix P]`. It speaks the agent contract
+Run as `python -m tests.support.fleetsim --api URL --count N [--prefix P]`. It speaks the agent contract
 (docs/contracts.md) over real HTTP on loopback and writes JSON lines to stdout:
   {"event": "ready", "agents": N}                       every agent has registered and is polling
   {"event": "received", "host": H, "task": ID, "type": T, "t": unix time}   per task received

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Service
 from tests.support import ServiceProcess, free_port, http_json, wait_for
+from tests.support.services import Service
 
 NAMESPACE = "default"
 

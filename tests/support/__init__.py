@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TypeVar
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 POLL_INTERVAL = 0.05  # how often the waiters below look at their condition
