@@ -31,7 +31,9 @@ class MemoryQueue:
         self.tasks: dict[str, dict[str, Any]] = {}
         self.listeners: list[Callable[[str], None]] = []  # what LISTEN phoenix_tasks would be told
         self.calls: list[tuple[str, int]] = []  # (method, rows it was given) per statement run
-        self.open = asyncio.Event()  # clear it to hold every statement in flight until it is set again
+        # Clear it to hold the answers of claims, releases and reports (their effect is already done: the
+        # statement ran, its answer is slow) until it is set again.
+        self.open = asyncio.Event()
         self.open.set()
         self.failure: Exception | None = None  # raised by the next statement, then forgotten
         self._order = itertools.count()
@@ -39,9 +41,8 @@ class MemoryQueue:
     def count(self, method: str) -> int:
         return sum(1 for name, _ in self.calls if name == method)
 
-    async def _statement(self, method: str, rows: int) -> None:
+    def _statement(self, method: str, rows: int) -> None:
         self.calls.append((method, rows))
-        await self.open.wait()
         if self.failure is not None:
             failure, self.failure = self.failure, None
             raise failure
@@ -75,13 +76,13 @@ class MemoryQueue:
         return row
 
     async def enqueue(self, host_id: str, **task: Any) -> dict[str, Any]:
-        await self._statement("enqueue", 1)
+        self.calls.append(("enqueue", 1))
         row = self._insert(host_id, task)
         self._notify([host_id])
         return {k: row[k] for k in ("id", "host_id", "type", "action", "status", "priority", "created_at")}
 
     async def enqueue_hosts(self, tx: None, host_ids: Sequence[str], **task: Any) -> int:
-        await self._statement("enqueue_hosts", len(host_ids))
+        self.calls.append(("enqueue_hosts", len(host_ids)))
         for host_id in host_ids:
             self._insert(host_id, task)
         self._notify(host_ids)
@@ -93,7 +94,7 @@ class MemoryQueue:
         return rows
 
     async def claim_hosts(self, host_ids: Sequence[str], limit: int | None = None) -> list[dict[str, Any]]:
-        await self._statement("claim_hosts", len(host_ids))
+        self._statement("claim_hosts", len(host_ids))
         lease = datetime.now(UTC) + timedelta(seconds=self.lease_seconds)
         rows = []
         for host in dict.fromkeys(host_ids):
@@ -103,19 +104,21 @@ class MemoryQueue:
                 task.update(status="assigned", attempts=task["attempts"] + 1, lease_expires_at=lease)
                 row = {k: task[k] for k in (*CLAIMED, "deployment_id", "lease_expires_at", "created_at")}
                 rows.append({**row, "payload": dict(task["payload"])})
+        await self.open.wait()
         return rows
 
     async def release(self, task_ids: Sequence[str]) -> int:
-        await self._statement("release", len(task_ids))
+        self._statement("release", len(task_ids))
         found = [self.tasks.get(str(i)) for i in task_ids]
         released = [t for t in found if t is not None and t["status"] == "assigned"]
         for task in released:
             task.update(status="pending", attempts=max(task["attempts"] - 1, 0), lease_expires_at=None)
         self._notify([t["host_id"] for t in released])
+        await self.open.wait()
         return len(released)
 
     async def apply_reports(self, reports: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        await self._statement("apply_reports", len(reports))
+        self._statement("apply_reports", len(reports))
         for report in reports:
             _check_storable(report)
         outcomes: dict[str, dict[str, Any]] = {}
@@ -140,6 +143,7 @@ class MemoryQueue:
                 outcomes[task_id] = {"id": task_id, "status": status, "outcome": "unchanged"}
             else:
                 outcomes[task_id] = {"id": task_id, "outcome": "conflict", "current_status": task["status"]}
+        await self.open.wait()
         return outcomes
 
 
@@ -151,3 +155,10 @@ def _check_storable(report: dict[str, Any]) -> None:
         raise Problem(f"a value in the request cannot be stored: invalid uuid {report['id']!r}") from None
     if "\\u0000" in json.dumps(report, default=str):
         raise Problem("a value in the request cannot be stored: unsupported Unicode escape sequence")
+
+
+async def until(condition: Callable[[], bool], timeout: float = 2.0) -> None:
+    """Let the event loop run until `condition()` holds (a test that never gets there fails)."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0)
