@@ -1,6 +1,6 @@
-"""Benchmark Phoenix's PostgreSQL task queue against pgqueuer on one server, and a 100,000-host fan-out.
+"""Benchmark Phoenix's task queue, driven through its real Dispatcher and ReportBatcher, against pgqueuer.
 
-Run: `.venv/bin/python benchmarks/queue.py [--jobs N] [--fanout-hosts N] [--database-url URL]`.
+Run: `.venv/bin/python benchmarks/queue.py [--jobs N] [--rounds N] [--quick] [--database-url URL]`.
 Without a URL (or PHOENIX_TEST_DATABASE_URL) an embedded PostgreSQL is started in a temporary directory
 and deleted afterwards; with one, two fresh databases are created on that server and dropped afterwards.
 Every figure printed is computed from this run's measurements.
@@ -38,7 +38,9 @@ from pgqueuer.models import Job
 from psycopg import sql
 
 from control_plane.db import Database, make_pool, migrate
-from control_plane.queue import TaskQueue
+from control_plane.dispatch import Dispatcher
+from control_plane.listener import EventHub, Listener
+from control_plane.queue import ReportBatcher, TaskQueue, check_outcome
 from phoenix_common.logging import configure as configure_logging
 
 PGQ_ENTRYPOINT = "bench"
@@ -79,15 +81,19 @@ class Measure:
         return 1e6 * self.client_cpu / self.jobs, server
 
 
-METRICS = ("enqueue", "drain", "end_to_end", "single")
+METRICS = ("enqueue", "drain", "end_to_end", "single", "report_one", "report_many")
 
 
 @dataclass
 class Results:
-    """Every round's measures of one queue, by metric."""
+    """Every round's measures of one queue, by metric, and (Phoenix) the claim and report statements."""
 
     name: str
     measures: dict[str, list[Measure]] = field(default_factory=lambda: {m: [] for m in METRICS})
+    statements: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+
+    def add(self, metric: str, measure: Measure) -> None:
+        self.measures[metric].append(measure)
 
     def rate(self, metric: str) -> float:
         return statistics.median(m.rate for m in self.measures[metric])
@@ -96,26 +102,6 @@ class Results:
         pairs = [m.cpu_us() for m in self.measures[metric]]
         servers = [s for _, s in pairs if s is not None]
         return statistics.median(c for c, _ in pairs), statistics.median(servers) if servers else None
-
-
-@dataclass
-class OpTimes:
-    """Wall time spent in each Phoenix operation, to show where a run's time goes."""
-
-    seconds: dict[str, float] = field(default_factory=dict)
-    calls: dict[str, int] = field(default_factory=dict)
-
-    def add(self, name: str, seconds: float) -> None:
-        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
-        self.calls[name] = self.calls.get(name, 0) + 1
-
-    def merge(self, other: "OpTimes") -> None:
-        for name, seconds in other.seconds.items():
-            self.seconds[name] = self.seconds.get(name, 0.0) + seconds
-            self.calls[name] = self.calls.get(name, 0) + other.calls[name]
-
-    def mean_ms(self, name: str) -> float:
-        return 1000 * self.seconds.get(name, 0.0) / max(1, self.calls.get(name, 0))
 
 
 def url_for(admin_url: str, database: str) -> str:
@@ -230,154 +216,121 @@ def chunks(items: list[str], size: int) -> Iterator[list[str]]:
 # --- Phoenix -------------------------------------------------------------------------------------
 
 
-class Wakeups:
-    """Which hosts each worker should claim for next: a host is marked when a NOTIFY names it."""
-
-    def __init__(self, hosts: list[str], workers: int):
-        self.hosts = hosts
-        self.ready: list[dict[str, None]] = [{} for _ in range(workers)]  # insertion-ordered sets
-        self.wake = [asyncio.Event() for _ in range(workers)]
-        self.owner = {host: i % workers for i, host in enumerate(hosts)}
-
-    def mark(self, host: str) -> None:
-        if host == "*":
-            for i, host_id in enumerate(self.hosts):
-                self.ready[i % len(self.ready)][host_id] = None
-            for event in self.wake:
-                event.set()
-        elif host in self.owner:
-            self.ready[self.owner[host]][host] = None
-            self.wake[self.owner[host]].set()
-
-    async def next(self, index: int, done: asyncio.Event) -> str | None:
-        """The worker's next host; unmarked before the claim, so a NOTIFY arriving meanwhile re-marks it."""
-        mine, event = self.ready[index], self.wake[index]
-        while not mine and not done.is_set():
-            event.clear()
-            waiters = (asyncio.ensure_future(event.wait()), asyncio.ensure_future(done.wait()))
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waiters:
-                waiter.cancel()
-        if done.is_set():
-            return None
-        host = next(iter(mine))
-        del mine[host]
-        return host
+def completed(task_id: Any) -> dict[str, Any]:
+    return {"id": str(task_id), "status": "completed", "result": None, "error": None}
 
 
 class PhoenixBench:
-    """Phoenix's TaskQueue driven the way the control plane drives it for its agents."""
+    """The control plane's own queue machinery, wired as app.py wires it: the LISTEN loop wakes the real
+    Dispatcher's long polls, whose tasks are reported through the real ReportBatcher."""
 
     def __init__(self, url: str, opts: Options):
         self.url = url
         self.opts = opts
-        # One connection per worker plus one for a concurrent producer, as the API's pool would have.
-        self.pool = make_pool(url, min_size=opts.workers + 1, max_size=opts.workers + 1)
+        self.pool = make_pool(url, min_size=2, max_size=20)  # the API's default pool
         self.db = Database(self.pool)
         self.queue = TaskQueue(self.db, lease_seconds=LEASE_SECONDS, max_attempts=3, claim_limit=CLAIM_LIMIT)
-        self.times = OpTimes()
+        self.dispatcher = Dispatcher(self.queue)
+        self.reports = ReportBatcher(self.queue)
+        self.listener = Listener(url, self.dispatcher, EventHub())
+        self.background: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> "PhoenixBench":
         await self.pool.open(wait=True)
+        self.background = [
+            asyncio.create_task(loop()) for loop in (self.listener.run, self.dispatcher.run, self.reports.run)
+        ]
+        await asyncio.wait_for(self.listener.connected.wait(), timeout=10)
         return self
 
     async def __aexit__(self, *_: object) -> None:
+        for task in self.background:
+            task.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
         await self.pool.close()
 
     async def enqueue_fanout(self, hosts: list[str], jobs: int) -> float:
-        """Enqueue `jobs` tasks as fan-outs of one task per host, `batch` hosts per statement."""
+        """`jobs` tasks as fan-outs of one task per host, `batch` hosts per statement."""
         started = time.perf_counter()
         left = jobs
         while left > 0:
-            for batch in chunks(hosts, min(self.opts.batch, left)):
-                batch = batch[:left]
-                t0 = time.perf_counter()
-                await self.queue.enqueue_hosts(
-                    None, batch, type="health", action="check", payload={"bench": 1}
-                )
-                self.times.add("enqueue_hosts", time.perf_counter() - t0)
+            for batch in chunks(hosts[: min(len(hosts), left)], self.opts.batch):
+                await self.queue.enqueue_hosts(None, batch, type="health", action="check", payload={"b": 1})
                 left -= len(batch)
-                if left <= 0:
-                    break
         return time.perf_counter() - started
 
     async def enqueue_single(self, hosts: list[str], jobs: int) -> float:
-        """Enqueue `jobs` tasks one statement each, from `workers` concurrent callers."""
+        """`jobs` tasks one statement each, from `workers` concurrent callers."""
         counter = iter(range(jobs))
 
         async def producer() -> None:
             for i in counter:
                 await self.queue.enqueue(
-                    hosts[i % len(hosts)], type="health", action="check", payload={"bench": 1}
+                    hosts[i % len(hosts)], type="health", action="check", payload={"b": 1}
                 )
 
         started = time.perf_counter()
         await asyncio.gather(*(producer() for _ in range(self.opts.workers)))
         return time.perf_counter() - started
 
-    async def consume(
-        self,
-        hosts: list[str],
-        jobs: int,
-        *,
-        prefilled: bool,
-        producer: Callable[[], Awaitable[float]] | None = None,
+    async def agents(
+        self, hosts: list[str], jobs: int, producer: Callable[[], Awaitable[float]] | None = None
     ) -> float:
-        """Claim and complete `jobs` tasks with `workers` workers, each serving its own share of the hosts.
+        """One agent per host until `jobs` tasks are completed: it long-polls through the Dispatcher (as
+        GET /api/v1/agent/tasks does) and reports each task on its own, in order, through
+        ReportBatcher.submit (as the agent's Reporter and report_status do).
 
-        Like the control plane's long polls, a worker claims for a host when it has pending work: at the
-        start when the queue is prefilled, else when the tasks trigger's NOTIFY names the host (or '*').
-        Timed from the workers' start (or the producer's) to the commit of the last report.
+        Timed from the agents' first polls (prefilled queue), or from the producer's start once every
+        agent waits (end to end), to the commit of the last report.
         """
-        wakeups = Wakeups(hosts, self.opts.workers)
         done = asyncio.Event()
-        completed = 0
+        count = 0
 
-        async def worker(index: int) -> None:
-            nonlocal completed
-            while (host := await wakeups.next(index, done)) is not None:
-                t0 = time.perf_counter()
-                tasks = await self.queue.claim(host)
-                self.times.add("claim", time.perf_counter() - t0)
-                if len(tasks) == CLAIM_LIMIT:
-                    wakeups.mark(host)  # maybe more: back of the line
-                if tasks:
-                    # The claimed batch is reported in one statement, as an agent does through
-                    # POST /api/v1/agent/tasks/status (pgqueuer likewise completes its batch at once).
-                    t0 = time.perf_counter()
-                    await self.queue.report_many(
-                        host, [{"id": str(t["id"]), "status": "completed"} for t in tasks])
-                    self.times.add("report", time.perf_counter() - t0)
-                    completed += len(tasks)
-                if completed >= jobs:
-                    done.set()
+        async def agent(host: str) -> None:
+            nonlocal count
+            while True:
+                for task in await self.dispatcher.wait(host, 30):
+                    (outcome,) = await self.reports.submit(host, [completed(task["id"])])
+                    check_outcome(outcome, host, "completed")
+                    count += 1
+                    if count >= jobs:
+                        done.set()
 
-        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as listener:
-            await listener.execute("LISTEN phoenix_tasks")
-
-            async def listen() -> None:
-                async for note in listener.notifies():
-                    wakeups.mark(note.payload)
-
-            listening = asyncio.create_task(listen())
-            if prefilled:
-                wakeups.mark("*")
-            started = time.perf_counter()
-            running = [asyncio.create_task(worker(i)) for i in range(self.opts.workers)]
-            if producer is not None:
-                await producer()
-            await done.wait()
-            elapsed = time.perf_counter() - started
-            await asyncio.gather(*running)
-            listening.cancel()
-            await asyncio.gather(listening, return_exceptions=True)
+        running = [asyncio.create_task(agent(host)) for host in hosts]
+        if producer is not None:
+            while len(self.dispatcher) < len(hosts):
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)  # their first, empty claims are done
+        started = time.perf_counter()
+        if producer is not None:
+            await producer()
+        await done.wait()
+        elapsed = time.perf_counter() - started
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
         return elapsed
 
+    async def report_all(self, hosts: list[str], jobs: int, *, per_call: int) -> float:
+        """Claim `jobs` prefilled tasks (untimed), then complete them with `per_call` reports per submit,
+        each host's calls in order, every host at once."""
+        claimed: dict[str, list[str]] = {host: [] for host in hosts}
+        for batch in chunks(hosts, 1000):
+            for row in await self.queue.claim_hosts(batch):
+                claimed[row["host_id"]].append(str(row["id"]))
+
+        async def host_reports(host: str) -> None:
+            for call in chunks(claimed[host], per_call):
+                for outcome in await self.reports.submit(host, [completed(t) for t in call]):
+                    check_outcome(outcome, host, "completed")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(host_reports(host) for host in hosts))
+        return time.perf_counter() - started
+
     async def count(self, status: str) -> int:
-        async with self.pool.connection() as conn:
-            cur = await conn.execute("SELECT count(*) AS n FROM tasks WHERE status = %s", (status,))
-            got = await cur.fetchone()
-        return int(got["n"]) if got else 0  # type: ignore[call-overload]
+        (n,) = await run_sql(self.url, f"SELECT count(*) FROM tasks WHERE status = '{status}'")
+        return int(n)
 
     async def reset(self) -> None:
         await run_sql(self.url, "TRUNCATE tasks, events")
@@ -513,48 +466,51 @@ async def check_all_done(phoenix: PhoenixBench, pgq: PgqBench, jobs: int) -> Non
         raise SystemExit(f"lost work: phoenix completed {completed} of {jobs}, pgqueuer left {left}")
 
 
+async def statements(phoenix: PhoenixBench, metric: str, phase: Awaitable[float], ph: Results) -> float:
+    """Run a Phoenix phase, noting the claim and report statements it cost."""
+    claims, reports = phoenix.dispatcher.claims, phoenix.reports.statements
+    seconds = await phase
+    ph.statements.setdefault(metric, []).append(
+        (phoenix.dispatcher.claims - claims, phoenix.reports.statements - reports)
+    )
+    return seconds
+
+
 async def throughput_round(
     phoenix: PhoenixBench, pgq: PgqBench, hosts: list[str], opts: Options, ph: Results, pq: Results
-) -> OpTimes:
-    """One round of every throughput phase, Phoenix then pgqueuer in each, from empty queues.
-
-    Returns where Phoenix's claim+complete time went.
-    """
+) -> None:
+    """One round of every phase, Phoenix then pgqueuer in each, from empty queues."""
     n = opts.jobs
-    ph.measures["single"].append(
-        await measured(phoenix.url, opts.single, phoenix.enqueue_single(hosts, opts.single))
-    )
-    pq.measures["single"].append(await measured(pgq.url, opts.single, pgq.enqueue_single(opts.single)))
+    ph.add("single", await measured(phoenix.url, opts.single, phoenix.enqueue_single(hosts, opts.single)))
+    pq.add("single", await measured(pgq.url, opts.single, pgq.enqueue_single(opts.single)))
     await phoenix.reset()
     await pgq.reset()
 
-    ph.measures["enqueue"].append(await measured(phoenix.url, n, phoenix.enqueue_fanout(hosts, n)))
-    pq.measures["enqueue"].append(await measured(pgq.url, n, pgq.enqueue_batches(n)))
+    ph.add("enqueue", await measured(phoenix.url, n, phoenix.enqueue_fanout(hosts, n)))
+    pq.add("enqueue", await measured(pgq.url, n, pgq.enqueue_batches(n)))
     # What autovacuum would have done by the time a real queue is this full.
     await run_sql(phoenix.url, "ANALYZE tasks")
     await run_sql(pgq.url, "ANALYZE pgqueuer")
-    phoenix.times = OpTimes()
-    ph.measures["drain"].append(await measured(phoenix.url, n, phoenix.consume(hosts, n, prefilled=True)))
-    drain_times, phoenix.times = phoenix.times, OpTimes()
-    pq.measures["drain"].append(await measured(pgq.url, n, pgq.consume(n)))
+    drain = phoenix.agents(hosts, n)
+    ph.add("drain", await measured(phoenix.url, n, statements(phoenix, "drain", drain, ph)))
+    pq.add("drain", await measured(pgq.url, n, pgq.consume(n)))
     await check_all_done(phoenix, pgq, n)
     await phoenix.reset()
     await pgq.reset()
 
-    ph.measures["end_to_end"].append(
-        await measured(
-            phoenix.url,
-            n,
-            phoenix.consume(hosts, n, prefilled=False, producer=lambda: phoenix.enqueue_fanout(hosts, n)),
-        )
-    )
-    pq.measures["end_to_end"].append(
-        await measured(pgq.url, n, pgq.consume(n, producer=lambda: pgq.enqueue_batches(n)))
-    )
+    e2e = phoenix.agents(hosts, n, producer=lambda: phoenix.enqueue_fanout(hosts, n))
+    ph.add("end_to_end", await measured(phoenix.url, n, statements(phoenix, "end_to_end", e2e, ph)))
+    pq.add("end_to_end", await measured(pgq.url, n, pgq.consume(n, producer=lambda: pgq.enqueue_batches(n))))
     await check_all_done(phoenix, pgq, n)
     await phoenix.reset()
     await pgq.reset()
-    return drain_times
+
+    # Would the agent do better sending its reports together? One report per call against all ten.
+    for metric, per_call in (("report_one", 1), ("report_many", CLAIM_LIMIT)):
+        await phoenix.enqueue_fanout(hosts, n)
+        phase = statements(phoenix, metric, phoenix.report_all(hosts, n, per_call=per_call), ph)
+        ph.add(metric, await measured(phoenix.url, n, phase))
+        await phoenix.reset()
 
 
 async def fanout(phoenix: PhoenixBench, opts: Options) -> tuple[list[float], Measure]:
@@ -589,12 +545,10 @@ async def fanout(phoenix: PhoenixBench, opts: Options) -> tuple[list[float], Mea
         runs.append(time.perf_counter() - started)
         if made != n:
             raise SystemExit(f"fan-out made {made} tasks for {n} agents")
-    # The delivery side: agents claim their one task each (the rendered config joined in) and report it.
+    # The delivery side: agents poll for their one task each (the rendered config joined in) and report it.
     await run_sql(url, "ANALYZE tasks")
     sample = [f"bench-{i:07d}" for i in range(1, min(n, max(opts.jobs // 4, 1000)) + 1)]
-    phoenix.times = OpTimes()
-    delivery = await measured(url, len(sample), phoenix.consume(sample, len(sample), prefilled=True))
-    return runs, delivery
+    return runs, await measured(url, len(sample), phoenix.agents(sample, len(sample)))
 
 
 async def bench(admin_url: str, opts: Options) -> None:
@@ -608,49 +562,30 @@ async def bench(admin_url: str, opts: Options) -> None:
         )
         print(
             f"PostgreSQL {version} (synchronous_commit={sync_commit}, fsync={fsync}), {os.cpu_count()} CPUs; "
-            f"{opts.jobs} jobs per phase, {opts.rounds} round(s), {opts.workers} consumers per queue, "
-            f"claim/batch size {CLAIM_LIMIT}, enqueue {opts.batch} jobs per statement; "
-            f"Phoenix tasks spread over {opts.hosts} hosts",
+            f"{opts.jobs} jobs per phase, {opts.rounds} round(s); pgqueuer: {opts.workers} QueueManagers, "
+            f"batch {CLAIM_LIMIT}; Phoenix: {opts.hosts} agents (Dispatcher long polls, claim limit "
+            f"{CLAIM_LIMIT}, one report per task through ReportBatcher); {opts.batch} jobs per enqueue",
             flush=True,
         )
         ph, pq = Results("phoenix"), Results("pgqueuer")
         async with PhoenixBench(ph_url, opts) as phoenix, PgqBench(pq_url, opts) as pgq:
             hosts = [f"host-{i:06d}" for i in range(opts.hosts)]
             # Warm-up: small full cycles, so caches, prepared statements and connections are hot.
-            for _ in range(2):
-                await phoenix.enqueue_fanout(hosts, opts.warmup)
-                await phoenix.consume(hosts, opts.warmup, prefilled=True)
-                await pgq.enqueue_batches(opts.warmup)
-                await pgq.consume(opts.warmup)
-            await phoenix.enqueue_single(hosts, opts.warmup)
-            await pgq.enqueue_single(opts.warmup)
+            await phoenix.enqueue_fanout(hosts, opts.warmup)
+            await phoenix.agents(hosts, opts.warmup)
+            await pgq.enqueue_batches(opts.warmup)
+            await pgq.consume(opts.warmup)
             await phoenix.reset()
             await pgq.reset()
-
-            drain_times = OpTimes()
             for round_no in range(opts.rounds):
-                print(
-                    f"round {round_no + 1}/{opts.rounds}: single-row enqueue, batched enqueue, "
-                    "claim+complete, end to end ...",
-                    flush=True,
-                )
-                drain_times.merge(await throughput_round(phoenix, pgq, hosts, opts, ph, pq))
-
+                print(f"round {round_no + 1}/{opts.rounds} ...", flush=True)
+                await throughput_round(phoenix, pgq, hosts, opts, ph, pq)
             print(f"fan-out to {opts.fanout_hosts} hosts x{opts.fanout_runs} ...", flush=True)
             fan_runs, delivery = await fanout(phoenix, opts)
-            fan_times = phoenix.times
 
         print()
         print_table(ph, pq)
-        print()
-        print(
-            "phoenix claim+complete, where the time goes: "
-            f"claim {drain_times.mean_ms('claim'):.2f} ms per call "
-            f"({drain_times.calls.get('claim', 0)} calls, "
-            f"{drain_times.seconds.get('claim', 0.0):.1f} s summed over workers); "
-            f"report {drain_times.mean_ms('report'):.2f} ms per claimed batch "
-            f"({drain_times.seconds.get('report', 0.0):.1f} s; one statement each: UPDATE + events + NOTIFY)"
-        )
+        print_reports(ph, opts)
         median = statistics.median(fan_runs)
         print(
             f"fan-out of one deployment to {opts.fanout_hosts} hosts (enqueue_namespace, one transaction): "
@@ -659,10 +594,8 @@ async def bench(admin_url: str, opts: Options) -> None:
         )
         client, server = delivery.cpu_us()
         print(
-            f"fan-out delivery, {delivery.jobs} hosts claiming their 1 task (config joined in) "
-            "and reporting it: "
-            f"{delivery.rate:,.0f} jobs/s; claim {fan_times.mean_ms('claim'):.2f} ms, "
-            f"report {fan_times.mean_ms('report'):.2f} ms; CPU per job: client {client:.0f} us, "
+            f"fan-out delivery, {delivery.jobs} agents polling for their 1 task (config joined in) and "
+            f"reporting it: {delivery.rate:,.0f} jobs/s; CPU per job: client {client:.0f} us, "
             f"server {'n/a' if server is None else f'{server:.0f} us'}"
         )
 
@@ -700,6 +633,25 @@ def print_table(ph: Results, pq: Results) -> None:
     print("(client + server)")
 
 
+def print_reports(ph: Results, opts: Options) -> None:
+    """Statements Phoenix's phases cost, and whether agents reporting together would pay off."""
+    print()
+    for metric, title in (("drain", "claim+complete"), ("end_to_end", "end to end")):
+        claims = statistics.median(c for c, _ in ph.statements[metric])
+        reports = statistics.median(r for _, r in ph.statements[metric])
+        print(
+            f"phoenix {title}: {claims:,.0f} claim and {reports:,.0f} report statements for {opts.jobs} jobs"
+        )
+    one, many = ph.rate("report_one"), ph.rate("report_many")
+    print(
+        f"reports through ReportBatcher, {opts.hosts} agents at once: one report per call (the agent today) "
+        f"{one:,.0f}/s, {CLAIM_LIMIT} per call {many:,.0f}/s: {many / one:.2f}x; statements "
+        f"{statistics.median(r for _, r in ph.statements['report_one']):,.0f} vs "
+        f"{statistics.median(r for _, r in ph.statements['report_many']):,.0f} "
+        "(no HTTP here: each call saved also saves a request)"
+    )
+
+
 def parse_args(argv: list[str] | None = None) -> Options:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs per measured phase (default 10000)")
@@ -719,12 +671,15 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--fanout-runs", type=int, default=3, help="fan-out repetitions; the median is reported"
     )
+    parser.add_argument("--quick", action="store_true", help="a small run that checks the benchmark works")
     parser.add_argument(
         "--database-url",
         default=os.environ.get("PHOENIX_TEST_DATABASE_URL"),
         help="an existing server to use (admin URL; default PHOENIX_TEST_DATABASE_URL, else an embedded one)",
     )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.jobs, args.warmup, args.fanout_hosts, args.fanout_runs = 2000, 200, 10_000, 1
     for name in ("jobs", "workers", "batch", "warmup", "rounds", "fanout_hosts", "fanout_runs"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
