@@ -1,4 +1,4 @@
-"""One behaviour suite for the real TaskQueue on PostgreSQL and for tests.memqueue.MemoryQueue: the double
+"""One behaviour suite for the real TaskQueue on PostgreSQL and for tests.support.memqueue.MemoryQueue: the double
 the dispatcher's and the report batcher's unit tests run on is proven to behave as the database does."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from control_plane.db import Database, make_pool
 from control_plane.queue import TaskQueue
 from phoenix_common.problems import Problem
-from tests.memqueue import MemoryQueue
+from tests.support.memqueue import MemoryQueue
 
 LIMIT = 2
 

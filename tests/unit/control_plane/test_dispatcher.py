@@ -9,7 +9,7 @@ import pytest
 
 from control_plane.dispatch import Dispatcher
 from phoenix_common.problems import Unavailable
-from tests.memqueue import MemoryQueue, until
+from tests.support.memqueue import MemoryQueue, until
 
 
 @pytest.fixture

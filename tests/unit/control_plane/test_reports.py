@@ -10,7 +10,7 @@ import pytest
 
 from control_plane.queue import ReportBatcher
 from phoenix_common.problems import Problem, Unavailable
-from tests.memqueue import MemoryQueue, until
+from tests.support.memqueue import MemoryQueue, until
 
 
 @pytest.fixture
