@@ -1,4 +1,4 @@
-"""One behaviour suite for the real TaskQueue on PostgreSQL and for tests.support.memqueue.MemoryQueue: the double
+"""One behaviour suite for the real TaskQueue on PostgreSQL and for the in-memory MemoryQueue: the double
 the dispatcher's and the report batcher's unit tests run on is proven to behave as the database does."""
 
 from __future__ import annotations
