@@ -7,14 +7,10 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from psycopg.types.json import Jsonb
 
-from control_plane import keys
+from control_plane import keys, names
 from control_plane.auth import HOST_ID_KEY, NEW_HOST_TOKEN_KEY
-from control_plane.deployments import check_namespace
-from control_plane.events import publish
 from control_plane.jsonutil import respond
-from control_plane.presence import fingerprint
 from control_plane.queue import REPORTABLE, check_outcome
 from phoenix_common.problems import Problem, field, json_body
 
@@ -36,43 +32,12 @@ def _task_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _register(app: web.Application, host_id: str, report: dict[str, Any] | None) -> dict[str, Any]:
-    """Record the agent's contact; a new agent or a namespace change gets the active deployment."""
-    db = app[keys.DB]
-    report = report or {}
-    collector = report.get("collector")
-    params = {
-        "host_id": host_id,
-        "namespace": report.get("namespace"),
-        "labels": Jsonb(report["labels"]) if "labels" in report else None,
-        "version": report.get("version"),
-        "facts": Jsonb(report["facts"]) if "facts" in report else None,
-        "collector": Jsonb(collector) if collector is not None else None,
-        "config_hash": collector.get("config_hash") if isinstance(collector, dict) else None,
-    }
-    async with db.transaction() as tx:
-        row = await tx.fetch_one("upsert_agent", params)
-        assert row is not None
-        joined = row["inserted"] or row["previous_namespace"] != row["namespace"]
-        if joined:
-            await publish(
-                tx,
-                "agents",
-                "agent_registered" if row["inserted"] else "agent_moved",
-                host_id,
-                data={"host_id": host_id, "namespace": row["namespace"]},
-            )
-        if joined or report.get("collector") is not None:
-            await tx.fetch("enqueue_active_deployment_for_hosts", {"host_ids": [host_id]})
-    return row
-
-
 def _validate_heartbeat(body: dict[str, Any]) -> dict[str, Any]:
     # JSON null means absent, as everywhere in the API.
     body = {k: v for k, v in body.items() if v is not None}
     namespace = field(body, "namespace", str, default=None)
     if namespace is not None:
-        check_namespace(namespace)
+        names.check_namespace(namespace)
     labels = field(body, "labels", dict, default=None)
     if labels is not None and not all(isinstance(v, str) for v in labels.values()):
         raise Problem("field 'labels' must map strings to strings", field="labels")
@@ -104,21 +69,7 @@ def _validate_heartbeat(body: dict[str, Any]) -> dict[str, Any]:
 async def heartbeat(request: web.Request) -> web.Response:
     host_id = request[HOST_ID_KEY]
     body = _validate_heartbeat(await json_body(request))
-    presence = request.app[keys.PRESENCE]
-    fp = fingerprint(body)
-    known = presence.known(host_id)
-    if known is not None and known[0] == fp:
-        # Nothing new about the host but its collector's state: written with the next batch (which also
-        # sends the active deployment to a host found running another config).
-        namespace = known[1]
-        presence.touch(host_id, body.get("collector"))
-    else:
-        row = await _register(request.app, host_id, body)
-        namespace = row["namespace"]
-        presence.remember(host_id, fp, namespace)
-    running = body.get("running_tasks")
-    if running is None or running:
-        await request.app[keys.QUEUE].extend_leases(host_id, running)
+    namespace = await request.app[keys.AGENTS].heartbeat(host_id, body)
     settings = request.app[keys.SETTINGS]
     answer: dict[str, Any] = {
         "host_id": host_id,
@@ -144,20 +95,7 @@ async def poll_tasks(request: web.Request) -> web.Response:
         raise Problem(f"query parameter 'wait' must be a number of seconds, got {raw_wait!r}") from None
     if not 0 <= wait <= settings.long_poll_max:
         raise Problem(f"query parameter 'wait' must be between 0 and {settings.long_poll_max:g} seconds")
-    presence = request.app[keys.PRESENCE]
-    if presence.known(host_id) is None:
-        row = await _register(request.app, host_id, None)
-        presence.remember(host_id, None, row["namespace"])
-    else:
-        presence.touch(host_id)
-    tasks = await request.app[keys.DISPATCHER].wait(host_id, wait)
-    if tasks and _gone(request):
-        # Nobody is left to receive them: back to the queue at once rather than after a lease.
-        await request.app[keys.QUEUE].release([str(t["id"]) for t in tasks])
-        log.info("poll_abandoned", host_id=host_id, released=len(tasks))
-        tasks = []
-    for task in tasks:
-        log.info("task_assigned", host_id=host_id, task_id=str(task["id"]), type=task["type"])
+    tasks = await request.app[keys.AGENTS].poll(host_id, wait, lambda: _gone(request))
     return respond({"tasks": [_task_json(t) for t in tasks]})
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -21,12 +22,14 @@ from control_plane import (
     openapi,
     retention,
     rollouts,
+    tokens,
     ws,
 )
 from control_plane import web as dashboard
 from control_plane.auth import auth_middleware
 from control_plane.db import Database, make_pool, migrate
 from control_plane.dispatch import Dispatcher
+from control_plane.generator_client import for_app as generator_for
 from control_plane.jsonutil import respond
 from control_plane.listener import EventHub, Listener
 from control_plane.metrics import (
@@ -40,9 +43,15 @@ from control_plane.metrics import (
 from control_plane.periodic import every
 from control_plane.presence import Presence
 from control_plane.queue import ReportBatcher, TaskQueue
+from control_plane.services.agents import AgentService
+from control_plane.services.deployments import DeploymentService
+from control_plane.services.tokens import AgentTokens
 from control_plane.settings import Settings
-from control_plane.tokens import AGENT_TOKENS, AgentTokens
-from control_plane.tokens import routes as token_routes
+from control_plane.stores.agents import AgentStore
+from control_plane.stores.deployments import DeploymentStore
+from control_plane.stores.events import EventStore
+from control_plane.stores.retention import RetentionStore
+from control_plane.stores.tokens import TokenStore
 from phoenix_common.problems import Unavailable, problem_middleware
 
 log = structlog.get_logger("phoenix.api")
@@ -71,8 +80,16 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         batch_max=settings.claim_batch_max,
         interval=settings.long_poll_interval,
     )
-    app[keys.PRESENCE] = Presence(db, flush_interval=settings.presence_flush_interval)
+    agents, events = AgentStore(db), EventStore(db)
+    app[keys.PRESENCE] = Presence(agents, app[keys.QUEUE], flush_interval=settings.presence_flush_interval)
     app[keys.REPORTS] = ReportBatcher(app[keys.QUEUE])
+    app[keys.AGENTS] = AgentService(
+        db, agents, app[keys.QUEUE], events, app[keys.PRESENCE], app[keys.DISPATCHER]
+    )
+    app[keys.DEPLOYMENTS] = DeploymentService(
+        db, DeploymentStore(db), agents, app[keys.QUEUE], events, generator_for(app)
+    )
+    app[keys.TOKENS] = AgentTokens(TokenStore(db), settings.agent_token_cache_seconds)
     dispatcher, presence, reports = app[keys.DISPATCHER], app[keys.PRESENCE], app[keys.REPORTS]
     app[METRICS].process.source = lambda: {
         "phoenix_long_poll_claim_statements": dispatcher.claims,
@@ -88,7 +105,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 async def _background(app: web.Application) -> AsyncIterator[None]:
     """The LISTEN loop, the lease reaper, the failed-rollout watcher and retention; cancelled and awaited
     on exit."""
-    dispatcher = app[keys.DISPATCHER]
+    dispatcher, settings = app[keys.DISPATCHER], app[keys.SETTINGS]
+    watch = functools.partial(rollouts.fail_failing, app[keys.DEPLOYMENTS])
     listener = Listener(app[keys.DATABASE_URL], dispatcher, app[keys.HUB])
     app[keys.LISTENER] = listener
     tasks = [
@@ -96,9 +114,13 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(dispatcher.run(), name="dispatcher"),
         asyncio.create_task(app[keys.PRESENCE].run(), name="presence"),
         asyncio.create_task(app[keys.REPORTS].run(), name="reports"),
-        asyncio.create_task(_reaper(app), name="reaper"),
-        asyncio.create_task(rollouts.run(app), name="rollouts"),
-        asyncio.create_task(retention.run(app), name="retention"),
+        asyncio.create_task(_reaper(app[keys.DB], app[keys.QUEUE], settings, app[METRICS]), name="reaper"),
+        asyncio.create_task(
+            every(settings.deployment_watch_interval, "deployment_watch", watch), name="rollouts"
+        ),
+        asyncio.create_task(
+            retention.run(RetentionStore(app[keys.DB]), settings, app[METRICS]), name="retention"
+        ),
     ]
     app[keys.BACKGROUND] = tasks
     with contextlib.suppress(TimeoutError):
@@ -111,23 +133,20 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
             await task
 
 
-async def _reaper(app: web.Application) -> None:
-    settings = app[keys.SETTINGS]
-    queue = app[keys.QUEUE]
-    metrics = app[METRICS]
-    db = app[keys.DB]
+async def _reaper(db: Database, queue: TaskQueue, settings: Settings, metrics: ApiMetrics) -> None:
+    """Take back the tasks of agents that went quiet; after an outage, renew every lease first."""
     clock = asyncio.get_running_loop().time
     last_contact = clock()
 
     async def one_pass() -> None:
         nonlocal last_contact
-        await db.fetch("ping")
+        await db.ping()
         unreachable = clock() - last_contact
         last_contact = clock()
         if unreachable > settings.reap_interval * 1.2 + OUTAGE_SECONDS:
             # The database was out of reach (or this process stalled), so agents could not renew
             # their leases either: renew them all before reaping, rather than requeue work in hand.
-            renewed = await db.execute("renew_leases_after_outage", {"lease_seconds": settings.lease_seconds})
+            renewed = await queue.renew_leases()
             log.warning(
                 "leases_renewed_after_outage", unreachable_seconds=round(unreachable, 1), tasks=renewed
             )
@@ -146,7 +165,7 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
 async def health(request: web.Request) -> web.Response:
     """200 when the database answers, 503 otherwise."""
     try:
-        await asyncio.wait_for(request.app[keys.DB].fetch("ping"), timeout=3)
+        await asyncio.wait_for(request.app[keys.DB].ping(), timeout=3)
     except Exception as exc:
         raise Unavailable(f"database is unreachable: {type(exc).__name__}") from None
     listening = request.app[keys.LISTENER].connected.is_set()
@@ -162,7 +181,6 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
     app[keys.SETTINGS] = settings
     app[keys.DATABASE_URL] = database_url
     app[keys.HUB] = EventHub()
-    app[AGENT_TOKENS] = AgentTokens(settings.agent_token_cache_seconds)
     registry = CollectorRegistry()
     app[keys.REGISTRY] = registry
     app[METRICS] = ApiMetrics(registry)
@@ -175,7 +193,7 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
     app.add_routes(agent_api.routes)
     app.add_routes(deployments.routes)
     app.add_routes(fleet.routes)
-    app.add_routes(token_routes)
+    app.add_routes(tokens.routes)
     app.add_routes(experiments.routes)
     app.add_routes(cost.routes)
     app.add_routes(ws.routes)

@@ -8,7 +8,6 @@ from aiohttp import web
 
 from control_plane import keys, names
 from control_plane.settings import Settings
-from control_plane.tokens import AGENT_TOKENS
 from phoenix_common.problems import Problem, Unauthorized
 from phoenix_common.tokens import bearer, same_token, token_hash
 
@@ -47,8 +46,7 @@ async def _authorize_agent(request: web.Request) -> None:
         raise Unauthorized(
             "an agent token is required: send Authorization: Bearer <token>", field="Authorization"
         )
-    tokens = request.app[AGENT_TOKENS]
-    own = await tokens.verify(request.app[keys.DB], host_id, presented, settings.agent_token)
+    own = await request.app[keys.TOKENS].verify(host_id, presented, settings.agent_token)
     if own:
         request[NEW_HOST_TOKEN_KEY] = own
 

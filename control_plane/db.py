@@ -168,6 +168,10 @@ class Database:
             cur = await conn.execute(query(name), params or {})
             return cur.rowcount
 
+    async def ping(self) -> None:
+        """One round trip to the server (health, outage detection)."""
+        await self.fetch("ping")
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         async with _mapped_errors(), self.pool.connection() as conn, conn.transaction():
@@ -191,3 +195,7 @@ class Tx:
     async def execute(self, name: str, params: dict[str, Any] | None = None) -> int:
         cur = await self.conn.execute(query(name), params or {})
         return cur.rowcount
+
+
+# What a store method runs on: the pool, or the caller's transaction.
+Executor = Database | Tx

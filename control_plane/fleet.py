@@ -9,7 +9,8 @@ from aiohttp import web
 from control_plane import keys, names
 from control_plane.jsonutil import respond
 from control_plane.queue import TASK_TYPES
-from phoenix_common.problems import NotFound, Problem
+from control_plane.services.agents import ON_DEMAND
+from phoenix_common.problems import NotFound, Problem, field, json_body
 
 routes = web.RouteTableDef()
 STATUSES = ("pending", "assigned", "running", "completed", "failed")
@@ -55,9 +56,7 @@ def _limit(request: web.Request, default: int = 500, maximum: int = 5000) -> int
 
 @routes.get("/api/v1/agents")
 async def list_agents(request: web.Request) -> web.Response:
-    rows = await request.app[keys.DB].fetch(
-        "list_agents", {"namespace": request.query.get("namespace"), "limit": _limit(request)}
-    )
+    rows = await request.app[keys.AGENTS].agents.list_agents(request.query.get("namespace"), _limit(request))
     return respond({"agents": [_agent_json(r, request.app) for r in rows]})
 
 
@@ -66,7 +65,7 @@ async def get_agent(request: web.Request) -> web.Response:
     host_id = request.match_info["host_id"]
     if not names.HOST_ID.match(host_id):
         raise NotFound(f"agent {host_id!r} does not exist")
-    row = await request.app[keys.DB].fetch_one("get_agent", {"host_id": host_id})
+    row = await request.app[keys.AGENTS].agents.get(host_id)
     if row is None:
         raise NotFound(f"agent {host_id!r} does not exist")
     return respond(_agent_json(row, request.app))
@@ -80,14 +79,11 @@ async def list_tasks(request: web.Request) -> web.Response:
     kind = request.query.get("type")
     if kind is not None and kind not in TASK_TYPES:
         raise Problem(f"query parameter 'type' must be one of {', '.join(TASK_TYPES)}")
-    rows = await request.app[keys.DB].fetch(
-        "list_tasks",
-        {
-            "status": status,
-            "host_id": request.query.get("host_id"),
-            "experiment_id": request.query.get("experiment_id"),
-            "limit": _limit(request),
-        },
+    rows = await request.app[keys.QUEUE].list_tasks(
+        status=status,
+        host_id=request.query.get("host_id"),
+        experiment_id=request.query.get("experiment_id"),
+        limit=_limit(request),
     )
     if kind:
         rows = [r for r in rows if r["type"] == kind]
@@ -97,13 +93,9 @@ async def list_tasks(request: web.Request) -> web.Response:
 @routes.post("/api/v1/tasks")
 async def request_task(request: web.Request) -> web.Response:
     """Ask agents for a health or metrics report on demand (one host, or a namespace in one statement)."""
-    from control_plane.deployments import check_namespace
-    from phoenix_common.problems import field, json_body
-
     body = await json_body(request)
     kind = field(body, "type", str)
-    on_demand = {"health": "check", "metrics": "collect"}
-    if kind not in on_demand:
+    if kind not in ON_DEMAND:
         raise Problem(
             f"field 'type' must be health or metrics (other tasks come from deployments and "
             f"experiments), got {kind!r}",
@@ -116,19 +108,9 @@ async def request_task(request: web.Request) -> web.Response:
     priority = field(body, "priority", int, default=0)
     if not -100 <= priority <= 100:
         raise Problem("field 'priority' must be between -100 and 100", field="priority")
-    queue = request.app[keys.QUEUE]
-    db = request.app[keys.DB]
     if host_id is not None:
         names.check_host_id(host_id, "field 'host_id'", "host_id")
-        if await db.fetch_one("get_agent", {"host_id": host_id}) is None:
-            raise NotFound(f"agent {host_id!r} does not exist", field="host_id")
-        row = await queue.enqueue(host_id, type=kind, action=on_demand[kind], priority=priority)
-        return respond({"tasks": 1, "task_ids": [str(row["id"])]}, status=202)
-    check_namespace(namespace or "")
-    async with db.transaction() as tx:
-        count = await queue.enqueue_namespace(
-            tx, namespace or "", type=kind, action=on_demand[kind], priority=priority
-        )
-    if count == 0:
-        raise NotFound(f"namespace {namespace!r} has no registered agents", field="namespace")
-    return respond({"tasks": count}, status=202)
+    else:
+        names.check_namespace(namespace or "")
+    answer = await request.app[keys.AGENTS].request(kind, host_id, namespace, priority)
+    return respond(answer, status=202)

@@ -13,6 +13,9 @@ from control_plane.dispatch import Dispatcher
 from control_plane.listener import EventHub, Listener
 from control_plane.presence import Presence
 from control_plane.queue import ReportBatcher, TaskQueue
+from control_plane.services.agents import AgentService
+from control_plane.services.deployments import DeploymentService
+from control_plane.services.tokens import AgentTokens
 from control_plane.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -22,6 +25,9 @@ QUEUE = web.AppKey("queue", TaskQueue)
 REPORTS = web.AppKey("reports", ReportBatcher)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 PRESENCE = web.AppKey("presence", Presence)
+AGENTS = web.AppKey("agents", AgentService)
+DEPLOYMENTS = web.AppKey("deployments", DeploymentService)
+TOKENS = web.AppKey("agent_tokens", AgentTokens)
 HUB = web.AppKey("hub", EventHub)
 LISTENER = web.AppKey("listener", Listener)
 HTTP = web.AppKey("http", aiohttp.ClientSession)

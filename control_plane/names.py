@@ -10,6 +10,7 @@ a template or config expansion. Patterns end in `\\Z`, not `$`, which would let 
 from __future__ import annotations
 
 import re
+import secrets
 import unicodedata
 
 from phoenix_common.problems import Problem
@@ -32,6 +33,18 @@ def check_host_id(value: str, what: str, field: str) -> str:
             field=field,
         )
     return value
+
+
+def check_namespace(value: str, name: str = "namespace") -> str:
+    if not NAMESPACE.match(value):
+        raise Problem(
+            f"field '{name}' must be a DNS label (lowercase letters, digits, '-'), got {value!r}", field=name
+        )
+    return value
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(4)}"
 
 
 def check_template(value: str, name: str = "template") -> str:

@@ -16,11 +16,10 @@ import json
 from typing import Any
 
 import structlog
-from psycopg.types.json import Jsonb
 
-from control_plane.db import Database
-from control_plane.jsonutil import dumps
 from control_plane.periodic import every
+from control_plane.queue import TaskQueue
+from control_plane.stores.agents import AgentStore
 
 log = structlog.get_logger("phoenix.presence")
 
@@ -35,8 +34,11 @@ def fingerprint(report: dict[str, Any]) -> str:
 class Presence:
     """Known hosts of this process and their pending last-seen writes."""
 
-    def __init__(self, db: Database, *, flush_interval: float = 1.0, max_known: int = 1_000_000) -> None:
-        self.db = db
+    def __init__(
+        self, agents: AgentStore, tasks: TaskQueue, *, flush_interval: float = 1.0, max_known: int = 1_000_000
+    ) -> None:
+        self.agents = agents
+        self.tasks = tasks
         self.flush_interval = flush_interval
         self.max_known = max_known
         self._known: dict[str, tuple[str | None, str]] = {}  # host -> (fingerprint, namespace)
@@ -65,10 +67,9 @@ class Presence:
         if not self._pending:
             return
         pending, self._pending = self._pending, {}
-        rows = [{"host_id": h, "collector": c} for h, c in pending.items()]
         try:
             self.flushes += 1
-            updated = await self.db.fetch("touch_agents", {"rows": Jsonb(rows, dumps=dumps)})
+            updated = await self.agents.touch(pending)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -87,6 +88,6 @@ class Presence:
             # A collector now runs another config than before: if that is not its namespace's active
             # deployment (a local edit, a restore), the deployment is sent again.
             try:
-                await self.db.fetch("enqueue_active_deployment_for_hosts", {"host_ids": changed})
+                await self.tasks.enqueue_active_deployment(changed)
             except Exception as exc:
                 log.warning("drift_check_failed", error=f"{type(exc).__name__}: {exc}", hosts=len(changed))

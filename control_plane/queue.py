@@ -10,7 +10,7 @@ import structlog
 from psycopg.types.json import Jsonb
 
 from control_plane.db import Database, Tx
-from control_plane.events import publish
+from control_plane.stores.events import EventStore
 from phoenix_common.problems import Conflict, NotFound, Problem
 
 log = structlog.get_logger("phoenix.queue")
@@ -57,6 +57,7 @@ class TaskQueue:
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
         self.claim_limit = claim_limit
+        self.events = EventStore(db)
 
     async def enqueue(self, host_id: str, **task: Any) -> dict[str, Any]:
         task.setdefault("max_attempts", self.max_attempts)
@@ -81,6 +82,40 @@ class TaskQueue:
         """Fail the experiment's start tasks no agent has claimed yet; the hosts they were for."""
         rows = await tx.fetch("cancel_pending_experiment_starts", {"id": experiment_id, "reason": reason})
         return [r["host_id"] for r in rows]
+
+    async def enqueue_active_deployment(self, host_ids: Sequence[str], tx: Tx | None = None) -> int:
+        """Send their namespace's active deployment to hosts that neither run it nor have it queued."""
+        rows = await (tx or self.db).fetch(
+            "enqueue_active_deployment_for_hosts", {"host_ids": list(host_ids)}
+        )
+        return len(rows)
+
+    async def enqueue_restored(
+        self, restored: dict[str, Any], failed_id: str, reason: str, priority: int, tx: Tx | None = None
+    ) -> int:
+        """Send a restored deployment to its namespace's hosts that may not run it: those whose config
+        differs and those that received (or may still receive) `failed_id`, unless they have it queued."""
+        rows = await (tx or self.db).fetch(
+            "enqueue_restored_deployment",
+            {
+                "namespace": restored["namespace"],
+                "deployment_id": restored["id"],
+                "version": restored["version"],
+                "config_hash": restored["config_hash"],
+                "failed_id": failed_id,
+                "payload": Jsonb({"reason": reason}),
+                "priority": priority,
+                "max_attempts": self.max_attempts,
+            },
+        )
+        return len(rows)
+
+    async def cancel_undelivered(self, deployment_id: str, reason: str, tx: Tx | None = None) -> int:
+        """Fail the deployment's tasks no host has received yet; how many."""
+        rows = await (tx or self.db).fetch(
+            "cancel_undelivered_deployment_tasks", {"id": deployment_id, "reason": reason}
+        )
+        return len(rows)
 
     async def claim(self, host_id: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Lease a host's next tasks, most urgent first."""
@@ -156,14 +191,36 @@ class TaskQueue:
             },
         )
 
+    async def renew_leases(self, tx: Tx | None = None) -> int:
+        """Give every lease a full period from now (after an outage no agent could renew one in)."""
+        return await (tx or self.db).execute(
+            "renew_leases_after_outage", {"lease_seconds": self.lease_seconds}
+        )
+
+    async def list_tasks(
+        self, *, status: str | None, host_id: str | None, experiment_id: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Tasks, newest first."""
+        return await self.db.fetch(
+            "list_tasks",
+            {"status": status, "host_id": host_id, "experiment_id": experiment_id, "limit": limit},
+        )
+
+    async def depth(self) -> dict[str, int]:
+        """How many tasks are in each status."""
+        return {r["status"]: r["n"] for r in await self.db.fetch("queue_depth")}
+
+    async def finished(self) -> dict[tuple[str, str], int]:
+        """Final tasks by (type, status), counting those retention pruned: never goes backwards."""
+        return {(r["type"], r["status"]): r["n"] for r in await self.db.fetch("tasks_finished")}
+
     async def reap(self) -> list[dict[str, Any]]:
         """Requeue or fail tasks whose lease expired; safe to run in every replica at once."""
         async with self.db.transaction() as tx:
             rows = await tx.fetch("reap_expired_leases")
             for row in rows:
                 kind = "task_failed" if row["status"] == "failed" else "task_requeued"
-                await publish(
-                    tx,
+                await self.events.publish(
                     "tasks",
                     kind,
                     str(row["id"]),
@@ -176,6 +233,7 @@ class TaskQueue:
                         "experiment_id": row["experiment_id"],
                     },
                     reason=row["error"] or "lease expired",
+                    tx=tx,
                 )
         for row in rows:
             log.warning(

@@ -7,23 +7,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
-from aiohttp import web
 
-from control_plane import keys
-from control_plane.db import Database
-from control_plane.metrics import METRICS
+from control_plane.metrics import ApiMetrics
 from control_plane.periodic import every
 from control_plane.settings import Settings
+from control_plane.stores.retention import RetentionStore
 
 log = structlog.get_logger("phoenix.retention")
 
 
 @dataclass(frozen=True)
 class Rule:
-    """One table's retention: the query that deletes a batch and the age it keeps, in seconds."""
+    """One table's retention: the age it keeps, in seconds."""
 
     table: str
-    query: str
     max_age_seconds: float
 
 
@@ -32,16 +29,16 @@ def retention_rules(settings: Settings) -> list[Rule]:
     return [
         rule
         for rule in (
-            Rule("tasks", "prune_tasks", settings.retention_tasks),
-            Rule("events", "prune_events", settings.retention_events),
-            Rule("experiment_measurements", "prune_measurements", settings.retention_measurements),
+            Rule("tasks", settings.retention_tasks),
+            Rule("events", settings.retention_events),
+            Rule("experiment_measurements", settings.retention_measurements),
         )
         if rule.max_age_seconds > 0
     ]
 
 
 async def prune(
-    db: Database,
+    store: RetentionStore,
     rules: list[Rule],
     batch: int,
     on_deleted: Callable[[str, int], None] | None = None,
@@ -55,8 +52,7 @@ async def prune(
     for rule in rules:
         counts[rule.table] = 0
         while True:
-            row = await db.fetch_one(rule.query, {"max_age_seconds": rule.max_age_seconds, "batch": batch})
-            deleted = int(row["n"]) if row else 0
+            deleted = await store.prune(rule.table, rule.max_age_seconds, batch)
             counts[rule.table] += deleted
             if deleted and on_deleted is not None:
                 on_deleted(rule.table, deleted)
@@ -65,10 +61,8 @@ async def prune(
     return counts
 
 
-async def run(app: web.Application) -> None:
+async def run(store: RetentionStore, settings: Settings, metrics: ApiMetrics) -> None:
     """A pass every retention_interval (jittered); errors are logged and the next pass tries again."""
-    settings = app[keys.SETTINGS]
-    metrics = app[METRICS]
     active = retention_rules(settings)
     if not active:
         log.info("retention_disabled")
@@ -77,7 +71,7 @@ async def run(app: web.Application) -> None:
     async def one_pass() -> None:
         start = time.monotonic()
         counts = await prune(
-            app[keys.DB],
+            store,
             active,
             settings.retention_batch,
             on_deleted=lambda table, n: metrics.pruned.labels(table).inc(n),

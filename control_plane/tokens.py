@@ -1,92 +1,15 @@
-"""Per-host agent tokens: checked on every agent request, issued and revoked by operators."""
+"""Operator endpoints for per-host agent tokens: issue (or rotate) and revoke."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import structlog
 from aiohttp import web
 
 from control_plane import keys, names
-from control_plane.db import Database
 from control_plane.jsonutil import respond
-from phoenix_common.problems import Forbidden, Unauthorized
-from phoenix_common.tokens import new_token, same_token, token_hash
 
-log = structlog.get_logger("phoenix.tokens")
 routes = web.RouteTableDef()
-
-
-class AgentTokens:
-    """Checks a host's token against its stored hash, remembering verified hashes for `ttl` seconds.
-
-    10,000 agents poll and heartbeat, so a host whose token was verified in the last `ttl` seconds
-    costs no database round trip. A revocation or rotation made through this process takes effect here
-    at once; other replicas keep accepting the old token until their cached entry expires (at most
-    `ttl` seconds), since nothing tells them. A token that does not match the cached hash is always
-    looked up again, so a token rotated on another replica works here at once.
-    """
-
-    def __init__(self, ttl: float, max_entries: int = 200_000) -> None:
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self._verified: dict[str, tuple[str, float]] = {}
-
-    def _remember(self, host_id: str, digest: str) -> None:
-        if self.ttl <= 0:
-            return
-        now = time.monotonic()
-        if len(self._verified) >= self.max_entries:
-            self._verified = {h: e for h, e in self._verified.items() if e[1] > now}
-            if len(self._verified) >= self.max_entries:
-                self._verified.clear()
-        self._verified[host_id] = (digest, now + self.ttl)
-
-    def forget(self, host_id: str) -> None:
-        """Drop what this process remembers of a host's token (after a revocation or rotation)."""
-        self._verified.pop(host_id, None)
-
-    async def verify(self, db: Database, host_id: str, presented: str, enrolment: str | None) -> str | None:
-        """Pass if `presented` is the host's own token; bind a new one on enrolment and return it.
-
-        Raises Unauthorized for a token that is nobody's, Forbidden for a valid token that is not this
-        host's (another host's, or the enrolment token for a bound or revoked host).
-        """
-        digest = token_hash(presented)
-        cached = self._verified.get(host_id)
-        if cached is not None and cached[1] > time.monotonic() and same_token(cached[0], digest):
-            return None
-        row = await db.fetch_one("agent_token_get", {"host_id": host_id})
-        if row is not None and row["token_hash"] is not None:
-            if same_token(row["token_hash"], digest):
-                self._remember(host_id, row["token_hash"])
-                return None
-            self.forget(host_id)
-        is_enrolment = enrolment is not None and same_token(presented, enrolment)
-        if row is None and is_enrolment:
-            own = new_token()
-            if await db.fetch_one("agent_token_enrol", {"host_id": host_id, "token_hash": token_hash(own)}):
-                self._remember(host_id, token_hash(own))
-                log.info("agent_token_enrolled", host_id=host_id)
-                return own
-            row = {"token_hash": "raced"}
-        if is_enrolment:
-            if row is not None and row["token_hash"] is None:
-                raise Forbidden(
-                    f"the token of host {host_id} was revoked; an operator must issue it a new one",
-                    field="Authorization",
-                )
-            raise Forbidden(
-                f"host {host_id} is bound to its own token; the enrolment token cannot act as it",
-                field="Authorization",
-            )
-        if await db.fetch_one("agent_token_owner", {"token_hash": digest}):
-            raise Forbidden(f"this token cannot act as host {host_id}", field="Authorization")
-        raise Unauthorized("the agent token is not valid", field="Authorization")
-
-
-AGENT_TOKENS = web.AppKey("agent_tokens", AgentTokens)
 
 
 def _host_id(request: web.Request) -> str:
@@ -103,13 +26,7 @@ def _no_store(body: dict[str, Any], status: int = 200) -> web.Response:
 async def issue(request: web.Request) -> web.Response:
     """Issue (or rotate) a host's token: shown once in this answer, stored only as a hash."""
     host_id = _host_id(request)
-    token = new_token()
-    row = await request.app[keys.DB].fetch_one(
-        "agent_token_issue", {"host_id": host_id, "token_hash": token_hash(token)}
-    )
-    assert row is not None
-    request.app[AGENT_TOKENS].forget(host_id)
-    log.info("agent_token_issued", host_id=host_id, replaced=row["replaced"])
+    token, row = await request.app[keys.TOKENS].issue(host_id)
     answer = {"host_id": host_id, "agent_token": token, "issued_at": row["issued_at"]}
     return _no_store({**answer, "replaced": row["replaced"]}, status=201)
 
@@ -118,8 +35,5 @@ async def issue(request: web.Request) -> web.Response:
 async def revoke(request: web.Request) -> web.Response:
     """Revoke a host's token; the enrolment token cannot bind the host again, only a new issue can."""
     host_id = _host_id(request)
-    row = await request.app[keys.DB].fetch_one("agent_token_revoke", {"host_id": host_id})
-    assert row is not None
-    request.app[AGENT_TOKENS].forget(host_id)
-    log.info("agent_token_revoked", host_id=host_id, had_token=row["had_token"])
+    row = await request.app[keys.TOKENS].revoke(host_id)
     return _no_store({"host_id": host_id, "revoked_at": row["revoked_at"], "had_token": row["had_token"]})

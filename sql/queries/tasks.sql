@@ -198,8 +198,9 @@ RETURNING id;
 
 -- name: enqueue_restored_deployment
 -- Send the restored deployment to the namespace's hosts that may not run it: those whose reported config
--- differs and those that received (or may still receive) the failed one; not to a host that already
--- has it queued or in hand. A host that failed the rollout and restored this config itself is skipped.
+-- differs and those that received (or may still receive) the retired one; not to a host that has it
+-- queued or in hand after every task of the retired one (it runs it last). A host that failed the
+-- rollout and restored this config itself is skipped. Used by the operator's rollback and the watcher.
 INSERT INTO tasks (host_id, type, action, payload, priority, max_attempts, deployment_id, deployment_version)
 SELECT a.host_id, 'deployment', 'apply', %(payload)s, %(priority)s, %(max_attempts)s, %(deployment_id)s,
        %(version)s
@@ -209,8 +210,12 @@ WHERE a.namespace = %(namespace)s
        OR a.host_id IN (SELECT host_id FROM tasks
                         WHERE deployment_id = %(failed_id)s
                           AND status IN ('pending', 'assigned', 'running', 'completed')))
-  AND a.host_id NOT IN (SELECT host_id FROM tasks
-                        WHERE deployment_id = %(deployment_id)s AND status IN ('pending', 'assigned', 'running'))
+  AND a.host_id NOT IN (SELECT r.host_id FROM tasks r
+                        WHERE r.deployment_id = %(deployment_id)s AND r.status IN ('pending', 'assigned', 'running')
+                          AND NOT EXISTS (SELECT 1 FROM tasks f
+                                          WHERE f.host_id = r.host_id AND f.deployment_id = %(failed_id)s
+                                            AND f.status IN ('pending', 'assigned', 'running', 'completed')
+                                            AND f.created_at > r.created_at))
 RETURNING host_id;
 
 -- name: cancel_undelivered_deployment_tasks

@@ -15,6 +15,7 @@ from psycopg.types.json import Jsonb
 from control_plane import retention
 from control_plane.db import Database, make_pool
 from control_plane.settings import Settings
+from control_plane.stores.retention import RetentionStore
 from phoenix_common.settings import SettingsError, load
 from tests.support import wait_for
 from tests.support.services import start_api
@@ -225,7 +226,9 @@ async def test_concurrent_passes_delete_each_row_once(database_url: str) -> None
         await pool.open(wait=True, timeout=30)
     try:
         rules = retention.retention_rules(Settings())
-        counts = await asyncio.gather(*(retention.prune(Database(pool), rules, 100) for pool in pools))
+        counts = await asyncio.gather(
+            *(retention.prune(RetentionStore(Database(pool)), rules, 100) for pool in pools)
+        )
     finally:
         for pool in pools:
             await pool.close()

@@ -11,7 +11,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from control_plane.tokens import AgentTokens
+from control_plane.services.tokens import AgentTokens
+from control_plane.stores.tokens import TokenStore
 from phoenix_common.problems import Forbidden, Unauthorized
 from tests.security.conftest import ENROLMENT, OPERATOR, agent, assert_problem, issue_token, operator
 from tests.support import http_json, wait_for
@@ -187,22 +188,22 @@ class CountingDb:
 async def test_a_verified_token_costs_no_database_round_trip_within_the_ttl() -> None:
     token = "phx_" + "k" * 43
     db: Any = CountingDb({"h1": hashlib.sha256(token.encode()).hexdigest()})
-    tokens = AgentTokens(ttl=30)
+    tokens = AgentTokens(TokenStore(db), ttl=30)
     for _ in range(1000):
-        assert await tokens.verify(db, "h1", token, None) is None
+        assert await tokens.verify("h1", token, None) is None
     assert db.calls == 1
     with pytest.raises(Forbidden):
-        await tokens.verify(db, "h2", token, None)
+        await tokens.verify("h2", token, None)
     with pytest.raises(Unauthorized):
-        await tokens.verify(db, "h1", "wrong", None)
+        await tokens.verify("h1", "wrong", None)
     # A wrong token made the process forget h1; the right one is looked up (and cached) again.
     calls = db.calls
-    assert await tokens.verify(db, "h1", token, None) is None
-    assert await tokens.verify(db, "h1", token, None) is None
+    assert await tokens.verify("h1", token, None) is None
+    assert await tokens.verify("h1", token, None) is None
     assert db.calls == calls + 1
-    uncached = AgentTokens(ttl=0)
+    uncached = AgentTokens(TokenStore(db), ttl=0)
     for _ in range(3):
-        await uncached.verify(db, "h1", token, None)
+        await uncached.verify("h1", token, None)
     assert db.calls == calls + 4
 
 

@@ -1,0 +1,1 @@
+"""Services: one job each, on stores and clients, never the aiohttp application."""

@@ -1,0 +1,109 @@
+"""The agents' side of the API: registration, heartbeats, long polls; and on-demand checks of hosts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from control_plane.db import Database
+from control_plane.dispatch import Dispatcher
+from control_plane.presence import Presence, fingerprint
+from control_plane.queue import TaskQueue
+from control_plane.stores.agents import AgentStore
+from control_plane.stores.events import EventStore
+from phoenix_common.problems import NotFound
+
+log = structlog.get_logger("phoenix.agent_api")
+
+ON_DEMAND = {"health": "check", "metrics": "collect"}
+
+
+class AgentService:
+    """Every contact of an agent, on the agent, task and event stores, the presence batcher and the
+    long-poll dispatcher."""
+
+    def __init__(
+        self,
+        db: Database,
+        agents: AgentStore,
+        tasks: TaskQueue,
+        events: EventStore,
+        presence: Presence,
+        dispatcher: Dispatcher,
+    ):
+        self.db = db
+        self.agents = agents
+        self.tasks = tasks
+        self.events = events
+        self.presence = presence
+        self.dispatcher = dispatcher
+
+    async def register(self, host_id: str, report: dict[str, Any]) -> dict[str, Any]:
+        """Record the agent's contact; a new agent or a namespace change gets the active deployment."""
+        async with self.db.transaction() as tx:
+            row = await self.agents.upsert(host_id, report, tx)
+            joined = row["inserted"] or row["previous_namespace"] != row["namespace"]
+            if joined:
+                await self.events.publish(
+                    "agents",
+                    "agent_registered" if row["inserted"] else "agent_moved",
+                    host_id,
+                    data={"host_id": host_id, "namespace": row["namespace"]},
+                    tx=tx,
+                )
+            if joined or report.get("collector") is not None:
+                await self.tasks.enqueue_active_deployment([host_id], tx)
+        return row
+
+    async def heartbeat(self, host_id: str, report: dict[str, Any]) -> str:
+        """Note a validated heartbeat and keep the leases of the tasks it runs; the host's namespace."""
+        fp = fingerprint(report)
+        known = self.presence.known(host_id)
+        if known is not None and known[0] == fp:
+            # Nothing new about the host but its collector's state: written with the next batch (which
+            # also sends the active deployment to a host found running another config).
+            namespace = known[1]
+            self.presence.touch(host_id, report.get("collector"))
+        else:
+            namespace = (await self.register(host_id, report))["namespace"]
+            self.presence.remember(host_id, fp, namespace)
+        running = report.get("running_tasks")
+        if running is None or running:
+            await self.tasks.extend_leases(host_id, running)
+        return namespace
+
+    async def poll(self, host_id: str, wait: float, gone: Callable[[], bool]) -> list[dict[str, Any]]:
+        """The host's next tasks, waiting up to `wait` seconds; released at once if the caller is `gone`."""
+        if self.presence.known(host_id) is None:
+            row = await self.register(host_id, {})
+            self.presence.remember(host_id, None, row["namespace"])
+        else:
+            self.presence.touch(host_id)
+        tasks = await self.dispatcher.wait(host_id, wait)
+        if tasks and gone():
+            # Nobody is left to receive them: back to the queue at once rather than after a lease.
+            await self.tasks.release([str(t["id"]) for t in tasks])
+            log.info("poll_abandoned", host_id=host_id, released=len(tasks))
+            return []
+        for task in tasks:
+            log.info("task_assigned", host_id=host_id, task_id=str(task["id"]), type=task["type"])
+        return tasks
+
+    async def request(
+        self, kind: str, host_id: str | None, namespace: str | None, priority: int
+    ) -> dict[str, Any]:
+        """Ask one host, or every host of a namespace (one statement), for a health or metrics report."""
+        if host_id is not None:
+            if await self.agents.get(host_id) is None:
+                raise NotFound(f"agent {host_id!r} does not exist", field="host_id")
+            row = await self.tasks.enqueue(host_id, type=kind, action=ON_DEMAND[kind], priority=priority)
+            return {"tasks": 1, "task_ids": [str(row["id"])]}
+        async with self.db.transaction() as tx:
+            count = await self.tasks.enqueue_namespace(
+                tx, namespace or "", type=kind, action=ON_DEMAND[kind], priority=priority
+            )
+        if count == 0:
+            raise NotFound(f"namespace {namespace!r} has no registered agents", field="namespace")
+        return {"tasks": count}

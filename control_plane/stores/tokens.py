@@ -1,0 +1,39 @@
+"""Per-host agent tokens, stored as sha256 hashes only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from control_plane.db import Executor, Tx
+
+
+class TokenStore:
+    """The agent_tokens table."""
+
+    def __init__(self, db: Executor):
+        self.db = db
+
+    async def get(self, host_id: str, tx: Tx | None = None) -> dict[str, Any] | None:
+        """The host's token_hash (None once revoked) and revoked_at; None when it has no row."""
+        return await (tx or self.db).fetch_one("agent_token_get", {"host_id": host_id})
+
+    async def owner(self, digest: str, tx: Tx | None = None) -> str | None:
+        row = await (tx or self.db).fetch_one("agent_token_owner", {"token_hash": digest})
+        return row["host_id"] if row else None
+
+    async def enrol(self, host_id: str, digest: str, tx: Tx | None = None) -> bool:
+        """Bind a host without a row to its own token; False when it is bound or revoked already."""
+        return (
+            await (tx or self.db).fetch_one("agent_token_enrol", {"host_id": host_id, "token_hash": digest})
+            is not None
+        )
+
+    async def issue(self, host_id: str, digest: str, tx: Tx | None = None) -> dict[str, Any]:
+        row = await (tx or self.db).fetch_one("agent_token_issue", {"host_id": host_id, "token_hash": digest})
+        assert row is not None
+        return row
+
+    async def revoke(self, host_id: str, tx: Tx | None = None) -> dict[str, Any]:
+        row = await (tx or self.db).fetch_one("agent_token_revoke", {"host_id": host_id})
+        assert row is not None
+        return row
