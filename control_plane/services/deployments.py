@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from control_plane.db import Database, Tx
-from control_plane.generator_client import GeneratorClient
 from control_plane.names import new_id
 from control_plane.queue import TaskQueue
 from control_plane.stores.agents import AgentStore
 from control_plane.stores.deployments import DeploymentStore
 from control_plane.stores.events import EventStore
 from phoenix_common.problems import Conflict, NotFound
+
+if TYPE_CHECKING:  # generator_client reaches keys.py, which holds this service
+    from control_plane.generator_client import GeneratorClient
 
 log = structlog.get_logger("phoenix.deployments")
 
