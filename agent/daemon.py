@@ -20,7 +20,8 @@ from agent.collector import Collector
 from agent.config import AgentSettings
 from agent.state import Outbox, StateDir, atomic_write, read_text
 from agent.supervisor import Supervisor, make_supervisor
-from agent.tasks import TaskHandlers, jittered
+from agent.tasks import TaskHandlers
+from agent.timing import jittered
 
 log = structlog.get_logger("phoenix.agent")
 
@@ -80,7 +81,7 @@ class Agent:
             "version": __version__,
             "namespace": self.settings.namespace,
             "labels": dict(self.settings.labels),
-            "collector": await handlers.collector_report(),
+            "collector": await handlers.sampler.collector_report(),
             "facts": self._facts,
             "running_tasks": handlers.running_task_ids(),
         }
@@ -110,7 +111,7 @@ class Agent:
             self.handlers = handlers
             await collector.start()
             await handlers.recover()
-            await handlers.resume_refreshers()
+            await handlers.refreshers.resume()
             log.info(
                 "agent_started",
                 version=__version__,

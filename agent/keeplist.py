@@ -4,29 +4,11 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-STRATEGIES = ("topk", "adaptive", "intelligent")
-
-# The pseudo-process that selection pipelines fold every non-kept process into.
-OTHER = "other"
-
-
-def _fallback_validate(name: object) -> str:
-    """Reject what could never be a process name when phoenix_common is unavailable."""
-    if not isinstance(name, str) or not name.strip() or len(name) > 256:
-        raise ValueError(f"invalid process name {name!r}")
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise ValueError(f"process name {name!r} holds a control character")
-    return name
-
-
-_validate: Callable[[object], str]
-try:
-    from phoenix_common.keeplist import validate_process_name as _validate
-except ImportError:  # pragma: no cover - phoenix_common ships with the agent; this guards a partial install
-    _validate = _fallback_validate
+from phoenix_common.keeplist import validate_process_name
+from phoenix_common.wire import OTHER, STRATEGIES
 
 
 def valid_process_name(name: object) -> bool:
@@ -34,7 +16,7 @@ def valid_process_name(name: object) -> bool:
     if name == OTHER:
         return False
     try:
-        _validate(name)
+        validate_process_name(name)
     except ValueError:
         return False
     return True
@@ -104,7 +86,7 @@ class KeepListTracker:
         for name in critical:
             if name == OTHER:
                 raise ValueError("critical process name 'other' is reserved for the folded remainder")
-            _validate(name)
+            validate_process_name(name)
         # Only the intelligent strategy guarantees critical processes a place.
         self.critical: tuple[str, ...] = tuple(sorted(set(critical))) if strategy == "intelligent" else ()
         self._states: dict[str, _State] = {}

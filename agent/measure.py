@@ -12,6 +12,8 @@ from typing import Any
 
 import aiohttp
 
+from phoenix_common.wire import OTHER
+
 try:
     import psutil
 except ImportError:  # pragma: no cover - psutil is in the agent extra; without it usage reads as zero
@@ -38,7 +40,6 @@ COMMAND_LABEL = "process_command"
 PID_LABEL = "process_pid"
 # Datapoint attributes of process metrics: they split one process into several series.
 DATAPOINT_LABELS = frozenset({"state", "direction", "type"})
-OTHER = "other"
 # Metadata series some exporters add about the target/scope rather than about the data.
 META_SERIES = frozenset({"target_info", "otel_scope_info"})
 

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import msgspec
 from msgspec import Meta, Struct
 
-from phoenix_common.keeplist import validate_process_name
+from phoenix_common.keeplist import render_keep_file, validate_process_name
 from phoenix_common.settings import is_loopback
 
 # The roll-up series of every process a pipeline does not keep at full detail.
@@ -60,15 +60,21 @@ class KeepList(Struct, frozen=True):
             raise ValueError("path must be absolute")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
-        for name in ("critical", "initial"):
+        if OTHER in self.critical:
+            raise ValueError(f"critical must not name {OTHER!r}: it is the roll-up of the processes not kept")
+        for name in self.critical:
             try:
-                for process in getattr(self, name):
-                    validate_process_name(process)
+                validate_process_name(name)
             except ValueError as exc:
-                raise ValueError(f"{name} holds an invalid name: {exc}") from None
+                raise ValueError(f"critical is invalid: {exc}") from None
+        try:
+            render_keep_file(self.initial)
+        except ValueError as exc:
+            raise ValueError(f"initial is invalid: {exc}") from None
 
 
-def _check_loopback(name: str, value: str) -> None:
+def check_loopback(name: str, value: str) -> None:
+    """ValueError unless `value` is a `host:port` on loopback (the collector only listens there)."""
     parts = urlsplit(f"//{value}")
     try:
         port = parts.port
@@ -90,9 +96,9 @@ class Rendered(Struct, frozen=True):
     keep_list: KeepList | None = None
 
     def __post_init__(self) -> None:
-        _check_loopback("prometheus_endpoint", self.prometheus_endpoint)
+        check_loopback("prometheus_endpoint", self.prometheus_endpoint)
         if self.observe_endpoint is not None:
-            _check_loopback("observe_endpoint", self.observe_endpoint)
+            check_loopback("observe_endpoint", self.observe_endpoint)
 
 
 AsRendered = Annotated[Rendered | None, _says("must be a Rendered object")]

@@ -102,8 +102,8 @@ async def test_experiment_measures_both_variants_and_restores(
     # The candidate keeps at most k processes plus the critical one at full detail; the baseline all.
     base_series = summary["variants"]["baseline"]["active_series"]["mean"]
     cand_series = summary["variants"]["candidate"]["active_series"]["mean"]
+    # The agent reports raw figures only; the control plane derives the reduction (control_plane/analysis.py).
     assert cand_series < base_series
-    assert summary["series_reduction_percent"] > 0
 
     # The config that ran before is back, with the deployment's record.
     assert h.collector.config_path.read_text() == collector_yaml(before)
@@ -199,7 +199,8 @@ async def test_keep_list_refresh_reloads_only_on_change(
 ) -> None:
     from pathlib import Path
 
-    from agent.tasks import KeepListRefresher, KeepSpec
+    from agent.keeprefresh import KeepListRefresher
+    from phoenix_common import wire
 
     h = harness.handlers
     rendered = render(
@@ -219,7 +220,7 @@ async def test_keep_list_refresh_reloads_only_on_change(
     )
     assert harness.final("dep")["status"] == "completed"
     keep_path = harness.state.keep_dir / "main.yaml"
-    spec = KeepSpec.parse(rendered["keep_list"], "keep_list")
+    spec = wire.check(wire.KeepList, rendered["keep_list"], "keep_list")
     refresher = KeepListRefresher(
         h.collector,
         http,

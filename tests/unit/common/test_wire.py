@@ -63,12 +63,17 @@ def test_a_full_experiment_start_decodes_with_defaults() -> None:
         (
             wire.DeploymentApply,
             {"pipeline": "p", "config_yaml": "a", "keep_list": {**KEEP, "initial": ["sshd", " "]}},
-            "payload.keep_list.initial holds an invalid name: process name must not be empty or blank",
+            "payload.keep_list.initial is invalid: process name must not be empty or blank",
         ),
         (
             wire.DeploymentApply,
             {"pipeline": "p", "config_yaml": "a", "keep_list": {**KEEP, "critical": [1]}},
             "payload.keep_list.critical must be an array of strings",
+        ),
+        (
+            wire.DeploymentApply,
+            {"pipeline": "p", "config_yaml": "a", "keep_list": {**KEEP, "critical": ["sshd", wire.OTHER]}},
+            "payload.keep_list.critical must not name 'other'",
         ),
         (wire.ExperimentStart, {}, "payload.experiment_id is required"),
         (

@@ -1,0 +1,219 @@
+"""Keep-list refreshes: rank processes from an observation exporter and rewrite the keep file on change."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+import structlog
+
+from agent import keeplist, measure
+from agent.collector import ApplyError, Collector, one_line
+from agent.payloads import collection_interval
+from agent.state import StateDir, atomic_write, read_text
+from agent.timing import jittered
+from phoenix_common import wire
+from phoenix_common.keeplist import parse_keep_file, render_keep_file
+
+log = structlog.get_logger("phoenix.agent.keeprefresh")
+
+# Keep-list refreshes of a deployment run at most this often (the collector reloads on each change).
+MIN_REFRESH_SECONDS = 30.0
+# An experiment refreshes often enough to settle its keep-list well inside the measured window.
+MIN_EXPERIMENT_REFRESH_SECONDS = 5.0
+DEPLOYMENT_HOLD_SECONDS = 120.0
+
+
+class KeepListRefresher:
+    """Ranks processes from a selection pipeline's observation exporter; rewrites its keep file on change."""
+
+    def __init__(
+        self,
+        collector: Collector,
+        session: aiohttp.ClientSession,
+        *,
+        variant: str,
+        pipeline: str,
+        spec: wire.KeepList,
+        keep_path: Path,
+        observe_endpoint: str,
+        period: float,
+        min_hold_seconds: float,
+        collection_interval: float | None = None,
+    ) -> None:
+        self.collector = collector
+        self.session = session
+        self.variant = variant
+        self.pipeline = pipeline
+        self.spec = spec
+        self.keep_path = keep_path
+        self.observe_endpoint = observe_endpoint
+        self.period = period
+        self.first_delay = min(period, max(MIN_EXPERIMENT_REFRESH_SECONDS, 2 * (collection_interval or 10.0)))
+        self.tracker = keeplist.KeepListTracker(
+            spec.strategy, spec.k, spec.critical, min_hold_seconds=min_hold_seconds
+        )
+        self.current: list[str] = self._file_names() or sorted(set(spec.initial))
+        self.refreshes = 0
+        self.changes = 0
+        self._snapshot: measure.Snapshot | None = None
+
+    def _file_names(self) -> list[str] | None:
+        text = read_text(self.keep_path)
+        if text is None:
+            return None
+        try:
+            return sorted(set(parse_keep_file(text)))
+        except ValueError:
+            return None
+
+    async def prime(self) -> None:
+        """The first ranking, soon after start: `first_delay` (two collections), not a whole period.
+
+        Until it, a selection pipeline keeps only its initial (critical) processes.
+        """
+        first = time.monotonic() + self.first_delay
+        # The reference point for the first CPU rates: the first observation that holds data.
+        while self._snapshot is None and time.monotonic() < first:
+            await self._observe()
+            if self._snapshot is None:
+                await asyncio.sleep(1.0)
+        await asyncio.sleep(max(0.0, first - time.monotonic()))
+        await self._refresh_logged()
+
+    async def run(self, primed: bool = False) -> None:
+        """Rank (unless primed already), then again every `period` (jittered) until cancelled."""
+        log.info("keep_list_refresher_started", variant=self.variant, period_seconds=round(self.period, 1))
+        if not primed:
+            await self.prime()
+        while True:
+            await asyncio.sleep(jittered(self.period))
+            await self._refresh_logged()
+
+    async def _refresh_logged(self) -> None:
+        try:
+            await self.refresh_once()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("keep_list_refresh_failed", variant=self.variant, error=one_line(str(exc), 300))
+
+    async def _observe(self) -> dict[str, Any] | None:
+        try:
+            text = await measure.scrape(self.session, self.observe_endpoint)
+        except measure.MeasureError as exc:
+            log.warning("keep_list_observe_failed", variant=self.variant, error=str(exc))
+            return None
+        sample, snapshot = measure.summarize(
+            text,
+            variant=self.variant,
+            pipeline=self.pipeline,
+            previous=self._snapshot,
+            critical=self.spec.critical,
+            kept=None,
+        )
+        if sample["active_series"] == 0:
+            # Nothing collected yet (just started or reloaded): ranking on it would drop every process.
+            return None
+        self._snapshot = snapshot
+        return sample
+
+    async def refresh_once(self) -> bool:
+        """One ranking; True when the keep list changed and the collector took it."""
+        sample = await self._observe()
+        if sample is None:
+            return False
+        self.refreshes += 1
+        cpu = {n: v for n, v in sample["process_cpu_seconds_rate"].items() if n != wire.OTHER}
+        memory = {n: v for n, v in sample["process_memory_bytes"].items() if n != wire.OTHER}
+        chosen = self.tracker.update(cpu, memory, time.time())
+        if chosen is None or sorted(chosen) == self.current:
+            return False
+        previous = read_text(self.keep_path)
+        atomic_write(self.keep_path, render_keep_file(chosen))
+        try:
+            await self.collector.reload_checked()
+        except ApplyError as exc:
+            log.error("keep_list_reload_failed", variant=self.variant, error=str(exc))
+            if previous is not None:
+                atomic_write(self.keep_path, previous)
+            with contextlib.suppress(ApplyError):
+                await self.collector.reload_checked()
+            return False
+        log.info(
+            "keep_list_changed",
+            variant=self.variant,
+            added=sorted(set(chosen) - set(self.current)),
+            removed=sorted(set(self.current) - set(chosen)),
+        )
+        self.current = sorted(chosen)
+        self.changes += 1
+        return True
+
+
+class KeepListRecord(msgspec.Struct, frozen=True):
+    """What the applied record remembers of a deployment's keep list, to refresh it after a restart."""
+
+    variant: str
+    spec: wire.KeepList
+    keep_path: str
+    observe_endpoint: str
+
+    def __post_init__(self) -> None:
+        wire.check_loopback("observe_endpoint", self.observe_endpoint)
+
+
+class Refreshers:
+    """The running deployment's keep-list refreshers, stopped while its config is replaced."""
+
+    def __init__(self, collector: Collector, session: aiohttp.ClientSession, state: StateDir) -> None:
+        self.collector = collector
+        self.session = session
+        self.state = state
+        self.running: dict[str, KeepListRefresher] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def kept(self) -> dict[str, list[str]]:
+        """Variant -> the processes its keep list holds now."""
+        return {variant: r.current for variant, r in self.running.items()}
+
+    async def suspend(self) -> None:
+        """Stop the refreshers (the config they serve is being replaced)."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.running = {}
+
+    async def resume(self) -> None:
+        """Start refreshers for what the applied record says runs now."""
+        await self.suspend()
+        record = self.state.load_applied()
+        if record.get("source") != "deployment":
+            return
+        for item in record.get("keep_lists") or []:
+            try:
+                kept = wire.check(KeepListRecord, item, "keep_list")
+            except wire.WireError as exc:
+                variant = item.get("variant") if isinstance(item, dict) else None
+                log.warning("keep_list_refresher_not_started", variant=variant, reason=str(exc))
+                continue
+            refresher = KeepListRefresher(
+                self.collector,
+                self.session,
+                variant=kept.variant,
+                pipeline=str(record.get("pipeline")),
+                spec=kept.spec,
+                keep_path=Path(kept.keep_path),
+                observe_endpoint=kept.observe_endpoint,
+                period=max(MIN_REFRESH_SECONDS, kept.spec.refresh_seconds),
+                min_hold_seconds=DEPLOYMENT_HOLD_SECONDS,
+                collection_interval=collection_interval(self.collector.current_config()),
+            )
+            self.running[kept.variant] = refresher
+            self._tasks.append(asyncio.create_task(refresher.run(), name=f"keep-{kept.variant}"))

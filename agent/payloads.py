@@ -1,0 +1,170 @@
+"""Task payloads as the agent runs them: the wire contracts, with keep files moved into the state dir."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from agent.collector import MergeError, dump_config, merge_configs, parse_config, sha256_text
+from agent.state import StateDir
+from phoenix_common import wire
+from phoenix_common.settings import parse_duration
+
+T = TypeVar("T")
+
+
+class TaskError(Exception):
+    """A task cannot be done; the message is the one-line reason reported with status failed."""
+
+
+def check(kind: type[T], payload: Any) -> T:
+    """`payload` as a wire contract, or TaskError naming the field."""
+    try:
+        return wire.check(kind, payload)
+    except wire.WireError as exc:
+        raise TaskError(str(exc)) from None
+
+
+def relocate(config_yaml: str, keep: wire.KeepList, state: StateDir, where: str) -> tuple[str, Path]:
+    """Point the config at the agent's own keep file by replacing the exact path string."""
+    try:
+        target = state.keep_path(keep.path)
+    except ValueError as exc:
+        raise TaskError(f"{where}: {exc}") from None
+    if keep.path not in config_yaml:
+        raise TaskError(f"{where}.path {keep.path!r} does not occur in the config")
+    return config_yaml.replace(keep.path, str(target)), target
+
+
+def _config(text: str, where: str) -> dict[str, Any]:
+    try:
+        return parse_config(text, where)
+    except ValueError as exc:
+        raise TaskError(str(exc)) from None
+
+
+def collection_interval(config: Mapping[str, Any]) -> float | None:
+    """The shared receiver's collection interval in seconds, when the config states one."""
+    receivers = config.get("receivers") or {}
+    for name, spec in receivers.items() if isinstance(receivers, Mapping) else ():
+        if (
+            str(name).startswith("hostmetrics")
+            and isinstance(spec, Mapping)
+            and spec.get("collection_interval")
+        ):
+            with contextlib.suppress(Exception):
+                return parse_duration(spec["collection_interval"], "collection_interval")
+    return None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A deployment/apply payload whose config points at the agent's keep file."""
+
+    deployment_id: str | None
+    pipeline: str
+    config_yaml: str
+    config_hash: str  # as stated, else of the config as received (before relocation)
+    received_hash: str
+    config: dict[str, Any]
+    keep: wire.KeepList | None
+    keep_path: Path | None
+
+    @classmethod
+    def parse(cls, payload: Any, state: StateDir) -> Deployment:
+        body = check(wire.DeploymentApply, payload)
+        text, keep_path = body.config_yaml, None
+        if body.keep_list is not None:
+            text, keep_path = relocate(text, body.keep_list, state, "payload.keep_list")
+        config = _config(text, "payload.config_yaml")
+        received = sha256_text(body.config_yaml)
+        return cls(
+            body.deployment_id,
+            body.pipeline,
+            text,
+            body.config_hash or received,
+            received,
+            config,
+            body.keep_list,
+            keep_path,
+        )
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One variant of an experiment (a Rendered object), with its keep file relocated."""
+
+    role: str
+    template: str
+    config_yaml: str
+    config: dict[str, Any]
+    prometheus_endpoint: str
+    observe_endpoint: str | None
+    keep: wire.KeepList | None
+    keep_path: Path | None
+
+    @classmethod
+    def of(cls, role: str, rendered: wire.Rendered, state: StateDir) -> Variant:
+        where = f"payload.{role}"
+        text, keep, keep_path = rendered.config_yaml, rendered.keep_list, None
+        if keep is not None:
+            text, keep_path = relocate(text, keep, state, f"{where}.keep_list")
+        config = _config(text, f"{where}.config_yaml")
+        return cls(
+            role,
+            rendered.template,
+            text,
+            config,
+            rendered.prometheus_endpoint,
+            rendered.observe_endpoint,
+            keep,
+            keep_path,
+        )
+
+
+@dataclass(frozen=True)
+class ExperimentPlan:
+    """A validated experiment/start payload, its two variants merged into one config."""
+
+    experiment_id: str
+    duration: float
+    warmup: float
+    interval: float
+    critical: tuple[str, ...]
+    load_profile: str | None
+    baseline: Variant
+    candidate: Variant
+    merged_yaml: str
+
+    @property
+    def variants(self) -> tuple[Variant, Variant]:
+        return (self.baseline, self.candidate)
+
+    @classmethod
+    def parse(cls, payload: Any, state: StateDir) -> ExperimentPlan:
+        body = check(wire.ExperimentStart, payload)
+        assert body.baseline is not None and body.candidate is not None  # ExperimentStart checks both
+        baseline = Variant.of("baseline", body.baseline, state)
+        candidate = Variant.of("candidate", body.candidate, state)
+        if baseline.keep_path and candidate.keep_path and baseline.keep_path == candidate.keep_path:
+            raise TaskError("payload.baseline and payload.candidate use the same keep-list file")
+        if baseline.prometheus_endpoint == candidate.prometheus_endpoint:
+            raise TaskError("payload.baseline and payload.candidate export to the same prometheus_endpoint")
+        try:
+            merged = dump_config(merge_configs(baseline.config, candidate.config))
+        except MergeError as exc:
+            raise TaskError(str(exc)) from None
+        return cls(
+            body.experiment_id,
+            body.duration_seconds,
+            body.warmup_seconds,
+            body.sample_interval_seconds,
+            tuple(body.critical_processes),
+            body.load_profile,
+            baseline,
+            candidate,
+            merged,
+        )
