@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,12 +13,12 @@ from aiohttp import web
 from control_plane import keys, names
 from control_plane.analysis import DEFAULT_CRITERIA
 from control_plane.auth import HOST_ID_KEY
-from control_plane.deployments import check_namespace, deploy, new_id
 from control_plane.experiment_driver import ExperimentDriver
 from control_plane.experiment_service import ExperimentService
 from control_plane.generator_client import for_app as generator_for
 from control_plane.jsonutil import respond
 from control_plane.metrics import ApiMetrics
+from control_plane.names import check_namespace, new_id
 from control_plane.phases import Phase
 from control_plane.stores.experiments import ExperimentStore
 from phoenix_common import wire
@@ -173,7 +172,7 @@ async def driver_ctx(app: web.Application) -> AsyncIterator[None]:
     """Build the experiments store, service and driver; run the driver until the app stops."""
     db = app[keys.DB]
     store = ExperimentStore(db)
-    deployer = functools.partial(deploy, app)
+    deployer = app[keys.DEPLOYMENTS].deploy
     service = ExperimentService(db, store, app[keys.QUEUE], generator_for(app), deployer, app[keys.SETTINGS])
     app[SERVICE] = service
     app[DRIVER] = driver = ExperimentDriver(db, store, service)

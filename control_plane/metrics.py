@@ -155,18 +155,16 @@ async def metrics_middleware(
 
 async def metrics_handler(request: web.Request) -> web.Response:
     """Refresh database-derived gauges, then expose everything."""
-    db = request.app[keys.DB]
+    tasks, agents = request.app[keys.QUEUE], request.app[keys.AGENTS].agents
     metrics = request.app[METRICS]
-    depth = {r["status"]: r["n"] for r in await db.fetch("queue_depth")}
+    depth = await tasks.depth()
     for status in TASK_STATUSES:
         metrics.queue_depth.labels(status).set(depth.get(status, 0))
     metrics.last_seen.clear()
-    for row in await db.fetch("agents_last_seen"):
-        metrics.last_seen.labels(row["host_id"]).set(float(row["last_seen"]))
-    metrics.counters.restarts = {
-        r["host_id"]: r["restarts"] for r in await db.fetch("agents_collector_restarts")
-    }
-    metrics.counters.finished = {(r["type"], r["status"]): r["n"] for r in await db.fetch("tasks_finished")}
+    for host_id, last_seen in (await agents.last_seen()).items():
+        metrics.last_seen.labels(host_id).set(last_seen)
+    metrics.counters.restarts = await agents.collector_restarts()
+    metrics.counters.finished = await tasks.finished()
     for hook in request.app.get(METRIC_HOOKS, []):
         await hook(request.app, metrics)
     body = generate_latest(metrics.registry)
