@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 
 from control_plane.analysis import Prices, analyze
 from control_plane.db import Database, Tx
-from control_plane.events import publish
 from control_plane.generator_client import GeneratorClient
 from control_plane.phases import ACTIVE, FINAL, Phase, check
 from control_plane.queue import TaskQueue
 from control_plane.settings import Settings
+from control_plane.stores.events import EventStore
 from control_plane.stores.experiments import ExperimentStore, Row
 from phoenix_common import wire
 from phoenix_common.problems import BadGateway, Conflict, NotFound, Problem
@@ -27,20 +27,9 @@ START_PRIORITY = 15
 AGENT_LIMIT_MARGIN_SECONDS = 120
 
 
-class Deploy(Protocol):
-    """Makes a rendered pipeline the active deployment of a namespace (the deployments service)."""
-
-    async def __call__(
-        self,
-        *,
-        name: str,
-        namespace: str,
-        template: str,
-        parameters: dict[str, Any],
-        rendered: dict[str, Any],
-        experiment_id: str | None,
-        reason: str,
-    ) -> dict[str, Any]: ...
+# Makes a rendered pipeline the active deployment of a namespace (the deployments service), keywords only:
+# name, namespace, template, parameters, rendered, experiment_id, reason; returns the deployment's {id, ...}.
+Deploy = Callable[..., Awaitable[dict[str, Any]]]
 
 
 class ExperimentService:
@@ -75,13 +64,8 @@ class ExperimentService:
         """Move an experiment to `phase` if the phase table allows it, recording the event and reason."""
         check(row["phase"], phase)
         await self.store.set_phase(row["id"], phase, reason, tx)
-        await publish(
-            tx,
-            "experiments",
-            "experiment_phase",
-            row["id"],
-            data={"experiment_id": row["id"], "from": row["phase"], "to": phase, "phase": phase},
-            reason=reason,
+        await _event(
+            tx, "experiment_phase", row["id"], reason, {"from": row["phase"], "to": phase, "phase": phase}
         )
         log.info(
             "experiment_phase",
@@ -112,13 +96,12 @@ class ExperimentService:
         """Record a validated spec and, if asked, start it; a failed start leaves it pending, saying why."""
         async with self.db.transaction() as tx:
             await self.store.insert(experiment_id, spec["name"], spec, tx)
-            await publish(
+            await _event(
                 tx,
-                "experiments",
                 "experiment_created",
                 experiment_id,
-                data={"experiment_id": experiment_id, "phase": Phase.PENDING, "name": spec["name"]},
-                reason="created",
+                "created",
+                {"phase": Phase.PENDING, "name": spec["name"]},
             )
         start_error = None
         if start:
@@ -226,17 +209,16 @@ class ExperimentService:
             spec["candidate_pipeline"], "critical_processes"
         ):
             params.setdefault("critical_processes", spec["critical_processes"])
-        created = await self._deploy_everywhere(
+        return await self._deploy_everywhere(
             row,
             spec["candidate_pipeline"],
             params,
             name=f"{row['name']} (promoted)",
             reason=f"promoted from experiment {experiment_id}",
+            mark=self.store.add_promoted,
+            kind="experiment_promoted",
+            why="promoted by operator",
         )
-        async with self.db.transaction() as tx:
-            await self.store.add_promoted(experiment_id, [c["id"] for c in created], tx)
-            await self._published(tx, experiment_id, "experiment_promoted", created, "promoted by operator")
-        return created
 
     async def rollback(self, experiment_id: str) -> list[dict[str, Any]]:
         """Put the baseline pipeline back on every target namespace (stopping the run if it is active)."""
@@ -246,26 +228,32 @@ class ExperimentService:
         elif row["phase"] == Phase.PENDING:
             raise Conflict(f"experiment {experiment_id} never started; there is nothing to roll back")
         spec = row["spec"]
-        created = await self._deploy_everywhere(
+        return await self._deploy_everywhere(
             row,
             spec["baseline_pipeline"],
             spec["parameters"].get("baseline", {}),
             name=f"{row['name']} (baseline restored)",
             reason=f"rollback of experiment {experiment_id}",
+            mark=self.store.mark_rolled_back,
+            kind="experiment_rolled_back",
+            why="rolled back by operator",
         )
-        async with self.db.transaction() as tx:
-            await self.store.mark_rolled_back(experiment_id, [c["id"] for c in created], tx)
-            await self._published(
-                tx, experiment_id, "experiment_rolled_back", created, "rolled back by operator"
-            )
-        return created
 
     async def _deploy_everywhere(
-        self, row: Row, template: str, params: dict[str, Any], *, name: str, reason: str
+        self,
+        row: Row,
+        template: str,
+        params: dict[str, Any],
+        *,
+        name: str,
+        reason: str,
+        mark: Callable[[str, list[str], Tx], Awaitable[None]],
+        kind: str,
+        why: str,
     ) -> list[dict[str, Any]]:
-        """Deploy `template` to every target namespace of the experiment."""
+        """Deploy `template` to every target namespace of the experiment and record it on the experiment."""
         rendered = await self.generator.render(template, params, variant="main")
-        return [
+        created = [
             await self.deploy(
                 name=name,
                 namespace=ns,
@@ -277,19 +265,17 @@ class ExperimentService:
             )
             for ns in row["spec"]["target_namespaces"]
         ]
-
-    async def _published(
-        self, tx: Tx, experiment_id: str, kind: str, created: Sequence[dict[str, Any]], why: str
-    ) -> None:
         ids = [c["id"] for c in created]
-        await publish(
-            tx,
-            "experiments",
-            kind,
-            experiment_id,
-            data={"experiment_id": experiment_id, "deployments": ids},
-            reason=why,
-        )
+        async with self.db.transaction() as tx:
+            await mark(row["id"], ids, tx)
+            await _event(
+                tx,
+                kind,
+                row["id"],
+                why,
+                {"deployments": ids},
+            )
+        return created
 
     async def detail(self, experiment_id: str, with_tasks: bool = True) -> tuple[Row, list[Row], list[Row]]:
         """The experiment, its hosts' start-task states and its measurements."""
@@ -314,22 +300,29 @@ class ExperimentService:
         if host_id not in row["hosts"]:
             raise Conflict(f"host {host_id} is not part of experiment {experiment_id}")
         await self.store.insert_measurements(experiment_id, host_id, row["phase"], samples)
-        await publish(
-            self.db,
-            "experiments",
-            "measurement",
-            experiment_id,
-            data={
-                "experiment_id": experiment_id,
-                "host_id": host_id,
-                "phase": row["phase"],
-                "points": [
-                    {"variant": s["variant"], "ts": s["ts"], "active_series": s["active_series"]}
-                    for s in samples[-10:]
-                ],
-                "variant": samples[-1]["variant"],
-            },
-        )
+        points = [
+            {"variant": s["variant"], "ts": s["ts"], "active_series": s["active_series"]} for s in samples
+        ]
+        data = {
+            "host_id": host_id,
+            "phase": row["phase"],
+            "points": points[-10:],
+            "variant": points[-1]["variant"],
+        }
+        await _event(self.db, "measurement", experiment_id, None, data)
+
+
+async def _event(
+    target: Database | Tx, kind: str, experiment_id: str, reason: str | None, data: dict[str, Any]
+) -> None:
+    """Record an event on the experiments topic (inside the caller's transaction when given one)."""
+    await EventStore(target).publish(
+        "experiments",
+        kind,
+        experiment_id,
+        data={"experiment_id": experiment_id, **data},
+        reason=reason,
+    )
 
 
 def _must_be_pending(row: Row) -> None:

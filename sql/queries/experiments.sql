@@ -29,7 +29,8 @@ SELECT id, name, spec, phase, phase_reason, phase_changed_at, hosts, rendered, a
        rolled_back_at, created_at, started_at, running_at, analyzing_at, finished_at,
        EXTRACT(EPOCH FROM now() - phase_changed_at) AS seconds_in_phase
 FROM experiments
-WHERE phase IN ('deploying', 'warming_up', 'running', 'analyzing')
+-- phases: control_plane.phases.ACTIVE (the partial index experiments_active covers the same set).
+WHERE phase = ANY(%(phases)s::text[])
 ORDER BY phase_changed_at
 LIMIT 20
 FOR UPDATE SKIP LOCKED;
@@ -37,10 +38,10 @@ FOR UPDATE SKIP LOCKED;
 -- name: set_experiment_phase
 UPDATE experiments
 SET phase = %(phase)s, phase_reason = %(reason)s, phase_changed_at = now(),
-    started_at = CASE WHEN %(phase)s = 'deploying' THEN now() ELSE started_at END,
-    running_at = CASE WHEN %(phase)s = 'running' THEN now() ELSE running_at END,
-    analyzing_at = CASE WHEN %(phase)s = 'analyzing' THEN now() ELSE analyzing_at END,
-    finished_at = CASE WHEN %(phase)s IN ('completed', 'failed', 'stopped') THEN now() ELSE finished_at END
+    started_at = CASE WHEN %(stamp)s::text = 'started_at' THEN now() ELSE started_at END,
+    running_at = CASE WHEN %(stamp)s::text = 'running_at' THEN now() ELSE running_at END,
+    analyzing_at = CASE WHEN %(stamp)s::text = 'analyzing_at' THEN now() ELSE analyzing_at END,
+    finished_at = CASE WHEN %(stamp)s::text = 'finished_at' THEN now() ELSE finished_at END
 WHERE id = %(id)s;
 
 -- name: set_experiment_hosts
@@ -100,7 +101,7 @@ WHERE e.reported_at > now() - make_interval(secs => %(max_age_seconds)s);
 -- name: latest_completed_experiments
 SELECT DISTINCT ON (ns) ns AS namespace, id, name, spec, analysis, finished_at
 FROM experiments, LATERAL jsonb_array_elements_text(spec -> 'target_namespaces') AS ns
-WHERE phase = 'completed' AND analysis IS NOT NULL
+WHERE phase = %(phase)s AND analysis IS NOT NULL
 ORDER BY ns, finished_at DESC;
 
 -- name: experiment_gauges
