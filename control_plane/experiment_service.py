@@ -39,6 +39,7 @@ class ExperimentService:
         self,
         db: Database,
         store: ExperimentStore,
+        events: EventStore,
         queue: TaskQueue,
         generator: GeneratorClient,
         deploy: Deploy,
@@ -46,6 +47,7 @@ class ExperimentService:
     ):
         self.db = db
         self.store = store
+        self.events = events
         self.queue = queue
         self.generator = generator
         self.deploy = deploy
@@ -64,7 +66,7 @@ class ExperimentService:
         """Move an experiment to `phase` if the phase table allows it, recording the event and reason."""
         check(row["phase"], phase)
         await self.store.set_phase(row["id"], phase, reason, tx)
-        await _event(
+        await self._event(
             tx, "experiment_phase", row["id"], reason, {"from": row["phase"], "to": phase, "phase": phase}
         )
         log.info(
@@ -96,7 +98,7 @@ class ExperimentService:
         """Record a validated spec and, if asked, start it; a failed start leaves it pending, saying why."""
         async with self.db.transaction() as tx:
             await self.store.insert(experiment_id, spec["name"], spec, tx)
-            await _event(
+            await self._event(
                 tx,
                 "experiment_created",
                 experiment_id,
@@ -268,7 +270,7 @@ class ExperimentService:
         ids = [c["id"] for c in created]
         async with self.db.transaction() as tx:
             await mark(row["id"], ids, tx)
-            await _event(
+            await self._event(
                 tx,
                 kind,
                 row["id"],
@@ -276,6 +278,19 @@ class ExperimentService:
                 {"deployments": ids},
             )
         return created
+
+    async def _event(
+        self, tx: Tx | None, kind: str, experiment_id: str, reason: str | None, data: dict[str, Any]
+    ) -> None:
+        """Record an event on the experiments topic (inside `tx` when given one)."""
+        await self.events.publish(
+            "experiments",
+            kind,
+            experiment_id,
+            data={"experiment_id": experiment_id, **data},
+            reason=reason,
+            tx=tx,
+        )
 
     async def detail(self, experiment_id: str, with_tasks: bool = True) -> tuple[Row, list[Row], list[Row]]:
         """The experiment, its hosts' start-task states and its measurements."""
@@ -309,20 +324,7 @@ class ExperimentService:
             "points": points[-10:],
             "variant": points[-1]["variant"],
         }
-        await _event(self.db, "measurement", experiment_id, None, data)
-
-
-async def _event(
-    target: Database | Tx, kind: str, experiment_id: str, reason: str | None, data: dict[str, Any]
-) -> None:
-    """Record an event on the experiments topic (inside the caller's transaction when given one)."""
-    await EventStore(target).publish(
-        "experiments",
-        kind,
-        experiment_id,
-        data={"experiment_id": experiment_id, **data},
-        reason=reason,
-    )
+        await self._event(None, "measurement", experiment_id, None, data)
 
 
 def _must_be_pending(row: Row) -> None:

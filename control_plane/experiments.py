@@ -20,6 +20,7 @@ from control_plane.jsonutil import respond
 from control_plane.metrics import ApiMetrics
 from control_plane.names import check_namespace, new_id
 from control_plane.phases import Phase
+from control_plane.stores.events import EventStore
 from control_plane.stores.experiments import ExperimentStore
 from phoenix_common import wire
 from phoenix_common.problems import Problem, field, json_body
@@ -173,7 +174,9 @@ async def driver_ctx(app: web.Application) -> AsyncIterator[None]:
     db = app[keys.DB]
     store = ExperimentStore(db)
     deployer = app[keys.DEPLOYMENTS].deploy
-    service = ExperimentService(db, store, app[keys.QUEUE], generator_for(app), deployer, app[keys.SETTINGS])
+    service = ExperimentService(
+        db, store, EventStore(db), app[keys.QUEUE], generator_for(app), deployer, app[keys.SETTINGS]
+    )
     app[SERVICE] = service
     app[DRIVER] = driver = ExperimentDriver(db, store, service)
 
