@@ -37,6 +37,7 @@ test-unit: venv
 
 bench: venv otelcol
 	$(PY) benchmarks/queue.py
+	$(PY) benchmarks/contracts.py
 	$(PY) benchmarks/render.py
 	$(PY) benchmarks/agent.py
 	$(PY) benchmarks/fleet.py
