@@ -10,11 +10,12 @@ from typing import Any
 
 import yaml
 
+from phoenix_common import wire
 from phoenix_common.keeplist import validate_process_name
 
 TYPES = ("integer", "number", "boolean", "string", "string_list")
 BUILDERS = ("baseline", "selection")
-STRATEGIES = (None, "topk", "adaptive", "intelligent")
+STRATEGIES = (None, *wire.STRATEGIES)
 TEMPLATE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}\Z")
 # Variants name collector components (`prometheus/<variant>`) and pipelines (`metrics/<variant>-observe`),
 # so they hold no `/` and no `-` that could make two variants' ids collide.

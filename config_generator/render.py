@@ -11,6 +11,7 @@ import yaml
 
 from config_generator.catalog import VARIANT, ParameterError, Template
 from phoenix_common.keeplist import ottl_list
+from phoenix_common.wire import OTHER
 
 # libyaml's emitter is ~10x faster; the pure-Python one gives the same text.
 _Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -18,7 +19,6 @@ _Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 RECEIVER = "hostmetrics/phoenix"
 HEALTH = "health_check"
 NAME_ATTR = "process.executable.name"
-OTHER = "other"
 NO_PID = 'resource.attributes["process.pid"] == nil'
 # Resource attributes the observation exporter keeps: enough for the agent to rank processes by name.
 OBSERVE_ATTRS = (NAME_ATTR, "process.pid")

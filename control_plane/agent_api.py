@@ -12,6 +12,7 @@ from control_plane import keys, names
 from control_plane.auth import HOST_ID_KEY, NEW_HOST_TOKEN_KEY
 from control_plane.jsonutil import respond
 from control_plane.queue import REPORTABLE, check_outcome
+from phoenix_common import wire
 from phoenix_common.problems import Problem, field, json_body
 
 log = structlog.get_logger("phoenix.agent_api")
@@ -35,34 +36,16 @@ def _task_json(row: dict[str, Any]) -> dict[str, Any]:
 def _validate_heartbeat(body: dict[str, Any]) -> dict[str, Any]:
     # JSON null means absent, as everywhere in the API.
     body = {k: v for k, v in body.items() if v is not None}
-    namespace = field(body, "namespace", str, default=None)
-    if namespace is not None:
-        names.check_namespace(namespace)
-    labels = field(body, "labels", dict, default=None)
-    if labels is not None and not all(isinstance(v, str) for v in labels.values()):
-        raise Problem("field 'labels' must map strings to strings", field="labels")
-    field(body, "version", str, default=None)
-    field(body, "facts", dict, default=None)
-    collector = field(body, "collector", dict, default=None)
-    if collector is not None:
-        for key in ("state", "last_error", "config_hash", "pipeline"):
-            if collector.get(key) is not None and not isinstance(collector[key], str):
-                raise Problem(f"field 'collector.{key}' must be a string", field=f"collector.{key}")
-        restarts = collector.get("restarts")
-        if restarts is not None and (
-            isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 0
-        ):
-            raise Problem(
-                "field 'collector.restarts' must be a non-negative integer", field="collector.restarts"
-            )
-    running = field(body, "running_tasks", list, default=None)
-    if running is not None:
-        for task_id in running:
-            if not isinstance(task_id, str):
-                raise Problem("field 'running_tasks' must be an array of task ids", field="running_tasks")
-            _check_uuid(task_id, status=400)
+    try:
+        wire.check(wire.Heartbeat, body, "")
+    except wire.WireError as exc:
+        raise Problem(f"field '{exc.field}' {exc.reason}", field=exc.field) from None
+    if "namespace" in body:
+        names.check_namespace(body["namespace"])
+    for task_id in body.get("running_tasks", ()):
+        _check_uuid(task_id, status=400)
     keep = ("namespace", "labels", "version", "facts", "collector", "running_tasks")
-    return {k: v for k, v in body.items() if k in keep and v is not None}
+    return {k: v for k, v in body.items() if k in keep}
 
 
 @routes.post("/api/v1/agent/heartbeat")

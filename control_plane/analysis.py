@@ -8,13 +8,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from phoenix_common.wire import OTHER
+
 SECONDS_PER_MONTH = 30 * 24 * 3600
 DEFAULT_CRITERIA = {
     "min_reduction_percent": 50.0,
     "min_cpu_coverage_percent": 90.0,
     "max_collector_overhead_percent": 25.0,
 }
-OTHER = "other"
 
 
 @dataclass(frozen=True)
