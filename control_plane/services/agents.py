@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -20,25 +21,17 @@ log = structlog.get_logger("phoenix.agent_api")
 ON_DEMAND = {"health": "check", "metrics": "collect"}
 
 
+@dataclass
 class AgentService:
     """Every contact of an agent, on the agent, task and event stores, the presence batcher and the
     long-poll dispatcher."""
 
-    def __init__(
-        self,
-        db: Database,
-        agents: AgentStore,
-        tasks: TaskQueue,
-        events: EventStore,
-        presence: Presence,
-        dispatcher: Dispatcher,
-    ):
-        self.db = db
-        self.agents = agents
-        self.tasks = tasks
-        self.events = events
-        self.presence = presence
-        self.dispatcher = dispatcher
+    db: Database
+    agents: AgentStore
+    tasks: TaskQueue
+    events: EventStore
+    presence: Presence
+    dispatcher: Dispatcher
 
     async def register(self, host_id: str, report: dict[str, Any]) -> dict[str, Any]:
         """Record the agent's contact; a new agent or a namespace change gets the active deployment."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -22,24 +23,16 @@ log = structlog.get_logger("phoenix.deployments")
 DEPLOYMENT_PRIORITY = 10
 
 
+@dataclass
 class DeploymentService:
     """Every change to a namespace's deployments, on the deployment, agent, task and event stores."""
 
-    def __init__(
-        self,
-        db: Database,
-        deployments: DeploymentStore,
-        agents: AgentStore,
-        tasks: TaskQueue,
-        events: EventStore,
-        generator: GeneratorClient,
-    ):
-        self.db = db
-        self.deployments = deployments
-        self.agents = agents
-        self.tasks = tasks
-        self.events = events
-        self.generator = generator
+    db: Database
+    deployments: DeploymentStore
+    agents: AgentStore
+    tasks: TaskQueue
+    events: EventStore
+    generator: GeneratorClient
 
     async def create(
         self,
