@@ -19,6 +19,9 @@ show what LISTEN/NOTIFY and batched claims buy. `--replicas` adds a run with two
 database, the fleet split across them, and checks that no task is delivered twice.
 
 Bounded: at most 20,000 agents, loopback only, every wait has a timeout. Every figure is measured.
+
+Longer than 500 lines because one command starts the whole stack, the simulated fleet, the peer and the
+profiler, and prints every table; the simulated agent itself is tests/support/fleetsim.py.
 """
 
 # ruff: noqa: E402 - the imports follow the sys.path fix below.

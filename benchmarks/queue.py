@@ -4,6 +4,9 @@ Run: `.venv/bin/python benchmarks/queue.py [--jobs N] [--rounds N] [--quick] [--
 Without a URL (or PHOENIX_TEST_DATABASE_URL) an embedded PostgreSQL is started in a temporary directory
 and deleted afterwards; with one, two fresh databases are created on that server and dropped afterwards.
 Every figure printed is computed from this run's measurements.
+
+Longer than 500 lines because it holds both sides of the comparison (Phoenix and pgqueuer, each driven as
+its users drive it) and their tables in one command; the shared server code is in pgserver.py.
 """
 
 # ruff: noqa: E402 - the imports must follow the sys.path fix below.
