@@ -26,6 +26,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         parts = item.path.relative_to(tests_dir).parts
         layer = parts[0] if parts and parts[0] in LAYERS else "e2e"
         item.add_marker(getattr(pytest.mark, layer))
+        if layer == "unit":
+            # A unit test waits on nothing real: one that hangs fails fast instead of holding the suite.
+            item.add_marker(pytest.mark.timeout(60))
 
 
 @dataclass
