@@ -10,8 +10,9 @@ import msgspec
 import structlog
 
 from agent.collector import ApplyError, Collector, observe_endpoints, prometheus_endpoints, sha256_text
+from agent.export import ExportWatch
 from agent.keeprefresh import Refreshers
-from agent.payloads import Deployment
+from agent.payloads import Deployment, collection_interval
 from agent.state import StateDir
 from phoenix_common.keeplist import render_keep_file
 
@@ -19,17 +20,30 @@ log = structlog.get_logger("phoenix.agent.apply")
 
 
 async def apply_deployment(
-    collector: Collector, state: StateDir, refreshers: Refreshers, deployment: Deployment
+    collector: Collector,
+    state: StateDir,
+    refreshers: Refreshers,
+    deployment: Deployment,
+    export: ExportWatch,
 ) -> dict[str, Any]:
-    """Run the deployment's config (validate, swap, health, or roll back) and remember what runs."""
+    """Run the deployment's config (validate, swap, health, delivery to its destination, or roll back)
+    and remember what runs."""
     config_hash = deployment.config_hash
     if config_hash != deployment.received_hash:
         log.warning("config_hash_mismatch", pipeline=deployment.pipeline, stated=config_hash)
     keep, keep_path = deployment.keep, deployment.keep_path
     files = {keep_path: render_keep_file(keep.initial)} if keep and keep_path else {}
+    files.update(deployment.side_files)
+    before = await export.baseline(collector.current_config())
+    interval = collection_interval(deployment.config) or 10.0
+    wait = max(collector.settings.export_check_seconds, 2 * interval + 15)
+
+    async def delivers() -> str | None:
+        return await export.delivered(deployment.config, wait, before)
+
     await refreshers.suspend()
     try:
-        await collector.apply(deployment.config_yaml, files=files)
+        await collector.apply(deployment.config_yaml, files=files, check=delivers)
     except ApplyError:
         await refreshers.resume()
         raise
@@ -53,10 +67,12 @@ async def apply_deployment(
             "config_hash": config_hash,
             "variants": {v: deployment.pipeline for v in prometheus_endpoints(deployment.config)},
             "keep_lists": keep_lists,
+            "destination": deployment.shipping.destination if deployment.shipping else None,
         }
     )
     await refreshers.resume()
-    return {"config_hash": config_hash, "health": "ok"}
+    shipped = {"destination": deployment.shipping.destination} if deployment.shipping else {}
+    return {"config_hash": config_hash, "health": "ok", **shipped}
 
 
 async def restore_previous(

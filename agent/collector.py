@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import os
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -294,25 +295,51 @@ class Collector:
         return Path(tmp)
 
     async def apply(
-        self, text: str, files: Mapping[Path, str] | None = None, *, remember: bool = True
+        self,
+        text: str,
+        files: Mapping[Path, str] | None = None,
+        *,
+        remember: bool = True,
+        check: Callable[[], Awaitable[str | None]] | None = None,
     ) -> None:
         """Validate, swap in, reload and health-check `text`; on failure restore the last good config.
 
-        `files` are side files the config reads (keep-lists): written before validation, and put back
-        as they were if the config does not take. With `remember=False` (an experiment's temporary
+        `files` are side files the config reads (keep-lists, headers files): written before validation,
+        those in the secrets directory readable by the collector only, and put back as they were if the
+        config does not take. `check`, once the collector is healthy, says why the config still fails
+        (it cannot deliver to its destination), or None. With `remember=False` (an experiment's temporary
         config) a healthy `text` does not become the last good config.
         """
         async with self.lock:
             backups = {path: read_text(path) for path in files or {}}
             for path, content in (files or {}).items():
-                atomic_write(path, content)
+                atomic_write(path, content, self._mode(path))
+            restore = functools.partial(self._restore_files, backups)
             try:
-                await self._apply_locked(text, on_rollback=lambda: _restore_files(backups), remember=remember)
+                await self._apply_locked(text, on_rollback=restore, remember=remember, check=check)
             except BaseException:
-                _restore_files(backups)
+                restore()
                 raise
 
-    async def _apply_locked(self, text: str, on_rollback: Callable[[], None], remember: bool) -> None:
+    def _mode(self, path: Path) -> int:
+        return self.settings.secrets_mode() if path.parent == self.state.secrets_dir else 0o644
+
+    def _restore_files(self, backups: Mapping[Path, str | None]) -> None:
+        """Put side files back as they were (removing those that did not exist)."""
+        for path, content in backups.items():
+            if content is None:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            else:
+                atomic_write(path, content, self._mode(path))
+
+    async def _apply_locked(
+        self,
+        text: str,
+        on_rollback: Callable[[], None],
+        remember: bool,
+        check: Callable[[], Awaitable[str | None]] | None = None,
+    ) -> None:
         config = parse_config(text)
         atomic_write(self.state.last_received, text)
         tmp = self._write_temp(text)
@@ -329,7 +356,11 @@ class Collector:
         try:
             await self._reload_and_wait(self.health_url(config), self.settings.apply_timeout)
         except ApplyError as exc:
-            reason = error_line(self.supervisor.output_since(mark)) or str(exc)
+            reason: str | None = error_line(self.supervisor.output_since(mark)) or str(exc)
+        else:
+            failure = await check() if check is not None else None
+            reason = f"it cannot deliver to its destination: {failure}" if failure else None
+        if reason is not None:
             on_rollback()
             restored = await self._rollback(previous)
             raise ApplyError(
@@ -379,13 +410,3 @@ class Collector:
             return max(0.0, time.time() - psutil.Process(pid).create_time())
         except (psutil.Error, OSError):
             return None
-
-
-def _restore_files(backups: Mapping[Path, str | None]) -> None:
-    """Put side files back as they were (removing those that did not exist)."""
-    for path, content in backups.items():
-        if content is None:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        else:
-            atomic_write(path, content)

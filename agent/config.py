@@ -53,9 +53,25 @@ class CollectorSettings:
     # (process supervisor; systemd applies the unit's own RestartSec).
     restart_backoff_initial: float = 0.5
     restart_backoff_max: float = 30.0
+    # Where the collector keeps its persistent sending queue (it must be able to write there). Default:
+    # <state_dir>/queue when the agent runs the collector as its child; with systemd, the collector unit's
+    # own StateDirectory (/var/lib/otelcol/queue), as the unit runs as another user.
+    queue_dir: Path | None = None
+    # After applying a config that ships, how long the collector has to deliver a first batch (at least
+    # two collection intervals and 15 s more are always given) before the config counts as failed.
+    export_check_seconds: float = 30.0
+
+    def secrets_mode(self) -> int:
+        """Mode of the headers files: only the agent's user (its child collector), or with systemd also
+        the collector's group (the agent runs in group otel; the unit as user otel)."""
+        return 0o600 if self.supervisor == "process" else 0o640
 
     def validate(self) -> None:
         """Raise SettingsError naming the first invalid collector field."""
+        if self.queue_dir is not None and not self.queue_dir.is_absolute():
+            raise SettingsError("collector.queue_dir must be absolute")
+        if not 1 <= self.export_check_seconds <= 3600:
+            raise SettingsError("collector.export_check_seconds must be between 1s and 1h")
         if not self.binary.strip():
             raise SettingsError("collector.binary must not be empty")
         if not self.config_path.is_absolute():
@@ -120,6 +136,9 @@ class AgentSettings:
             self.token = None
         if not self.state_dir.is_absolute():
             raise SettingsError("state_dir must be absolute")
+        if self.collector.queue_dir is None:
+            child = self.collector.supervisor == "process"
+            self.collector.queue_dir = self.state_dir / "queue" if child else Path("/var/lib/otelcol/queue")
 
     def _validate_intervals(self) -> None:
         """Raise SettingsError naming the first duration out of its range."""

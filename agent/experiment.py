@@ -158,7 +158,10 @@ class Experiment:
         try:
             try:
                 # Not remembered as last good: after a crash the agent goes back to what ran before.
-                await self.collector.apply(plan.merged_yaml, files=keep_files, remember=False)
+                side_files = {path: text for v in plan.variants for path, text in v.side_files.items()}
+                await self.collector.apply(
+                    plan.merged_yaml, files={**keep_files, **side_files}, remember=False
+                )
             except ApplyError as exc:
                 # The collector is back on its last good config already.
                 restore = False

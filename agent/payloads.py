@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,6 +38,41 @@ def relocate(config_yaml: str, keep: wire.KeepList, state: StateDir, where: str)
     if keep.path not in config_yaml:
         raise TaskError(f"{where}.path {keep.path!r} does not occur in the config")
     return config_yaml.replace(keep.path, str(target)), target
+
+
+def relocate_shipping(
+    config_yaml: str,
+    shipping: wire.Shipping | None,
+    secret_files: Mapping[str, Mapping[str, str]],
+    state: StateDir,
+    queue_dir: Path,
+    where: str,
+) -> tuple[str, dict[Path, str]]:
+    """Point the config at the agent's queue directory and headers files; (text, files to write)."""
+    files: dict[Path, str] = {}
+    if shipping is None:
+        return config_yaml, files
+    text = config_yaml.replace(shipping.queue_directory, str(queue_dir))
+    for original, headers in secret_files.items():
+        try:
+            target = state.secret_path(original)
+        except ValueError as exc:
+            raise TaskError(f"{where}.secret_files: {exc}") from None
+        if original not in text:
+            raise TaskError(f"{where}.secret_files: {original!r} does not occur in the config")
+        text = text.replace(original, str(target))
+        # JSON is YAML: the collector's file provider reads it as the exporter's headers map.
+        files[target] = json.dumps(dict(headers), sort_keys=True)
+    if shipping.headers_file and shipping.headers_file not in secret_files:
+        raise TaskError(
+            f"{where}: the config reads {shipping.headers_file!r} but the task brings no such file"
+        )
+    return text, files
+
+
+def _secrets_readable(secret_error: str | None) -> None:
+    if secret_error:
+        raise TaskError(f"the control plane could not open this task's secrets: {secret_error}")
 
 
 def _config(text: str, where: str) -> dict[str, Any]:
@@ -72,13 +108,19 @@ class Deployment:
     config: dict[str, Any]
     keep: wire.KeepList | None
     keep_path: Path | None
+    shipping: wire.Shipping | None = None
+    side_files: Mapping[Path, str] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, payload: Any, state: StateDir) -> Deployment:
+    def parse(cls, payload: Any, state: StateDir, queue_dir: Path) -> Deployment:
         body = check(wire.DeploymentApply, payload)
+        _secrets_readable(body.secret_error)
         text, keep_path = body.config_yaml, None
         if body.keep_list is not None:
             text, keep_path = relocate(text, body.keep_list, state, "payload.keep_list")
+        text, side_files = relocate_shipping(
+            text, body.shipping, body.secret_files, state, queue_dir, "payload"
+        )
         config = _config(text, "payload.config_yaml")
         received = sha256_text(body.config_yaml)
         return cls(
@@ -90,6 +132,8 @@ class Deployment:
             config,
             body.keep_list,
             keep_path,
+            body.shipping,
+            side_files,
         )
 
 
@@ -105,13 +149,28 @@ class Variant:
     observe_endpoint: str | None
     keep: wire.KeepList | None
     keep_path: Path | None
+    shipping: wire.Shipping | None = None
+    side_files: Mapping[Path, str] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, role: str, rendered: wire.Rendered, state: StateDir) -> Variant:
+    def of(
+        cls,
+        role: str,
+        rendered: wire.Rendered,
+        state: StateDir,
+        queue_dir: Path,
+        secret_files: Mapping[str, Mapping[str, str]],
+    ) -> Variant:
         where = f"payload.{role}"
         text, keep, keep_path = rendered.config_yaml, rendered.keep_list, None
         if keep is not None:
             text, keep_path = relocate(text, keep, state, f"{where}.keep_list")
+        mine = {
+            path: headers
+            for path, headers in secret_files.items()
+            if rendered.shipping and path == rendered.shipping.headers_file
+        }
+        text, side_files = relocate_shipping(text, rendered.shipping, mine, state, queue_dir, where)
         config = _config(text, f"{where}.config_yaml")
         return cls(
             role,
@@ -122,6 +181,8 @@ class Variant:
             rendered.observe_endpoint,
             keep,
             keep_path,
+            rendered.shipping,
+            side_files,
         )
 
 
@@ -144,11 +205,12 @@ class ExperimentPlan:
         return (self.baseline, self.candidate)
 
     @classmethod
-    def parse(cls, payload: Any, state: StateDir) -> ExperimentPlan:
+    def parse(cls, payload: Any, state: StateDir, queue_dir: Path) -> ExperimentPlan:
         body = check(wire.ExperimentStart, payload)
+        _secrets_readable(body.secret_error)
         assert body.baseline is not None and body.candidate is not None  # ExperimentStart checks both
-        baseline = Variant.of("baseline", body.baseline, state)
-        candidate = Variant.of("candidate", body.candidate, state)
+        baseline = Variant.of("baseline", body.baseline, state, queue_dir, body.secret_files)
+        candidate = Variant.of("candidate", body.candidate, state, queue_dir, body.secret_files)
         if baseline.keep_path and candidate.keep_path and baseline.keep_path == candidate.keep_path:
             raise TaskError("payload.baseline and payload.candidate use the same keep-list file")
         if baseline.prometheus_endpoint == candidate.prometheus_endpoint:

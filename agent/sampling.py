@@ -9,6 +9,7 @@ import aiohttp
 
 from agent import measure
 from agent.collector import Collector, prometheus_endpoints, sha256_text
+from agent.export import ExportWatch
 from agent.payloads import collection_interval
 from agent.state import StateDir
 
@@ -16,8 +17,11 @@ from agent.state import StateDir
 class Sampler:
     """Reads the collector's pipelines, keeping the rate references between calls."""
 
-    def __init__(self, collector: Collector, state: StateDir, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, collector: Collector, state: StateDir, session: aiohttp.ClientSession, export: ExportWatch
+    ) -> None:
         self.collector = collector
+        self.export = export
         self.state = state
         self.session = session
         self._snapshots: dict[str, measure.Snapshot] = {}
@@ -69,4 +73,5 @@ class Sampler:
             "pipeline": record.get("pipeline"),
             "pid": state.pid,
             "uptime_seconds": await self.collector.uptime_seconds(),
+            "export": await self.export.report(self.collector.current_config(), record.get("destination")),
         }

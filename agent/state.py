@@ -16,6 +16,7 @@ import structlog
 log = structlog.get_logger("phoenix.agent.state")
 
 _KEEP_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}\.yaml$")
+_SECRET_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.headers\.yaml$")
 _ENTRY_NAME = re.compile(r"^(\d{12})(?:-([a-z]+))?\.json$")
 # Measurement batches kept while the control plane is unreachable (about 14 h at one batch per 10 s);
 # beyond that the oldest are dropped. Status reports are never dropped.
@@ -53,6 +54,7 @@ class StateDir:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.keep_dir = root / "keep"
+        self.secrets_dir = root / "secrets"
         self.outbox_dir = root / "outbox"
         self.last_received = root / "last_received.yaml"
         self.last_good = root / "last_good.yaml"
@@ -70,6 +72,13 @@ class StateDir:
         if not _KEEP_NAME.match(name) or name.startswith("."):
             raise ValueError(f"keep_list.path must end in <variant>.yaml, got {original!r}")
         return self.keep_dir / name
+
+    def secret_path(self, original: str) -> Path:
+        """Where the agent keeps the secret headers file whose contract path is `original`."""
+        name = Path(original).name
+        if not _SECRET_NAME.match(name):
+            raise ValueError(f"secret file must be named <destination>.headers.yaml, got {original!r}")
+        return self.secrets_dir / name
 
     def load_applied(self) -> dict[str, Any]:
         """What the agent last applied (hash, pipeline, keep-lists), or {}."""

@@ -14,6 +14,7 @@ from agent import apply
 from agent.client import Reporter
 from agent.collector import ApplyError, Collector, one_line, sha256_text
 from agent.experiment import Experiment, recover
+from agent.export import ExportWatch
 from agent.keeprefresh import Refreshers
 from agent.payloads import Deployment, ExperimentPlan, TaskError, check
 from agent.sampling import Sampler
@@ -56,7 +57,10 @@ class TaskHandlers:
         self.session = session
         self.reporter = reporter
         self.refreshers = Refreshers(collector, session, state)
-        self.sampler = Sampler(collector, state, session)
+        self.export = ExportWatch(session)
+        self.sampler = Sampler(collector, state, session, self.export)
+        assert collector.settings.queue_dir is not None  # AgentSettings.validate fills it in
+        self.queue_dir = collector.settings.queue_dir
         self.experiment: Experiment | None = None
         self.in_flight: dict[str, str] = {}  # task id -> "type/action"
         self.queued: set[str] = set()
@@ -127,8 +131,10 @@ class TaskHandlers:
                 f"experiment {self.experiment.plan.experiment_id} is running on this host; "
                 "stop it before applying a deployment"
             )
-        deployment = Deployment.parse(payload, self.state)
-        return await apply.apply_deployment(self.collector, self.state, self.refreshers, deployment)
+        deployment = Deployment.parse(payload, self.state, self.queue_dir)
+        return await apply.apply_deployment(
+            self.collector, self.state, self.refreshers, deployment, self.export
+        )
 
     def _start_experiment(self, task_id: str, payload: Any) -> None:
         if self.experiment is not None:
@@ -136,7 +142,7 @@ class TaskHandlers:
                 f"experiment {self.experiment.plan.experiment_id} is already running on this host"
             )
         experiment = Experiment(
-            ExperimentPlan.parse(payload, self.state),
+            ExperimentPlan.parse(payload, self.state, self.queue_dir),
             task_id,
             collector=self.collector,
             state=self.state,

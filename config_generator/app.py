@@ -25,8 +25,8 @@ from phoenix_common.tokens import bearer, same_token
 log = structlog.get_logger("phoenix.generator")
 
 EXPERIMENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
-RENDER_FIELDS = frozenset({"template", "parameters", "variant", "experiment_id", "validate"})
-GENERATE_FIELDS = frozenset({"experiment_id", "validate", *SPEC_FIELDS})
+RENDER_FIELDS = frozenset({"template", "parameters", "variant", "experiment_id", "validate", "destination"})
+GENERATE_FIELDS = frozenset({"experiment_id", "validate", "destinations", *SPEC_FIELDS})
 
 
 def _auth_middleware(token: str | None) -> Callable[..., Awaitable[web.StreamResponse]]:
@@ -78,14 +78,23 @@ def _render(
     experiment_id: str | None,
     where: str = "parameters",
     status: int = 400,
+    destination: dict[str, Any] | None = None,
+    production: bool = True,
 ) -> Rendered:
     metrics = request.app[keys.METRICS]
     started = time.perf_counter()
     try:
-        rendered = render(template, parameters, variant=variant, experiment_id=experiment_id)
+        rendered = render(
+            template,
+            parameters,
+            variant=variant,
+            experiment_id=experiment_id,
+            destination=destination,
+            production=production,
+        )
     except ParameterError as exc:
         metrics.render_errors.labels("parameter").inc()
-        name = exc.parameter if exc.parameter == "variant" else f"{where}.{exc.parameter}"
+        name = exc.parameter if exc.parameter in ("variant", "destination") else f"{where}.{exc.parameter}"
         raise Problem(
             str(exc), status=status, title="Unprocessable Content" if status == 422 else None, field=name[:80]
         ) from None
@@ -128,7 +137,8 @@ async def render_one(request: web.Request) -> web.Response:
     parameters = field(body, "parameters", dict, default={})
     variant = field(body, "variant", str, default="main")
     experiment_id = field(body, "experiment_id", str, default=None)
-    rendered = _render(request, template, parameters, variant, experiment_id)
+    destination = field(body, "destination", dict, default=None)
+    rendered = _render(request, template, parameters, variant, experiment_id, destination=destination)
     if field(body, "validate", bool, default=False):
         settings = request.app[keys.SETTINGS]
         await validate_with_collector(settings.otelcol_binary, rendered, settings.validate_timeout)
@@ -145,8 +155,27 @@ async def generate(request: web.Request) -> web.Response:
     spec = {k: body[k] for k in SPEC_FIELDS if k in body}
     if not spec:
         spec = await request.app[keys.CONTROL_PLANE].experiment(experiment_id)
+    # Where each variant ships (docs/destinations.md): the baseline is the namespace's production stream;
+    # a candidate ships only to a destination of its own, else runs in shadow.
+    destinations = field(body, "destinations", dict, default={})
+    unknown = sorted(set(destinations) - {"baseline", "candidate"})
+    if unknown:
+        raise Problem(
+            f"field 'destinations' may name baseline and candidate only, got {unknown[0][:40]!r}",
+            field="destinations",
+        )
     out = {
-        v.name: _render(request, v.template, v.parameters, v.name, experiment_id, f"parameters.{v.name}", 422)
+        v.name: _render(
+            request,
+            v.template,
+            v.parameters,
+            v.name,
+            experiment_id,
+            f"parameters.{v.name}",
+            422,
+            destination=destinations.get(v.name),
+            production=v.name == "baseline",
+        )
         for v in variants(request.app[keys.CATALOG], experiment_id, spec)
     }
     check_shareable(experiment_id, out["baseline"], out["candidate"])

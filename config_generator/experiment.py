@@ -16,8 +16,8 @@ from phoenix_common.problems import Problem
 SPEC_FIELDS = ("baseline_pipeline", "candidate_pipeline", "parameters", "critical_processes")
 # Variants of an experiment and the loopback ports they export on unless its parameters say otherwise.
 VARIANTS = (
-    ("baseline", "baseline_pipeline", {"prometheus_port": 9464, "observe_port": 9465}),
-    ("candidate", "candidate_pipeline", {"prometheus_port": 9466, "observe_port": 9467}),
+    ("baseline", "baseline_pipeline", {"prometheus_port": 9464, "observe_port": 9465, "relay_port": 14318}),
+    ("candidate", "candidate_pipeline", {"prometheus_port": 9466, "observe_port": 9467, "relay_port": 14319}),
 )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from config_generator.catalog import VARIANT, ParameterError, Template
+from config_generator.shipping import Shipping, check_spec, ship
 from phoenix_common.keeplist import ottl_list
 from phoenix_common.wire import OTHER
 
@@ -40,6 +41,7 @@ class Rendered:
     prometheus_endpoint: str
     observe_endpoint: str | None
     keep_list: dict[str, Any] | None
+    shipping: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The Rendered object of docs/contracts.md."""
@@ -51,6 +53,7 @@ class Rendered:
             "prometheus_endpoint": self.prometheus_endpoint,
             "observe_endpoint": self.observe_endpoint,
             "keep_list": self.keep_list,
+            "shipping": self.shipping,
         }
 
 
@@ -83,8 +86,11 @@ def _exporter(port: int, p: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_config(template: Template, p: Mapping[str, Any], variant: str) -> dict[str, Any]:
-    """The collector config map of `template` for `variant` with resolved parameters `p`."""
+def build_config(
+    template: Template, p: Mapping[str, Any], variant: str, shipping: Shipping | None = None
+) -> dict[str, Any]:
+    """The collector config map of `template` for `variant` with resolved parameters `p`, shipping to
+    a destination when `shipping` says so."""
     v = variant
     processors: dict[str, Any] = {
         f"memory_limiter/{v}": {
@@ -170,8 +176,17 @@ def build_config(template: Template, p: Mapping[str, Any], variant: str) -> dict
     processors[f"resource/{v}"] = {"attributes": labels}
     processors[f"batch/{v}"] = {"timeout": f"{p['batch_timeout_ms']}ms"}
     chain += [f"resource/{v}", f"batch/{v}"]
+    main_exporters = [f"prometheus/{v}"]
+    receivers: dict[str, Any] = {}
+    extensions: dict[str, Any] = {HEALTH: {"endpoint": f"127.0.0.1:{p['health_port']}"}}
+    if shipping is not None:
+        main_exporters.append(shipping.exporter)
+        exporters.update(shipping.exporters)
+        receivers.update(shipping.receivers)
+        pipelines.update(shipping.pipelines)
+        extensions.update(shipping.extensions)
     pipelines = {
-        f"metrics/{v}": {"receivers": [RECEIVER], "processors": chain, "exporters": [f"prometheus/{v}"]},
+        f"metrics/{v}": {"receivers": [RECEIVER], "processors": chain, "exporters": main_exporters},
         **pipelines,
     }
 
@@ -189,13 +204,14 @@ def build_config(template: Template, p: Mapping[str, Any], variant: str) -> dict
                         "mute_process_cgroup_error": True,
                     }
                 },
-            }
+            },
+            **receivers,
         },
         "processors": processors,
         "exporters": exporters,
-        "extensions": {HEALTH: {"endpoint": f"127.0.0.1:{p['health_port']}"}},
+        "extensions": extensions,
         "service": {
-            "extensions": [HEALTH],
+            "extensions": list(extensions),
             "telemetry": {
                 "metrics": {
                     "level": "normal",
@@ -226,8 +242,9 @@ def _expiration(p: dict[str, Any]) -> None:
         )
 
 
-def _check_ports(p: Mapping[str, Any], selection: bool) -> None:
+def _check_ports(p: Mapping[str, Any], selection: bool, relay: bool) -> None:
     names = ["prometheus_port", "health_port", "telemetry_port"] + (["observe_port"] if selection else [])
+    names += ["relay_port"] if relay else []
     seen: dict[int, str] = {}
     for name in names:
         port = p[name]
@@ -243,8 +260,11 @@ def render(
     parameters: Mapping[str, Any] | None = None,
     variant: str = "main",
     experiment_id: str | None = None,
+    destination: Mapping[str, Any] | None = None,
+    production: bool = True,
 ) -> Rendered:
-    """Validate `parameters` against `template` and render the config for `variant`."""
+    """Validate `parameters` against `template` and render the config for `variant`, shipping to
+    `destination` (a spec without secrets) when given: as the namespace's production stream, or not."""
     if not isinstance(variant, str) or not VARIANT.match(variant):
         raise ParameterError("variant", f"variant must match {VARIANT.pattern}, got {str(variant)[:40]!r}")
     raw = dict(parameters or {})
@@ -254,9 +274,11 @@ def render(
         raw["experiment_id"] = experiment_id
     p = template.resolve(raw, variant)
     selection = template.builder == "selection"
-    _check_ports(p, selection)
+    spec = check_spec(destination) if destination is not None else None
+    _check_ports(p, selection, relay=bool(spec and spec["type"] == "prometheus_remote_write"))
     _expiration(p)
-    config = build_config(template, p, variant)
+    shipping = ship(spec, variant, production, p) if spec else None
+    config = build_config(template, p, variant, shipping)
     text = dump_yaml(config)
     keep_list = None
     if selection:
@@ -277,4 +299,5 @@ def render(
         prometheus_endpoint=f"127.0.0.1:{p['prometheus_port']}",
         observe_endpoint=f"127.0.0.1:{p['observe_port']}" if selection else None,
         keep_list=keep_list,
+        shipping=shipping.info if shipping else None,
     )

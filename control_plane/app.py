@@ -16,6 +16,7 @@ from control_plane import (
     agent_api,
     cost,
     deployments,
+    destinations,
     experiments,
     fleet,
     keys,
@@ -43,12 +44,15 @@ from control_plane.metrics import (
 from control_plane.periodic import every
 from control_plane.presence import Presence
 from control_plane.queue import ReportBatcher, TaskQueue
+from control_plane.secrets import Sealer, load_key
 from control_plane.services.agents import AgentService
 from control_plane.services.deployments import DeploymentService
+from control_plane.services.destinations import DestinationService
 from control_plane.services.tokens import AgentTokens
 from control_plane.settings import Settings
 from control_plane.stores.agents import AgentStore
 from control_plane.stores.deployments import DeploymentStore
+from control_plane.stores.destinations import DestinationStore
 from control_plane.stores.events import EventStore
 from control_plane.stores.retention import RetentionStore
 from control_plane.stores.tokens import TokenStore
@@ -81,13 +85,15 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         interval=settings.long_poll_interval,
     )
     agents, events = AgentStore(db), EventStore(db)
+    sealer = Sealer(load_key(settings.secrets_key, settings.state_dir))
     app[keys.PRESENCE] = Presence(agents, app[keys.QUEUE], flush_interval=settings.presence_flush_interval)
     app[keys.REPORTS] = ReportBatcher(app[keys.QUEUE])
     app[keys.AGENTS] = AgentService(
-        db, agents, app[keys.QUEUE], events, app[keys.PRESENCE], app[keys.DISPATCHER]
+        db, agents, app[keys.QUEUE], events, app[keys.PRESENCE], app[keys.DISPATCHER], sealer
     )
+    app[keys.DESTINATIONS] = DestinationService(db, DestinationStore(db), events, sealer)
     app[keys.DEPLOYMENTS] = DeploymentService(
-        db, DeploymentStore(db), agents, app[keys.QUEUE], events, generator_for(app)
+        db, DeploymentStore(db), agents, app[keys.QUEUE], events, generator_for(app), app[keys.DESTINATIONS]
     )
     app[keys.TOKENS] = AgentTokens(TokenStore(db), settings.agent_token_cache_seconds)
     dispatcher, presence, reports = app[keys.DISPATCHER], app[keys.PRESENCE], app[keys.REPORTS]
@@ -192,6 +198,7 @@ def create_app(settings: Settings, database_url: str) -> web.Application:
     app.router.add_get("/metrics", metrics_handler)
     app.add_routes(agent_api.routes)
     app.add_routes(deployments.routes)
+    app.add_routes(destinations.routes)
     app.add_routes(fleet.routes)
     app.add_routes(tokens.routes)
     app.add_routes(experiments.routes)

@@ -6,8 +6,9 @@ from typing import Any
 
 from aiohttp import web
 
-from control_plane import keys, names
+from control_plane import destination_spec, keys, names
 from control_plane.jsonutil import respond
+from control_plane.services.deployments import KEEP
 from phoenix_common.problems import NotFound, Problem, field, json_body
 
 routes = web.RouteTableDef()
@@ -33,6 +34,10 @@ async def create_deployment(request: web.Request) -> web.Response:
             f"got {max_failed_hosts}",
             field="max_failed_hosts",
         )
+    # Left out: keep the namespace's destination; null: ship nowhere (measure locally only).
+    destination = body.get("destination", KEEP)
+    if isinstance(destination, str) or destination not in (None, KEEP):
+        destination = destination_spec.check_name(destination, "destination")
     row = await request.app[keys.DEPLOYMENTS].create(
         name=name,
         namespace=namespace,
@@ -40,6 +45,7 @@ async def create_deployment(request: web.Request) -> web.Response:
         parameters=parameters,
         max_failed_hosts=max_failed_hosts,
         allow_empty_namespace=field(body, "allow_empty_namespace", bool, default=False),
+        destination=destination,
     )
     return respond(_deployment_json(row, hosts=row["hosts"]), status=201)
 
@@ -63,6 +69,7 @@ def _deployment_json(row: dict[str, Any], *, hosts: int | None = None, full: boo
             "max_failed_hosts",
             "status_reason",
             "restored_at",
+            "destination",
         )
     }
     out["tasks"] = row.get("task_counts") or {}

@@ -13,6 +13,8 @@ from control_plane.db import Database, Tx
 from control_plane.generator_client import GeneratorClient
 from control_plane.phases import ACTIVE, FINAL, Phase, check
 from control_plane.queue import TaskQueue
+from control_plane.services.deployments import DeploymentService
+from control_plane.services.destinations import Target
 from control_plane.settings import Settings
 from control_plane.stores.events import EventStore
 from control_plane.stores.experiments import ExperimentStore, Row
@@ -27,11 +29,6 @@ START_PRIORITY = 15
 AGENT_LIMIT_MARGIN_SECONDS = 120
 
 
-# Makes a rendered pipeline the active deployment of a namespace (the deployments service), keywords only:
-# name, namespace, template, parameters, rendered, experiment_id, reason; returns the deployment's {id, ...}.
-Deploy = Callable[..., Awaitable[dict[str, Any]]]
-
-
 class ExperimentService:
     """Every change to an experiment, on its store, the task queue, the generator and the deployments."""
 
@@ -42,7 +39,7 @@ class ExperimentService:
         events: EventStore,
         queue: TaskQueue,
         generator: GeneratorClient,
-        deploy: Deploy,
+        deployments: DeploymentService,
         settings: Settings,
     ):
         self.db = db
@@ -50,7 +47,8 @@ class ExperimentService:
         self.events = events
         self.queue = queue
         self.generator = generator
-        self.deploy = deploy
+        # Promote and rollback go through the normal deployment path, keeping each namespace's destination.
+        self.deployments = deployments
         self.ack_timeout = settings.experiment_ack_timeout
         self.prices = Prices(settings.price_per_series_month, settings.price_per_million_datapoints)
         # Set when an experiment may have something to advance; the driver waits on it.
@@ -96,6 +94,8 @@ class ExperimentService:
 
     async def create(self, experiment_id: str, spec: dict[str, Any], start: bool) -> tuple[Row, str | None]:
         """Record a validated spec and, if asked, start it; a failed start leaves it pending, saying why."""
+        if spec.get("candidate_destination"):
+            await self.deployments.destinations.target(spec["candidate_destination"])  # 404 when unknown
         async with self.db.transaction() as tx:
             await self.store.insert(experiment_id, spec["name"], spec, tx)
             await self._event(
@@ -125,7 +125,15 @@ class ExperimentService:
                 f"experiment {experiment_id} has no agents in its targets "
                 f"(namespaces {spec['target_namespaces']}, hosts {spec['target_hosts']})"
             )
-        generated = await self.generator.generate(experiment_id, spec)
+        targets = await self._destinations(experiment_id, hosts, spec.get("candidate_destination"))
+        generated = await self.generator.generate(
+            experiment_id, spec, {role: t.spec for role, t in targets.items()}
+        )
+        secret_files = {
+            path: sealed
+            for role, target in targets.items()
+            for path, sealed in target.secret_files(generated.get(role) or {}).items()
+        }
         try:
             payload = wire.check(
                 wire.ExperimentStart,
@@ -144,6 +152,8 @@ class ExperimentService:
                 },
                 root="generated",
             )
+            # Sealed here; the API opens them only in the long-poll answer to each host (services/agents.py).
+            payload_json = {**wire.to_json(payload), "secret_files": secret_files}
         except wire.WireError as exc:
             raise BadGateway(
                 f"config generator returned an experiment the agents cannot run: {exc}"
@@ -162,7 +172,7 @@ class ExperimentService:
                 hosts,
                 type="experiment",
                 action="start",
-                payload=wire.to_json(payload),
+                payload=payload_json,
                 priority=START_PRIORITY,
                 experiment_id=experiment_id,
                 max_attempts=1,
@@ -170,6 +180,25 @@ class ExperimentService:
             await self.move(tx, locked, Phase.DEPLOYING, f"experiment sent to {len(hosts)} host(s)")
         self.wake.set()
         return await self.get(experiment_id)
+
+    async def _destinations(
+        self, experiment_id: str, hosts: list[str], candidate: str | None
+    ) -> dict[str, Target]:
+        """Where each variant ships: the baseline where the hosts' namespaces ship now (one destination
+        for all of them), the candidate only to its own destination."""
+        current = await self.deployments.deployments.destinations_of_hosts(hosts)
+        if len(current) > 1:
+            shown = ", ".join(sorted(str(d) if d else "nowhere" for d in current))
+            raise Conflict(
+                f"experiment {experiment_id}: its hosts' namespaces ship to different destinations "
+                f"({shown}); run one experiment per destination"
+            )
+        out: dict[str, Target] = {}
+        if current and current[0]:
+            out["baseline"] = await self.deployments.destinations.target(current[0])
+        if candidate:
+            out["candidate"] = await self.deployments.destinations.target(candidate)
+        return out
 
     async def stop(self, experiment_id: str, reason: str) -> Row:
         async with self.db.transaction() as tx:
@@ -253,15 +282,14 @@ class ExperimentService:
         kind: str,
         why: str,
     ) -> list[dict[str, Any]]:
-        """Deploy `template` to every target namespace of the experiment and record it on the experiment."""
-        rendered = await self.generator.render(template, params, variant="main")
+        """Deploy `template` to every target namespace of the experiment (each keeping its destination)
+        and record it on the experiment."""
         created = [
-            await self.deploy(
+            await self.deployments.ship(
                 name=name,
                 namespace=ns,
                 template=template,
                 parameters=params,
-                rendered=rendered,
                 experiment_id=row["id"],
                 reason=reason,
             )

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from control_plane import keys, names
+from control_plane import destination_spec, keys, names
 from control_plane.analysis import DEFAULT_CRITERIA
 from control_plane.auth import HOST_ID_KEY
 from control_plane.experiment_driver import ExperimentDriver
@@ -84,6 +84,9 @@ def validate_spec(body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(params, dict):
             raise Problem(f"field 'parameters.{variant}' must be an object", field="parameters")
     critical = _string_list(body, "critical_processes", PROCESS_NAME, 64)
+    candidate_destination = field(body, "candidate_destination", str, default=None)
+    if candidate_destination is not None:
+        destination_spec.check_name(candidate_destination, "candidate_destination")
     load_profile = field(body, "load_profile", str, default=None)
     if load_profile is not None and load_profile not in LOAD_PROFILES:
         raise Problem(f"field 'load_profile' must be one of {', '.join(LOAD_PROFILES)}", field="load_profile")
@@ -109,6 +112,7 @@ def validate_spec(body: dict[str, Any]) -> dict[str, Any]:
         "sample_interval_seconds": _duration(body, "sample_interval", 10, 1, 600),
         "load_profile": load_profile,
         "success_criteria": criteria,
+        "candidate_destination": candidate_destination,
     }
 
 
@@ -142,6 +146,7 @@ def experiment_json(
                 "warmup_seconds",
                 "sample_interval_seconds",
                 "success_criteria",
+                "candidate_destination",
             )
         },
         "hosts": row["hosts"],
@@ -173,9 +178,14 @@ async def driver_ctx(app: web.Application) -> AsyncIterator[None]:
     """Build the experiments store, service and driver; run the driver until the app stops."""
     db = app[keys.DB]
     store = ExperimentStore(db)
-    deployer = app[keys.DEPLOYMENTS].deploy
     service = ExperimentService(
-        db, store, EventStore(db), app[keys.QUEUE], generator_for(app), deployer, app[keys.SETTINGS]
+        db,
+        store,
+        EventStore(db),
+        app[keys.QUEUE],
+        generator_for(app),
+        app[keys.DEPLOYMENTS],
+        app[keys.SETTINGS],
     )
     app[SERVICE] = service
     app[DRIVER] = driver = ExperimentDriver(db, store, service)

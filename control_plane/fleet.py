@@ -44,6 +44,8 @@ def _agent_json(row: dict[str, Any], app: web.Application) -> dict[str, Any]:
         float(row["seconds_since_seen"]), settings.stale_after, settings.offline_after
     )
     out["pipeline"] = (row["collector"] or {}).get("pipeline") or row.get("namespace_pipeline")
+    # How its collector delivers to the destination (None: it ships nowhere, or an older agent).
+    out["export"] = (row["collector"] or {}).get("export")
     return out
 
 

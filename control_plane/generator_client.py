@@ -28,15 +28,23 @@ class GeneratorClient:
         parameters: dict[str, Any] | None = None,
         variant: str = "main",
         experiment_id: str | None = None,
+        destination: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"template": template, "parameters": parameters or {}, "variant": variant}
         if experiment_id:
             body["experiment_id"] = experiment_id
+        if destination:
+            body["destination"] = destination
         return await self._post("/api/v1/render", body)
 
-    async def generate(self, experiment_id: str, spec: dict[str, Any]) -> dict[str, Any]:
-        """Both configurations of an experiment, rendered from the spec sent with the request."""
+    async def generate(
+        self, experiment_id: str, spec: dict[str, Any], destinations: dict[str, dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """Both configurations of an experiment, rendered from the spec sent with the request;
+        `destinations` maps a variant (baseline, candidate) to where it ships."""
         body = {"experiment_id": experiment_id, **{k: spec.get(k) for k in GENERATE_FIELDS}}
+        if destinations:
+            body["destinations"] = destinations
         return await self._post("/api/v1/generate", body)
 
     async def takes(self, template: str, parameter: str) -> bool:

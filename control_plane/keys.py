@@ -15,6 +15,7 @@ from control_plane.presence import Presence
 from control_plane.queue import ReportBatcher, TaskQueue
 from control_plane.services.agents import AgentService
 from control_plane.services.deployments import DeploymentService
+from control_plane.services.destinations import DestinationService
 from control_plane.services.tokens import AgentTokens
 from control_plane.settings import Settings
 
@@ -27,6 +28,7 @@ DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 PRESENCE = web.AppKey("presence", Presence)
 AGENTS = web.AppKey("agents", AgentService)
 DEPLOYMENTS = web.AppKey("deployments", DeploymentService)
+DESTINATIONS = web.AppKey("destinations", DestinationService)
 TOKENS = web.AppKey("agent_tokens", AgentTokens)
 HUB = web.AppKey("hub", EventHub)
 LISTENER = web.AppKey("listener", Listener)

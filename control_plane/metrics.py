@@ -52,6 +52,18 @@ class ApiMetrics:
             ["host_id"],
             registry=registry,
         )
+        # Export health per host (agent/export.py): the collector's own counters as last reported; they
+        # restart with the collector, so they are gauges of its lifetime totals.
+        self.export = {
+            key: Gauge(f"phoenix_agent_export_{key}", text, ["host_id"], registry=registry)
+            for key, text in (
+                ("failing", "1 when the host's collector cannot deliver to its destination, else 0"),
+                ("queue_size", "Datapoints waiting in the host's persistent sending queue"),
+                ("sent_points", "Datapoints the host's collector delivered since it started"),
+                ("failed_points", "Datapoints the destination refused since the collector started"),
+                ("dropped_points", "Datapoints refused by the full queue since the collector started"),
+            )
+        }
         self.queue_depth = Gauge(
             "phoenix_task_queue_depth", "Tasks per status", ["status"], registry=registry
         )
@@ -163,6 +175,13 @@ async def metrics_handler(request: web.Request) -> web.Response:
     metrics.last_seen.clear()
     for host_id, last_seen in (await agents.last_seen()).items():
         metrics.last_seen.labels(host_id).set(last_seen)
+    for gauge in metrics.export.values():
+        gauge.clear()
+    for host_id, export in (await agents.export_health()).items():
+        metrics.export["failing"].labels(host_id).set(1 if export.get("state") == "failing" else 0)
+        for key in ("queue_size", "sent_points", "failed_points", "dropped_points"):
+            if isinstance(export.get(key), int | float):
+                metrics.export[key].labels(host_id).set(export[key])
     metrics.counters.restarts = await agents.collector_restarts()
     metrics.counters.finished = await tasks.finished()
     for hook in request.app.get(METRIC_HOOKS, []):

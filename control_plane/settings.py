@@ -34,6 +34,9 @@ class Settings:
     agent_token_cache_seconds: float = 30.0
     # The token the config generator requires (its api_token); the API token when unset.
     generator_token: str | None = None
+    # Fernet key (urlsafe base64, 32 bytes) that encrypts destination header values; without one the API
+    # makes <state_dir>/secrets.key. Replicas must share it.
+    secrets_key: str | None = None
     # Browser origins besides the API's own that may open the WebSocket (scheme://host[:port]).
     allowed_origins: tuple[str, ...] = ()
     ws_max_message_bytes: int = 65_536

@@ -22,12 +22,18 @@ def merge_configs(*configs: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+# Lists that hold names of components both configs may start: merged as a union, in order.
+UNION_LISTS = frozenset({"service.extensions"})
+
+
 def _merge(base: Mapping[str, Any], extra: Mapping[str, Any], path: str) -> dict[str, Any]:
     out = dict(base)
     for key, value in extra.items():
         where = f"{path}.{key}" if path else str(key)
         if key not in out:
             out[key] = value
+        elif where in UNION_LISTS and isinstance(out[key], list) and isinstance(value, list):
+            out[key] = out[key] + [item for item in value if item not in out[key]]
         elif isinstance(out[key], Mapping) and isinstance(value, Mapping):
             out[key] = _merge(out[key], value, where)
         elif out[key] != value:

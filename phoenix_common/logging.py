@@ -21,6 +21,9 @@ _SECRET_KEYS = (
     "apikey",
     "credential",
     "private_key",
+    # Destination header values and the files that carry them to the collector.
+    "headers",
+    "secret_files",
 )
 REDACTED = "[redacted]"
 # Secrets inside free text: a URL's password (postgresql://user:pw@host), a bearer token, a token in a

@@ -84,6 +84,25 @@ def check_loopback(name: str, value: str) -> None:
         raise ValueError(f"{name} must be a loopback host:port such as 127.0.0.1:9464, got {value[:80]!r}")
 
 
+class Shipping(Struct, frozen=True):
+    """Where a rendered variant ships (docs/destinations.md): paths are the contract's placeholders under
+    /var/lib/phoenix-agent, which the agent points at its own directories."""
+
+    destination: str
+    type: str
+    exporter: str
+    queue_directory: str
+    queue_points: Annotated[int, Meta(ge=0)] = 0
+    headers_file: str | None = None
+    writer: str | None = None
+
+
+# Secret side files of a task (placeholder path -> header map), opened by the API for the host only.
+SecretFiles = Annotated[
+    dict[str, dict[str, str]], _says("must map file paths to objects of header names and values")
+]
+
+
 class Rendered(Struct, frozen=True):
     """One collector config the generator rendered for a variant."""
 
@@ -94,6 +113,7 @@ class Rendered(Struct, frozen=True):
     config_hash: str | None = None
     observe_endpoint: str | None = None
     keep_list: KeepList | None = None
+    shipping: Shipping | None = None
 
     def __post_init__(self) -> None:
         check_loopback("prometheus_endpoint", self.prometheus_endpoint)
@@ -112,6 +132,10 @@ class DeploymentApply(Struct, frozen=True):
     deployment_id: str | None = None
     config_hash: str | None = None
     keep_list: KeepList | None = None
+    shipping: Shipping | None = None
+    secret_files: SecretFiles = {}
+    # Set by the API instead of secret_files when it could not open them (the task then fails).
+    secret_error: str | None = None
 
 
 class ExperimentStart(Struct, frozen=True):
@@ -127,6 +151,8 @@ class ExperimentStart(Struct, frozen=True):
     ] = 10.0
     critical_processes: Strings = []
     load_profile: str | None = None
+    secret_files: SecretFiles = {}
+    secret_error: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.duration_seconds <= MAX_EXPERIMENT_SECONDS:
@@ -175,6 +201,20 @@ class Measurements(Struct, frozen=True):
     task_id: str | None = None
 
 
+class ExportReport(Struct, frozen=True):
+    """How the collector delivers to its destination (agent/export.py), from its own telemetry."""
+
+    destination: str | None = None
+    exporter: str | None = None
+    state: str | None = None
+    sent_points: Annotated[int, Meta(ge=0)] | None = None
+    failed_points: Annotated[int, Meta(ge=0)] | None = None
+    dropped_points: Annotated[int, Meta(ge=0)] | None = None
+    queue_size: Annotated[int, Meta(ge=0)] | None = None
+    queue_capacity: Annotated[int, Meta(ge=0)] | None = None
+    error: str | None = None
+
+
 class CollectorReport(Struct, frozen=True):
     """The collector block of a heartbeat and of a health check's result."""
 
@@ -185,6 +225,7 @@ class CollectorReport(Struct, frozen=True):
     pipeline: str | None = None
     pid: int | None = None
     uptime_seconds: float | None = None
+    export: ExportReport | None = None
 
 
 class Heartbeat(Struct, frozen=True):

@@ -12,6 +12,7 @@ from control_plane.db import Database
 from control_plane.dispatch import Dispatcher
 from control_plane.presence import Presence, fingerprint
 from control_plane.queue import TaskQueue
+from control_plane.secrets import Sealer, SecretError
 from control_plane.stores.agents import AgentStore
 from control_plane.stores.events import EventStore
 from phoenix_common.problems import NotFound
@@ -32,6 +33,7 @@ class AgentService:
     events: EventStore
     presence: Presence
     dispatcher: Dispatcher
+    sealer: Sealer
 
     async def register(self, host_id: str, report: dict[str, Any]) -> dict[str, Any]:
         """Record the agent's contact; a new agent or a namespace change gets the active deployment."""
@@ -82,7 +84,21 @@ class AgentService:
             return []
         for task in tasks:
             log.info("task_assigned", host_id=host_id, task_id=str(task["id"]), type=task["type"])
-        return tasks
+        return [self._unsealed(task) for task in tasks]
+
+    def _unsealed(self, task: dict[str, Any]) -> dict[str, Any]:
+        """The task as its agent receives it: sealed secret files opened (only here, only for it)."""
+        payload = task.get("payload")
+        if not isinstance(payload, dict) or not payload.get("secret_files"):
+            return task
+        opened: dict[str, Any] = {}
+        try:
+            for path, sealed in payload["secret_files"].items():
+                opened[path] = self.sealer.unseal(sealed)
+        except SecretError as exc:
+            log.error("task_secret_unreadable", task_id=str(task["id"]), error=str(exc))
+            return {**task, "payload": {**payload, "secret_files": {}, "secret_error": str(exc)}}
+        return {**task, "payload": {**payload, "secret_files": opened}}
 
     async def request(
         self, kind: str, host_id: str | None, namespace: str | None, priority: int

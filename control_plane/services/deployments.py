@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,7 @@ import structlog
 from control_plane.db import Database, Tx
 from control_plane.names import new_id
 from control_plane.queue import TaskQueue
+from control_plane.services.destinations import DestinationService
 from control_plane.stores.agents import AgentStore
 from control_plane.stores.deployments import DeploymentStore
 from control_plane.stores.events import EventStore
@@ -23,6 +25,15 @@ log = structlog.get_logger("phoenix.deployments")
 DEPLOYMENT_PRIORITY = 10
 
 
+class Keep(enum.Enum):
+    """`destination` left out: keep the one of the namespace's active deployment."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
 @dataclass
 class DeploymentService:
     """Every change to a namespace's deployments, on the deployment, agent, task and event stores."""
@@ -33,6 +44,7 @@ class DeploymentService:
     tasks: TaskQueue
     events: EventStore
     generator: GeneratorClient
+    destinations: DestinationService
 
     async def create(
         self,
@@ -43,6 +55,7 @@ class DeploymentService:
         parameters: dict[str, Any],
         max_failed_hosts: int,
         allow_empty_namespace: bool,
+        destination: str | Keep | None = KEEP,
     ) -> dict[str, Any]:
         """The operator's deploy: render `template`, make it active; the new deployment's row and hosts."""
         if not allow_empty_namespace and await self.agents.count(namespace) == 0:
@@ -51,18 +64,54 @@ class DeploymentService:
                 'or pass "allow_empty_namespace": true to deploy ahead of them',
                 field="namespace",
             )
-        rendered = await self.generator.render(template, parameters, variant="main")
-        created = await self.deploy(
+        created = await self.ship(
+            name=name,
+            namespace=namespace,
+            template=template,
+            parameters=parameters,
+            max_failed_hosts=max_failed_hosts,
+            destination=destination,
+        )
+        row = await self.deployments.get(created["id"])
+        assert row is not None
+        return {**row, "hosts": created["hosts"]}
+
+    async def destination_of(self, namespace: str) -> str | None:
+        """Where the namespace's active deployment ships (None: nowhere, or no deployment)."""
+        active = await self.deployments.active(namespace)
+        return active["destination"] if active else None
+
+    async def ship(
+        self,
+        *,
+        name: str,
+        namespace: str,
+        template: str,
+        parameters: dict[str, Any],
+        destination: str | Keep | None = KEEP,
+        experiment_id: str | None = None,
+        reason: str = "created",
+        max_failed_hosts: int = 0,
+    ) -> dict[str, Any]:
+        """Render `template` for `destination` (KEEP: the namespace's current one) and deploy it."""
+        if destination is KEEP:
+            destination = await self.destination_of(namespace)
+        target = await self.destinations.target(destination) if destination else None
+        rendered = await self.generator.render(
+            template, parameters, variant="main", destination=target.spec if target else None
+        )
+        return await self.deploy(
             name=name,
             namespace=namespace,
             template=template,
             parameters=parameters,
             rendered=rendered,
+            experiment_id=experiment_id,
+            reason=reason,
             max_failed_hosts=max_failed_hosts,
+            destination=destination,
+            secret_files=target.secret_files(rendered) if target else {},
         )
-        row = await self.deployments.get(created["id"])
-        assert row is not None
-        return {**row, "hosts": created["hosts"]}
 
     async def deploy(
         self,
@@ -75,6 +124,8 @@ class DeploymentService:
         experiment_id: str | None = None,
         reason: str = "created",
         max_failed_hosts: int = 0,
+        destination: str | None = None,
+        secret_files: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Make `rendered` the namespace's active deployment and queue it for every agent there.
 
@@ -83,6 +134,9 @@ class DeploymentService:
         """
         deployment_id = new_id("dep")
         async with self.db.transaction() as tx:
+            # Held until commit, so that the destination cannot be deleted under a deployment naming it.
+            if destination and not await self.destinations.store.lock(destination, tx):
+                raise NotFound(f"destination {destination!r} does not exist", field="destination")
             await self.deployments.lock_namespace(namespace, tx)
             previous = await self.deployments.active(namespace, tx)
             if previous:
@@ -96,8 +150,9 @@ class DeploymentService:
                 "previous_id": previous["id"] if previous else None,
                 "experiment_id": experiment_id,
                 "max_failed_hosts": max_failed_hosts,
+                "destination": destination,
             }
-            await self.deployments.insert(deployment, rendered, tx)
+            await self.deployments.insert(deployment, rendered, tx, secret_files=secret_files or {})
             hosts = await self.tasks.enqueue_namespace(
                 tx,
                 namespace,
@@ -118,6 +173,7 @@ class DeploymentService:
                     "template": template,
                     "hosts": hosts,
                     "experiment_id": experiment_id,
+                    "destination": destination,
                 },
                 reason=reason,
                 tx=tx,

@@ -56,5 +56,9 @@ class AgentStore:
         """Each host's last contact, seconds since the epoch."""
         return {r["host_id"]: float(r["last_seen"]) for r in await self.db.fetch("agents_last_seen")}
 
+    async def export_health(self) -> dict[str, dict[str, Any]]:
+        """Each shipping host's collector.export block, as last reported."""
+        return {r["host_id"]: r["export"] for r in await self.db.fetch("agents_export")}
+
     async def collector_restarts(self) -> dict[str, int]:
         return {r["host_id"]: r["restarts"] for r in await self.db.fetch("agents_collector_restarts")}

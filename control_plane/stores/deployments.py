@@ -31,6 +31,10 @@ class DeploymentStore:
         """The deployment with its latest version and task counts."""
         return await (tx or self.db).fetch_one("get_deployment", {"id": deployment_id})
 
+    async def destinations_of_hosts(self, hosts: list[str]) -> list[str | None]:
+        """The distinct destinations the namespaces of `hosts` ship to now (None: nowhere)."""
+        return [r["destination"] for r in await self.db.fetch("destinations_of_hosts", {"hosts": hosts})]
+
     async def list_deployments(self, namespace: str | None, limit: int) -> list[dict[str, Any]]:
         return await self.db.fetch("list_deployments", {"namespace": namespace, "limit": limit})
 
@@ -39,9 +43,11 @@ class DeploymentStore:
         deployment: dict[str, Any],
         rendered: dict[str, Any],
         tx: Tx | None = None,
+        *,
+        secret_files: dict[str, str] | None = None,
     ) -> None:
         """An active deployment (id, name, namespace, template, parameters, previous_id, experiment_id,
-        max_failed_hosts) and its version 1."""
+        max_failed_hosts, destination) and its version 1, with the sealed files it refers to."""
         db = tx or self.db
         await db.fetch("insert_deployment", {**deployment, "parameters": Jsonb(deployment["parameters"])})
         await db.execute(
@@ -52,6 +58,7 @@ class DeploymentStore:
                 "config_yaml": rendered["config_yaml"],
                 "config_hash": rendered["config_hash"],
                 "rendered": Jsonb({k: v for k, v in rendered.items() if k != "config_yaml"}),
+                "secret_files": Jsonb(secret_files or {}),
             },
         )
 

@@ -60,3 +60,8 @@ WHERE jsonb_typeof(collector -> 'restarts') = 'number';
 
 -- name: namespace_agent_count
 SELECT count(*) AS n FROM agents WHERE namespace = %(namespace)s;
+
+-- name: agents_export
+-- Each shipping host's export health as its last heartbeat reported it (collector.export).
+SELECT host_id, collector -> 'export' AS export FROM agents
+WHERE jsonb_typeof(collector -> 'export') = 'object';

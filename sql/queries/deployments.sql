@@ -5,14 +5,14 @@
 
 -- name: insert_deployment
 INSERT INTO pipeline_deployments (id, name, namespace, template, parameters, status, previous_id, experiment_id,
-                                  max_failed_hosts)
+                                  max_failed_hosts, destination)
 VALUES (%(id)s, %(name)s, %(namespace)s, %(template)s, %(parameters)s, 'active', %(previous_id)s,
-        %(experiment_id)s, %(max_failed_hosts)s)
+        %(experiment_id)s, %(max_failed_hosts)s, %(destination)s)
 RETURNING id;
 
 -- name: insert_deployment_version
-INSERT INTO pipeline_deployment_versions (deployment_id, version, config_yaml, config_hash, rendered)
-VALUES (%(deployment_id)s, %(version)s, %(config_yaml)s, %(config_hash)s, %(rendered)s);
+INSERT INTO pipeline_deployment_versions (deployment_id, version, config_yaml, config_hash, rendered, secret_files)
+VALUES (%(deployment_id)s, %(version)s, %(config_yaml)s, %(config_hash)s, %(rendered)s, %(secret_files)s);
 
 -- name: lock_namespace
 -- Serialise deployment changes per namespace (transaction-scoped).
@@ -25,7 +25,7 @@ SELECT pg_try_advisory_xact_lock(hashtext('phoenix-namespace:' || %(namespace)s)
 
 -- name: active_deployment
 SELECT d.id, d.name, d.namespace, d.template, d.parameters, d.status, d.previous_id, d.experiment_id,
-       d.created_at, d.updated_at, v.version, v.config_hash
+       d.created_at, d.updated_at, d.destination, v.version, v.config_hash
 FROM pipeline_deployments d
 JOIN LATERAL (SELECT version, config_hash FROM pipeline_deployment_versions
               WHERE deployment_id = d.id ORDER BY version DESC LIMIT 1) v ON true
@@ -40,7 +40,7 @@ WHERE id = %(id)s;
 
 -- name: get_deployment
 SELECT d.id, d.name, d.namespace, d.template, d.parameters, d.status, d.previous_id, d.experiment_id,
-       d.created_at, d.updated_at, d.max_failed_hosts, d.status_reason, d.restored_at,
+       d.created_at, d.updated_at, d.destination, d.max_failed_hosts, d.status_reason, d.restored_at,
        v.version, v.config_hash, v.config_yaml,
        (SELECT jsonb_object_agg(status, n) FROM (
             SELECT status, count(*) AS n FROM tasks WHERE deployment_id = d.id GROUP BY status) s) AS task_counts
@@ -51,7 +51,7 @@ WHERE d.id = %(id)s;
 
 -- name: list_deployments
 SELECT d.id, d.name, d.namespace, d.template, d.parameters, d.status, d.previous_id, d.experiment_id,
-       d.created_at, d.updated_at, d.max_failed_hosts, d.status_reason, d.restored_at,
+       d.created_at, d.updated_at, d.destination, d.max_failed_hosts, d.status_reason, d.restored_at,
        v.version, v.config_hash,
        (SELECT jsonb_object_agg(status, n) FROM (
             SELECT status, count(*) AS n FROM tasks WHERE deployment_id = d.id GROUP BY status) s) AS task_counts
@@ -101,3 +101,10 @@ UPDATE pipeline_deployments
 SET status = 'active', status_reason = %(reason)s, restored_at = now(), updated_at = now()
 WHERE id = %(id)s
 RETURNING id;
+
+-- name: destinations_of_hosts
+-- Where the namespaces of these hosts ship now (NULL: nowhere), one row per distinct destination.
+SELECT DISTINCT d.destination
+FROM agents a
+LEFT JOIN pipeline_deployments d ON d.namespace = a.namespace AND d.status = 'active'
+WHERE a.host_id = ANY(%(hosts)s::text[]);

@@ -2,7 +2,8 @@
 -- Parameters are psycopg named placeholders.
 
 -- name: insert_experiment
-INSERT INTO experiments (id, name, spec) VALUES (%(id)s, %(name)s, %(spec)s)
+INSERT INTO experiments (id, name, spec, candidate_destination)
+VALUES (%(id)s, %(name)s, %(spec)s, %(spec)s::jsonb ->> 'candidate_destination')
 RETURNING id;
 
 -- name: get_experiment

@@ -30,7 +30,9 @@ RETURNING t.id, t.host_id, t.type, t.action, t.priority, t.attempts, t.max_attem
                ELSE t.payload || COALESCE((
                    SELECT jsonb_build_object('config_yaml', v.config_yaml, 'config_hash', v.config_hash,
                                              'pipeline', d.template, 'deployment_id', d.id,
-                                             'keep_list', v.rendered -> 'keep_list')
+                                             'keep_list', v.rendered -> 'keep_list',
+                                             'shipping', v.rendered -> 'shipping',
+                                             'secret_files', v.secret_files)
                    FROM pipeline_deployment_versions v
                    JOIN pipeline_deployments d ON d.id = v.deployment_id
                    WHERE v.deployment_id = t.deployment_id AND v.version = t.deployment_version

@@ -12,6 +12,7 @@ from agent.payloads import Deployment, ExperimentPlan, TaskError, collection_int
 from agent.state import StateDir
 from agent.timing import jittered
 
+QUEUE = Path("/var/lib/phoenix-agent/queue")
 KEEP_PATH = "/var/lib/phoenix-agent/keep/candidate.yaml"
 
 
@@ -43,7 +44,7 @@ def state(tmp_path: Path) -> StateDir:
 def test_a_deployment_points_at_the_agents_own_keep_file(state: StateDir) -> None:
     text = config("candidate", 9464, keep=f"${{file:{KEEP_PATH}}}")
     keep = {"path": KEEP_PATH, "strategy": "topk", "k": 3, "initial": ["sshd"]}
-    deployment = Deployment.parse({"pipeline": "p", "config_yaml": text, "keep_list": keep}, state)
+    deployment = Deployment.parse({"pipeline": "p", "config_yaml": text, "keep_list": keep}, state, QUEUE)
     assert deployment.keep_path == state.keep_path(KEEP_PATH)
     assert KEEP_PATH not in deployment.config_yaml and str(deployment.keep_path) in deployment.config_yaml
     # The hash is of the config as the control plane sent it, not as relocated.
@@ -69,7 +70,7 @@ def test_a_deployment_points_at_the_agents_own_keep_file(state: StateDir) -> Non
 )
 def test_deployment_errors_name_the_field(state: StateDir, payload: Any, reason: str) -> None:
     with pytest.raises(TaskError, match=reason):
-        Deployment.parse(payload, state)
+        Deployment.parse(payload, state, QUEUE)
 
 
 def test_an_experiment_plan_merges_both_variants(state: StateDir) -> None:
@@ -79,12 +80,12 @@ def test_an_experiment_plan_merges_both_variants(state: StateDir) -> None:
         "baseline": rendered("baseline", 9464),
         "candidate": rendered("candidate", 9466),
     }
-    plan = ExperimentPlan.parse(payload, state)
+    plan = ExperimentPlan.parse(payload, state, QUEUE)
     assert [v.role for v in plan.variants] == ["baseline", "candidate"]
     assert "prometheus/baseline" in plan.merged_yaml and "prometheus/candidate" in plan.merged_yaml
     same = {**payload, "candidate": rendered("candidate", 9464)}
     with pytest.raises(TaskError, match="export to the same prometheus_endpoint"):
-        ExperimentPlan.parse(same, state)
+        ExperimentPlan.parse(same, state, QUEUE)
 
 
 def test_an_experiment_refreshes_inside_its_measured_window(state: StateDir) -> None:
@@ -100,6 +101,7 @@ def test_an_experiment_refreshes_inside_its_measured_window(state: StateDir) -> 
             "candidate": candidate,
         },
         state,
+        QUEUE,
     )
     assert plan.candidate.keep is not None
     assert refresh_period(plan, plan.candidate.keep) == 10.0

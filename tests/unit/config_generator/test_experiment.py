@@ -26,12 +26,13 @@ def spec(**overrides: Any) -> dict[str, Any]:
 def test_variants_take_default_ports_and_the_critical_list() -> None:
     baseline, candidate = variants(CATALOG, "exp-1", spec())
     assert (baseline.name, baseline.template.name) == ("baseline", "process-baseline-v1")
-    assert baseline.parameters == {"prometheus_port": 9464}
+    assert baseline.parameters == {"prometheus_port": 9464, "relay_port": 14318}
     assert (candidate.name, candidate.template.name) == ("candidate", "process-intelligent-v1")
     assert candidate.parameters == {
         "k": 7,
         "prometheus_port": 9466,
         "observe_port": 9467,
+        "relay_port": 14319,
         "critical_processes": ["sshd"],
     }
 
@@ -39,7 +40,7 @@ def test_variants_take_default_ports_and_the_critical_list() -> None:
 def test_given_parameters_win_and_experiment_id_is_not_a_parameter() -> None:
     parameters = {"baseline": {"prometheus_port": 19464, "experiment_id": "other"}, "candidate": None}
     baseline, candidate = variants(CATALOG, "exp-1", spec(parameters=parameters))
-    assert baseline.parameters == {"prometheus_port": 19464}
+    assert baseline.parameters == {"prometheus_port": 19464, "relay_port": 14318}
     assert candidate.parameters["prometheus_port"] == 9466
 
 

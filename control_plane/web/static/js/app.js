@@ -4,6 +4,7 @@ import { h, replace } from "./dom.js";
 import { Live } from "./live.js";
 import * as costView from "./views/cost.js";
 import * as deploymentsView from "./views/deployments.js";
+import * as destinationsView from "./views/destinations.js";
 import * as experimentView from "./views/experiment.js";
 import * as experimentsView from "./views/experiments.js";
 import * as fleetView from "./views/fleet.js";
@@ -12,6 +13,7 @@ import { problemBox } from "./views/common.js";
 const ROUTES = [
   { pattern: /^#\/fleet$/, nav: "fleet", title: "Fleet", view: fleetView },
   { pattern: /^#\/deployments$/, nav: "deployments", title: "Deployments", view: deploymentsView },
+  { pattern: /^#\/destinations$/, nav: "destinations", title: "Destinations", view: destinationsView },
   { pattern: /^#\/experiments$/, nav: "experiments", title: "Experiments", view: experimentsView },
   { pattern: /^#\/experiments\/([^/]+)$/, nav: "experiments", title: "Experiment", view: experimentView,
     params: (m) => ({ id: decodeURIComponent(m[1]) }) },

@@ -5,6 +5,7 @@ import { badge, h, replace, table } from "../dom.js";
 import { timeAgo } from "../format.js";
 import { Refresher } from "../live.js";
 import { pageHeader, problemBox } from "./common.js";
+import { shipping } from "./destinations.js";
 
 function taskCounts(tasks) {
   const entries = Object.entries(tasks || {});
@@ -26,6 +27,8 @@ function createForm(outcome, onCreated) {
       autocomplete: "off" }),
     field("Template", "template", { required: true, placeholder: "process-topk-v1", autocomplete: "off" }),
     field("Parameters (JSON object)", "parameters", { textarea: true, rows: 3, placeholder: "{}" }),
+    field("Destination (optional)", "destination", { maxlength: 63, placeholder: "empty: keep the current one",
+      autocomplete: "off" }),
     h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Deploy")));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -44,11 +47,15 @@ function createForm(outcome, onCreated) {
     button.disabled = true;
     replace(outcome, h("p", { role: "status" }, "Deploying…"));
     try {
-      const created = await post("/api/v1/pipeline-deployments", {
+      const body = {
         name: data.get("name"), namespace: data.get("namespace"), template: data.get("template"), parameters,
-      });
+      };
+      const destination = String(data.get("destination") || "").trim();
+      if (destination) body.destination = destination;
+      const created = await post("/api/v1/pipeline-deployments", body);
       replace(outcome, h("p", { role: "status", class: "ok" },
-        `Deployed ${created.id} (version ${created.version}) to ${created.hosts} host(s).`));
+        `Deployed ${created.id} (version ${created.version}) to ${created.hosts} host(s); `
+        + (created.destination ? `ships to ${created.destination}.` : "local only (not shipped).")));
       form.reset();
       onCreated();
     } catch (error) {
@@ -94,6 +101,7 @@ export async function mount(main) {
         { label: "Name", header: true, value: (d) => d.name },
         { label: "Namespace", value: (d) => d.namespace },
         { label: "Template", value: (d) => d.template },
+        { label: "Destination", value: (d) => shipping(d.destination) },
         { label: "Status", value: (d) => badge(d.status.replace("_", " "), d.status) },
         { label: "Version", class: "num", value: (d) => d.version },
         { label: "Tasks", value: (d) => taskCounts(d.tasks) },

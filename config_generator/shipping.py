@@ -1,0 +1,150 @@
+"""The exporters that ship a variant to its destination, with a persistent, bounded queue
+(docs/destinations.md). The generator never sees a header value: the config refers to a file the agent
+writes (`${file:...}`)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from config_generator.catalog import ParameterError
+
+# Paths under the agent's state directory as the contract names them; the agent points them at its own.
+STATE_ROOT = "/var/lib/phoenix-agent"
+QUEUE_DIR = f"{STATE_ROOT}/queue"
+SECRETS_DIR = f"{STATE_ROOT}/secrets"
+STORAGE = "file_storage/phoenix-queue"
+TYPES = ("otlp_grpc", "otlp_http", "prometheus_remote_write")
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+_SPEC_FIELDS = frozenset(
+    {"name", "type", "endpoint", "header_names", "tls", "compression", "timeout_seconds"}
+)
+
+
+@dataclass(frozen=True)
+class Shipping:
+    """The pieces to add to a variant's config, and what the agent needs to know of them."""
+
+    exporter: str  # the queue-owning exporter the variant's pipeline feeds (its telemetry is export health)
+    exporters: dict[str, Any]
+    receivers: dict[str, Any]
+    pipelines: dict[str, Any]
+    extensions: dict[str, Any]
+    info: dict[str, Any]
+
+
+def check_spec(spec: Any) -> dict[str, Any]:
+    """The destination spec the control plane sends (no secrets), or ParameterError naming the field."""
+    if not isinstance(spec, Mapping):
+        raise ParameterError("destination", "destination must be an object")
+    unknown = sorted(set(spec) - _SPEC_FIELDS)
+    if unknown:
+        raise ParameterError("destination", f"destination has unknown field {unknown[0][:40]!r}")
+    if not isinstance(spec.get("name"), str) or not _NAME.match(spec["name"]):
+        raise ParameterError("destination", "destination.name must be a DNS label")
+    if spec.get("type") not in TYPES:
+        raise ParameterError("destination", f"destination.type must be one of {', '.join(TYPES)}")
+    endpoint = spec.get("endpoint")
+    if (
+        not isinstance(endpoint, str)
+        or not endpoint
+        or "${" in endpoint
+        or any(ord(c) < 0x20 for c in endpoint)
+    ):
+        raise ParameterError("destination", "destination.endpoint must be a URL or host:port without '${'")
+    names = spec.get("header_names") or []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ParameterError("destination", "destination.header_names must be a list of strings")
+    tls = spec.get("tls") or {}
+    if not isinstance(tls, Mapping) or any("${" in str(v) for v in tls.values()):
+        raise ParameterError("destination", "destination.tls must be an object without '${'")
+    return dict(spec)
+
+
+def headers_file(name: str) -> str:
+    return f"{SECRETS_DIR}/{name}.headers.yaml"
+
+
+def _retry() -> dict[str, Any]:
+    # Never give up while the queue holds the data: an outage of minutes or hours loses nothing.
+    return {"enabled": True, "initial_interval": "1s", "max_interval": "30s", "max_elapsed_time": 0}
+
+
+def _queue(points: int) -> dict[str, Any]:
+    # One consumer: batches reach the backend in the order they were collected (no out-of-order samples).
+    return {
+        "enabled": True,
+        "storage": STORAGE,
+        "num_consumers": 1,
+        "sizer": "items",
+        "queue_size": points,
+    }
+
+
+def _client(spec: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"endpoint": spec["endpoint"], "timeout": f"{spec.get('timeout_seconds', 10):g}s"}
+    if spec.get("header_names"):
+        out["headers"] = f"${{file:{headers_file(spec['name'])}}}"
+    tls = {
+        k: v
+        for k, v in (spec.get("tls") or {}).items()
+        if k in ("insecure", "insecure_skip_verify", "ca_pem")
+    }
+    if tls:
+        out["tls"] = tls
+    return out
+
+
+def ship(spec: Mapping[str, Any], variant: str, production: bool, p: Mapping[str, Any]) -> Shipping:
+    """Exporters (and, for remote write, the loopback relay) that ship `variant` to `spec`.
+
+    The namespace's production stream always uses the exporter name `.../ship`, so that its persisted
+    queue carries over from a deployment to an experiment's baseline and back."""
+    suffix = "ship" if production else f"ship-{variant}"
+    points = p["ship_queue_points"]
+    kind = spec["type"]
+    extensions = {STORAGE: {"directory": QUEUE_DIR, "create_directory": True}}
+    info = {
+        "destination": spec["name"],
+        "type": kind,
+        "headers_file": headers_file(spec["name"]) if spec.get("header_names") else None,
+        "queue_directory": QUEUE_DIR,
+        "queue_points": points,
+    }
+    compression = spec.get("compression") or "gzip"
+    if kind in ("otlp_grpc", "otlp_http"):
+        name = f"{'otlp' if kind == 'otlp_grpc' else 'otlphttp'}/{suffix}"
+        exporter = {
+            **_client(spec),
+            "compression": compression,
+            "retry_on_failure": _retry(),
+            "sending_queue": _queue(points),
+        }
+        return Shipping(name, {name: exporter}, {}, {}, extensions, {**info, "exporter": name})
+    # Remote write: no persistent sending_queue in this exporter, so the queue sits in an otlphttp spool
+    # that posts to a loopback OTLP receiver whose pipeline writes synchronously (no queue, no retry of
+    # its own): a failed write fails the relay's request and the spool keeps and retries the batch.
+    port = p["relay_port"]
+    spool, relay, writer = f"otlphttp/{suffix}", f"otlp/{suffix}-relay", f"prometheusremotewrite/{suffix}"
+    exporters = {
+        spool: {
+            "endpoint": f"http://127.0.0.1:{port}",
+            "compression": "none",
+            "retry_on_failure": _retry(),
+            "sending_queue": _queue(points),
+        },
+        writer: {
+            **_client(spec),
+            "remote_write_queue": {"enabled": False},
+            "retry_on_failure": {"enabled": False},
+            # Every resource attribute is a label, as the measuring exporter shows it (what is billed).
+            "resource_constant_labels": {"included": ["*"]},
+        },
+    }
+    receivers = {relay: {"protocols": {"http": {"endpoint": f"127.0.0.1:{port}"}}}}
+    pipelines = {f"metrics/{suffix}-relay": {"receivers": [relay], "exporters": [writer]}}
+    return Shipping(
+        spool, exporters, receivers, pipelines, extensions, {**info, "exporter": spool, "writer": writer}
+    )
