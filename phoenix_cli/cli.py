@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -14,6 +15,9 @@ from phoenix_cli.errors import EXIT_OK, EXIT_USAGE, CliError
 
 LOAD_PROFILES = ("realistic", "high-cardinality", "process-churn", "spike", "steady")
 PHASES = ("pending", "deploying", "warming_up", "running", "analyzing", "completed", "failed", "stopped")
+DESTINATION_TYPES = ("otlp_grpc", "otlp_http", "prometheus_remote_write")
+COMPRESSIONS = ("gzip", "zstd", "snappy", "none")
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP token (RFC 9110)
 
 EPILOG = f"""\
 settings (flags win over the environment, the environment over the config file):
@@ -62,6 +66,33 @@ def _is_json(value: Any) -> bool:
     return False
 
 
+def parse_header(text: str) -> tuple[str, str]:
+    """`Name: value`. The value is a secret: no message here repeats it (nor the text, which may be one)."""
+    name, sep, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    if not sep or not name:
+        raise argparse.ArgumentTypeError("expected 'Name: value' (a header name, a colon, the value)")
+    if not HEADER_NAME.fullmatch(name):
+        # Checked here, not only by the API, so that a misplaced colon ('Bearer s3:cr3t') never sends part of
+        # a secret as a name that an error message would then repeat.
+        raise argparse.ArgumentTypeError("a header name is letters, digits and !#$%&'*+-.^_`|~ only: "
+                                         "expected 'Name: value'")
+    if not value:
+        raise argparse.ArgumentTypeError(f"the value of header {name!r} is empty (an unset shell variable?)")
+    return name, value
+
+
+def read_pem(path: str) -> str:
+    """The text of a PEM file, read now so that a wrong path is a usage error before any call."""
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError:
+        raise argparse.ArgumentTypeError(f"{path} is not a PEM file (not text)") from None
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {exc.strerror}") from None
+
+
 def _number(text: str) -> float:
     try:
         return float(text)
@@ -69,8 +100,11 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
-def _common(suppress: bool) -> argparse.ArgumentParser:
-    """Options accepted before and after the subcommand; after it, they only override when given."""
+def _common(suppress: bool, http_timeout: bool = True) -> argparse.ArgumentParser:
+    """Options accepted before and after the subcommand; after it, they only override when given.
+
+    `http_timeout=False` leaves out --timeout, for a subcommand whose own --timeout means something else.
+    """
     default: Any = argparse.SUPPRESS if suppress else None
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("connection and output")
@@ -78,8 +112,9 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
     group.add_argument("--token", metavar="TOKEN", default=default, help="the API token")
     group.add_argument("--generator-url", metavar="URL", default=default, help="the config generator")
     group.add_argument("--cli-config", metavar="PATH", default=default, help="the CLI's YAML config file")
-    group.add_argument("--timeout", metavar="SECONDS", type=_number, default=default,
-                       help="HTTP timeout (default 30)")
+    if http_timeout:
+        group.add_argument("--timeout", metavar="SECONDS", type=_number, default=default,
+                           help="HTTP timeout (default 30)")
     group.add_argument("--json", action="store_true", default=argparse.SUPPRESS if suppress else False,
                        help="print the API's raw JSON instead of tables")
     return common
@@ -90,13 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="phoenix", parents=[_common(suppress=False)], epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Operate Phoenix: agents, pipeline deployments, A/B experiments and their cost.",
+        description="Operate Phoenix: agents, pipeline deployments and where they ship, A/B experiments and "
+                    "their cost.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
 
-    def leaf(sub: Any, name: str, handler: Callable[..., int], help_text: str) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=help_text,
+    def leaf(sub: Any, name: str, handler: Callable[..., int], help_text: str,
+             parent: argparse.ArgumentParser = common) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(name, parents=[parent], help=help_text,
                                                     description=help_text)
         p.set_defaults(handler=handler, parser=p)
         return p
@@ -125,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-failed-hosts", type=int, metavar="N",
                    help="hosts that may fail the rollout before it is failed and the previous one restored "
                         "(default 0: any host)")
+    shipping = p.add_mutually_exclusive_group()
+    shipping.add_argument("--destination", metavar="NAME",
+                          help="the destination to ship to (default: the namespace's current one)")
+    shipping.add_argument("--no-destination", action="store_true", help="ship nowhere: measured locally only")
     p = leaf(deploy, "list", commands.deploy_list, "list deployments, newest first")
     p.add_argument("--namespace", metavar="NS")
     p = leaf(deploy, "show", commands.deploy_show, "one deployment")
@@ -155,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPU coverage needed (default 90)")
     p.add_argument("--max-collector-overhead", type=_number, metavar="PCT",
                    help="collector CPU allowed (default 25)")
+    p.add_argument("--candidate-destination", metavar="NAME",
+                   help="ship the candidate's data there (default: in shadow, measured but not shipped)")
     p.add_argument("--no-start", action="store_true", help="create it pending; start it later")
     p = leaf(exp, "list", commands.experiment_list, "list experiments")
     p.add_argument("--phase", choices=PHASES)
@@ -175,6 +218,37 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "analysis":
             p.add_argument("--check", action="store_true",
                            help="exit 1 unless the analysis is final with verdict promote")
+
+    dest = groups.add_parser("destinations", help="named backends that pipelines ship to").add_subparsers(
+        dest="action", metavar="ACTION", required=True)
+    # Here --timeout is the destination's export timeout; this call's HTTP timeout goes before the command.
+    p = leaf(dest, "create", commands.destinations_create, "create a destination (header values are secrets: "
+             "they are stored encrypted and never shown)", parent=_common(suppress=True, http_timeout=False))
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--type", required=True, choices=DESTINATION_TYPES)
+    p.add_argument("--endpoint", required=True, metavar="URL",
+                   help="http(s) URL; for otlp_grpc also host:port")
+    p.add_argument("--header", action="append", type=parse_header, metavar="'NAME: VALUE'",
+                   help="a header sent with every export (repeatable); its value is never printed, but as a "
+                        "flag it shows in ps while this command runs")
+    p.add_argument("--compression", choices=COMPRESSIONS,
+                   help="default: the type's (prometheus_remote_write: snappy only)")
+    p.add_argument("--timeout", dest="export_timeout", metavar="D",
+                   help="export timeout, e.g. 10s or 30 (seconds), 1s to 5m (default 10s); the HTTP timeout "
+                        "of this call goes before the command: phoenix --timeout N destinations create")
+    p.add_argument("--ca-file", type=read_pem, metavar="PATH",
+                   help="PEM certificate(s) to verify the endpoint with instead of the system's")
+    p.add_argument("--insecure", action="store_true", help="plain-text gRPC, no TLS (otlp_grpc only)")
+    p.add_argument("--insecure-skip-verify", action="store_true",
+                   help="TLS without verifying the endpoint's certificate")
+    p = leaf(dest, "list", commands.destinations_list, "list destinations and the namespaces shipping there")
+    for name, handler, text in (
+        ("show", commands.destinations_show, "one destination (header values masked)"),
+        ("delete", commands.destinations_delete, "delete a destination no active deployment or experiment "
+                                                 "ships to"),
+    ):
+        p = leaf(dest, name, handler, text)
+        p.add_argument("name", metavar="NAME")
 
     p = leaf(groups, "cost-flow", commands.cost_flow, "where the metrics bill comes from, now and after")
     p.add_argument("--top", type=int, default=10, metavar="N", help="rows per breakdown (default 10)")
@@ -205,6 +279,15 @@ def _check_params(args: argparse.Namespace) -> None:
                 parser.error(f"--{name.replace('_', '-')} {key} is given twice")
             merged[key] = value
         setattr(args, name, merged)
+    headers = getattr(args, "header", None)
+    if headers is not None:
+        seen: set[str] = set()
+        for key, _ in headers:
+            # HTTP header names are case-insensitive: two spellings are the same header given twice.
+            if key.lower() in seen:
+                parser.error(f"--header {key} is given twice")
+            seen.add(key.lower())
+        args.header = dict(headers)
     for name in ("limit", "top"):
         value = getattr(args, name, None)
         if value is not None and value < 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,15 @@ def _exp(experiment_id: str, suffix: str = "") -> str:
     return f"/api/v1/experiments/{quote(experiment_id)}{suffix}"
 
 
+def _destination(name: str) -> str:
+    return f"/api/v1/destinations/{quote(name)}"
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    """The fields a flag was given for (None: left to the API's default)."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 # --- agents -----------------------------------------------------------------------------------
 
 def agents_list(ctx: Context, args: argparse.Namespace) -> int:
@@ -77,12 +87,14 @@ def deploy_create(ctx: Context, args: argparse.Namespace) -> int:
                             "parameters": dict(args.param or [])}
     if args.allow_empty_namespace:
         body["allow_empty_namespace"] = True
-    if args.max_failed_hosts is not None:
-        body["max_failed_hosts"] = args.max_failed_hosts
+    body.update(_given(max_failed_hosts=args.max_failed_hosts, destination=args.destination))
+    if args.no_destination:
+        body["destination"] = None
     data = ctx.api.post("/api/v1/pipeline-deployments", body)
     replaces = f", replacing {data['previous_id']}" if data.get("previous_id") else ""
+    ships = f"; {views.shipping(data['destination'])}" if "destination" in data else ""
     ctx.out(data, f"deployment {data.get('id')} created: {data.get('template')} on namespace "
-                  f"{data.get('namespace')}, sent to {data.get('hosts', 0)} host(s){replaces}")
+                  f"{data.get('namespace')}, sent to {data.get('hosts', 0)} host(s){replaces}{ships}")
     return EXIT_OK
 
 
@@ -120,18 +132,18 @@ def experiment_create(ctx: Context, args: argparse.Namespace) -> int:
         "target_namespaces": args.namespace or [],
         "start": not args.no_start,
     }
-    optional = {
-        "target_hosts": args.host,
-        "critical_processes": args.critical,
-        "duration": args.duration,
-        "warmup": args.warmup,
-        "sample_interval": args.sample_interval,
-        "load_profile": args.load_profile,
-        "min_reduction_percent": args.min_reduction,
-        "min_cpu_coverage_percent": args.min_cpu_coverage,
-        "max_collector_overhead_percent": args.max_collector_overhead,
-    }
-    body.update({k: v for k, v in optional.items() if v is not None})
+    body.update(_given(
+        target_hosts=args.host,
+        critical_processes=args.critical,
+        duration=args.duration,
+        warmup=args.warmup,
+        sample_interval=args.sample_interval,
+        load_profile=args.load_profile,
+        min_reduction_percent=args.min_reduction,
+        min_cpu_coverage_percent=args.min_cpu_coverage,
+        max_collector_overhead_percent=args.max_collector_overhead,
+        candidate_destination=args.candidate_destination,
+    ))
     given = (("baseline", args.param_baseline), ("candidate", args.param_candidate))
     parameters = {variant: dict(params) for variant, params in given if params}
     if parameters:
@@ -205,6 +217,55 @@ def experiment_watch(ctx: Context, args: argparse.Namespace) -> int:
     from phoenix_cli.watch import watch
 
     return watch(ctx, args.id)
+
+
+# --- destinations -----------------------------------------------------------------------------
+
+def _duration(text: str | None) -> str | float | None:
+    """A bare number is seconds, sent as a number; other text ('10s', '1m') goes as the API's duration."""
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        return text
+    # 'nan' and 'inf' parse as floats but have no JSON form; the API names what is wrong with the text.
+    return seconds if math.isfinite(seconds) else text
+
+
+def destination_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The POST body from the flags; what was not given is left to the API's defaults."""
+    tls = _given(ca_pem=args.ca_file, insecure=args.insecure or None,
+                 insecure_skip_verify=args.insecure_skip_verify or None)
+    return {"name": args.name, "type": args.type, "endpoint": args.endpoint,
+            **_given(headers=args.header, tls=tls or None, compression=args.compression,
+                     timeout=_duration(args.export_timeout))}
+
+
+def destinations_create(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.api.post("/api/v1/destinations", destination_body(args))
+    ctx.out(data, f"destination {data.get('name')} created\n{views.destination_view(data)}")
+    return EXIT_OK
+
+
+def destinations_list(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.api.get("/api/v1/destinations")
+    ctx.out(data, views.destinations_table(data.get("destinations") or []))
+    return EXIT_OK
+
+
+def destinations_show(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.api.get(_destination(args.name))
+    ctx.out(data, views.destination_view(data))
+    return EXIT_OK
+
+
+def destinations_delete(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.api.delete(_destination(args.name))
+    # The API answers 204 without a body: with --json there is nothing to print.
+    if not ctx.json:
+        print(f"destination {args.name} deleted")
+    return EXIT_OK
 
 
 # --- cost flow and templates ---------------------------------------------------------------

@@ -81,12 +81,19 @@ def _task_counts(counts: Any) -> str:
     return ", ".join(f"{status} {n}" for status, n in sorted(counts.items()))
 
 
+def shipping(destination: str | None) -> str:
+    """Where a deployment's data goes."""
+    return f"ships to {destination}" if destination else "local only (not shipped)"
+
+
 def deployments_table(deployments: list[dict[str, Any]]) -> str:
     if not deployments:
         return "No pipeline deployments."
     rows = [[d.get("id"), short(d.get("name"), 30), d.get("namespace"), d.get("template"), d.get("status"),
-             d.get("version"), _task_counts(d.get("tasks")), when(d.get("created_at"))] for d in deployments]
-    return table(["ID", "NAME", "NAMESPACE", "TEMPLATE", "STATUS", "VERSION", "TASKS", "CREATED"], rows)
+             d.get("version"), _task_counts(d.get("tasks")), when(d.get("created_at")),
+             (d.get("destination") or "local only") if "destination" in d else None] for d in deployments]
+    return table(["ID", "NAME", "NAMESPACE", "TEMPLATE", "STATUS", "VERSION", "TASKS", "CREATED",
+                  "DESTINATION"], rows)
 
 
 def deployment_view(d: dict[str, Any]) -> str:
@@ -99,6 +106,7 @@ def deployment_view(d: dict[str, Any]) -> str:
         ("status", d.get("status")),
         ("reason", d.get("status_reason")),
         ("max failed hosts", d.get("max_failed_hosts")),
+        ("destination", shipping(d["destination"]) if "destination" in d else None),
         ("restored", when(d.get("restored_at")) if d.get("restored_at") else None),
         ("version", d.get("version")),
         ("config hash", short_hash(d.get("config_hash"))),
@@ -150,6 +158,13 @@ def _pipeline(name: Any, params: Any) -> str:
     return f"{name} ({mapping(params)})" if params else str(name)
 
 
+def _candidate_shipping(e: dict[str, Any]) -> str | None:
+    if "candidate_destination" not in e:
+        return None  # an API from before destinations: not known, so not claimed
+    destination = e["candidate_destination"]
+    return f"candidate to {destination}" if destination else "candidate in shadow (measured, not shipped)"
+
+
 def experiment_line(e: dict[str, Any]) -> str:
     reason = f" ({e['phase_reason']})" if e.get("phase_reason") else ""
     return f"experiment {e.get('id')}: {e.get('phase')}{reason}"
@@ -164,6 +179,7 @@ def experiment_view(e: dict[str, Any]) -> str:
         ("phase", f"{e.get('phase')} since {when(e.get('phase_changed_at'))}{reason}"),
         ("baseline", _pipeline(e.get("baseline_pipeline"), params.get("baseline"))),
         ("candidate", _pipeline(e.get("candidate_pipeline"), params.get("candidate"))),
+        ("shipping", _candidate_shipping(e)),
         ("targets", _targets(e)),
         ("hosts", listing(e.get("hosts"))),
         ("timing", f"warm-up {seconds(e.get('warmup_seconds'))}, "
@@ -308,6 +324,44 @@ def analysis_view(a: dict[str, Any]) -> str:
     if len(hosts) > 1 or any("error" in h for h in hosts.values()):
         out += ["", _hosts_table(hosts)]
     return "\n".join(out)
+
+
+# --- destinations -----------------------------------------------------------------------------
+
+def destinations_table(destinations: list[dict[str, Any]]) -> str:
+    if not destinations:
+        return "No destinations."
+    rows = [[d.get("name"), d.get("type"), d.get("endpoint"), listing(d.get("namespaces"))]
+            for d in destinations]
+    return table(["NAME", "TYPE", "ENDPOINT", "NAMESPACES"], rows)
+
+
+def _tls(tls: Any) -> str:
+    tls = tls or {}
+    parts = [text for key, text in (("ca_pem", "CA from the given PEM"), ("insecure", "plain text (no TLS)"),
+                                    ("insecure_skip_verify", "certificate not verified")) if tls.get(key)]
+    return ", ".join(parts) or "-"
+
+
+def _timeout(value: float | None) -> str:
+    # `seconds` shows whole seconds; a timeout of 2.5 s is shown as it is.
+    return seconds(value) if value is None or float(value).is_integer() else f"{value:g}s"
+
+
+def destination_view(d: dict[str, Any]) -> str:
+    # Header values as the API shows them: masked. A value is never asked for or printed otherwise.
+    return kv([
+        ("name", d.get("name")),
+        ("type", d.get("type")),
+        ("endpoint", d.get("endpoint")),
+        ("headers", mapping(d.get("headers"))),
+        ("tls", _tls(d.get("tls"))),
+        ("compression", d.get("compression")),
+        ("timeout", _timeout(d.get("timeout_seconds"))),
+        ("namespaces", listing(d.get("namespaces"))),
+        ("created", when(d.get("created_at"))),
+        ("updated", when(d.get("updated_at"))),
+    ])
 
 
 # --- cost flow and templates ---------------------------------------------------------------
