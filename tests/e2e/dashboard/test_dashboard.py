@@ -277,6 +277,49 @@ def test_cost_flow_shows_cost_by_namespace_pipeline_and_metric(api: Service, pag
     screenshot(page, "dashboard-cost.png")
 
 
+def test_destinations_page_and_where_each_deployment_ships(stack: Stack, page: Any) -> None:
+    """A destination made over HTTP is listed with the namespaces shipping there; no header value shows."""
+    from playwright.sync_api import expect
+
+    api = stack.api
+    heartbeat(api, "web-1", "web")
+    heartbeat(api, "db-1", "db")
+    body = {
+        "name": "prod-otlp",
+        "type": "otlp_http",
+        "endpoint": "https://otlp.example.com:4318",
+        "headers": {"Authorization": "Bearer dash-s3cr3t"},
+    }
+    status, answer, _ = http_json("POST", f"{api.url}/api/v1/destinations", body)
+    assert status == 201, answer
+
+    def deploy_to(namespace: str, **extra: Any) -> dict[str, Any]:
+        request = {"name": f"{namespace} pipeline", "namespace": namespace, "template": "process-baseline-v1"}
+        status, deployment, _ = http_json(
+            "POST", f"{api.url}/api/v1/pipeline-deployments", {**request, **extra}
+        )
+        assert status == 201, deployment
+        return dict(deployment)
+
+    shipped = deploy_to("web", destination="prod-otlp")
+    local = deploy_to("db")
+    open_page(page, api, "destinations")
+    row = page.locator("tr[data-destination='prod-otlp']")
+    for text in ("otlp_http", "https://otlp.example.com:4318", "Authorization"):
+        expect(row).to_contain_text(text)
+    expect(row.locator("td").nth(2)).to_have_text("web")
+    # A namespace that starts shipping there is listed live, from the deployments event.
+    deploy_to("db", destination="prod-otlp")
+    expect(row.locator("td").nth(2)).to_have_text(re.compile(r"^(db, web|web, db)$"))
+    assert "dash-s3cr3t" not in page.content()
+    assert_not_reloaded(page)
+    screenshot(page, "dashboard-destinations.png")
+
+    page.get_by_role("link", name="Deployments", exact=True).click()
+    expect(page.locator(f"tr[data-deployment='{shipped['id']}']")).to_contain_text("prod-otlp")
+    expect(page.locator(f"tr[data-deployment='{local['id']}']")).to_contain_text("local only (not shipped)")
+
+
 # --- the operator token ---------------------------------------------------------------------------------
 
 
