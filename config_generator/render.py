@@ -183,6 +183,7 @@ def build_config(
         main_exporters.append(shipping.exporter)
         exporters.update(shipping.exporters)
         receivers.update(shipping.receivers)
+        processors.update(shipping.processors)
         pipelines.update(shipping.pipelines)
         extensions.update(shipping.extensions)
     pipelines = {
@@ -275,7 +276,7 @@ def render(
     p = template.resolve(raw, variant)
     selection = template.builder == "selection"
     spec = check_spec(destination) if destination is not None else None
-    _check_ports(p, selection, relay=bool(spec and spec["type"] == "prometheus_remote_write"))
+    _check_ports(p, selection, relay=spec is not None)
     _expiration(p)
     shipping = ship(spec, variant, production, p) if spec else None
     config = build_config(template, p, variant, shipping)

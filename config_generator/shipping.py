@@ -30,6 +30,7 @@ class Shipping:
     exporter: str  # the queue-owning exporter the variant's pipeline feeds (its telemetry is export health)
     exporters: dict[str, Any]
     receivers: dict[str, Any]
+    processors: dict[str, Any]
     pipelines: dict[str, Any]
     extensions: dict[str, Any]
     info: dict[str, Any]
@@ -97,37 +98,37 @@ def _client(spec: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def ship(spec: Mapping[str, Any], variant: str, production: bool, p: Mapping[str, Any]) -> Shipping:
-    """Exporters (and, for remote write, the loopback relay) that ship `variant` to `spec`.
+# Phoenix's measurement labels: which variant and experiment a series came from. Shipped data leaves
+# them out, so that the namespace's series in the backend stay the same series when an experiment's
+# baseline takes over from the deployment and back (no churn, nothing billed twice).
+MEASUREMENT_LABELS = ("phoenix.variant", "phoenix.experiment_id")
 
-    The namespace's production stream always uses the exporter name `.../ship`, so that its persisted
-    queue carries over from a deployment to an experiment's baseline and back."""
+
+def ship(spec: Mapping[str, Any], variant: str, production: bool, p: Mapping[str, Any]) -> Shipping:
+    """The spool, relay and destination exporter that ship `variant` to `spec`.
+
+    The queue sits in an otlphttp spool with a persistent sending_queue (the remote write exporter has
+    none of its own). It posts to an OTLP receiver on a loopback port of the same collector, whose
+    pipeline drops the measurement labels and exports synchronously (no queue, no retry of its own): a
+    failed export fails the relay's request, and the spool keeps and retries the batch. The namespace's
+    production stream always uses the names `.../ship`, so that its persisted queue carries over from a
+    deployment to an experiment's baseline and back."""
     suffix = "ship" if production else f"ship-{variant}"
-    points = p["ship_queue_points"]
-    kind = spec["type"]
-    extensions = {STORAGE: {"directory": QUEUE_DIR, "create_directory": True}}
-    info = {
-        "destination": spec["name"],
-        "type": kind,
-        "headers_file": headers_file(spec["name"]) if spec.get("header_names") else None,
-        "queue_directory": QUEUE_DIR,
-        "queue_points": points,
-    }
-    compression = spec.get("compression") or "gzip"
-    if kind in ("otlp_grpc", "otlp_http"):
-        name = f"{'otlp' if kind == 'otlp_grpc' else 'otlphttp'}/{suffix}"
-        exporter = {
-            **_client(spec),
-            "compression": compression,
-            "retry_on_failure": _retry(),
-            "sending_queue": _queue(points),
-        }
-        return Shipping(name, {name: exporter}, {}, {}, extensions, {**info, "exporter": name})
-    # Remote write: no persistent sending_queue in this exporter, so the queue sits in an otlphttp spool
-    # that posts to a loopback OTLP receiver whose pipeline writes synchronously (no queue, no retry of
-    # its own): a failed write fails the relay's request and the spool keeps and retries the batch.
-    port = p["relay_port"]
-    spool, relay, writer = f"otlphttp/{suffix}", f"otlp/{suffix}-relay", f"prometheusremotewrite/{suffix}"
+    points, port, kind = p["ship_queue_points"], p["relay_port"], spec["type"]
+    spool, relay, strip = f"otlphttp/{suffix}", f"otlp/{suffix}-relay", f"resource/{suffix}"
+    writer = {
+        "otlp_grpc": f"otlp/{suffix}-out",
+        "otlp_http": f"otlphttp/{suffix}-out",
+        "prometheus_remote_write": f"prometheusremotewrite/{suffix}",
+    }[kind]
+    out: dict[str, Any] = {**_client(spec), "retry_on_failure": {"enabled": False}}
+    if kind == "prometheus_remote_write":
+        out["remote_write_queue"] = {"enabled": False}
+        # Every resource attribute is a label, as the measuring exporter shows it (what is billed).
+        out["resource_constant_labels"] = {"included": ["*"]}
+    else:
+        out["sending_queue"] = {"enabled": False}
+        out["compression"] = spec.get("compression") or "gzip"
     exporters = {
         spool: {
             "endpoint": f"http://127.0.0.1:{port}",
@@ -135,16 +136,21 @@ def ship(spec: Mapping[str, Any], variant: str, production: bool, p: Mapping[str
             "retry_on_failure": _retry(),
             "sending_queue": _queue(points),
         },
-        writer: {
-            **_client(spec),
-            "remote_write_queue": {"enabled": False},
-            "retry_on_failure": {"enabled": False},
-            # Every resource attribute is a label, as the measuring exporter shows it (what is billed).
-            "resource_constant_labels": {"included": ["*"]},
-        },
+        writer: out,
     }
     receivers = {relay: {"protocols": {"http": {"endpoint": f"127.0.0.1:{port}"}}}}
-    pipelines = {f"metrics/{suffix}-relay": {"receivers": [relay], "exporters": [writer]}}
-    return Shipping(
-        spool, exporters, receivers, pipelines, extensions, {**info, "exporter": spool, "writer": writer}
-    )
+    processors = {strip: {"attributes": [{"key": k, "action": "delete"} for k in MEASUREMENT_LABELS]}}
+    pipelines = {
+        f"metrics/{suffix}-relay": {"receivers": [relay], "processors": [strip], "exporters": [writer]}
+    }
+    info = {
+        "destination": spec["name"],
+        "type": kind,
+        "exporter": spool,
+        "writer": writer,
+        "headers_file": headers_file(spec["name"]) if spec.get("header_names") else None,
+        "queue_directory": QUEUE_DIR,
+        "queue_points": points,
+    }
+    extensions = {STORAGE: {"directory": QUEUE_DIR, "create_directory": True}}
+    return Shipping(spool, exporters, receivers, processors, pipelines, extensions, info)
