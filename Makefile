@@ -41,6 +41,7 @@ bench: venv otelcol
 	$(PY) benchmarks/render.py
 	$(PY) benchmarks/agent.py
 	$(PY) benchmarks/fleet.py
+	$(PY) benchmarks/ship_queue.py
 
 clean:
 	rm -rf $(VENV) .cache bin .state

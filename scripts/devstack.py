@@ -1,8 +1,10 @@
 """`make dev-up` / `make dev-down`: the whole stack on this machine, in the background.
 
 State, logs and pid files live under one directory (STATE_DIR, default .state/dev): the embedded
-PostgreSQL (inside the API's state), the API on 8080, the config generator on 8082, and a local agent
-that runs the real collector (bin/otelcol-phoenix) with the process supervisor.
+PostgreSQL (inside the API's state), the API on 8080, the config generator on 8082, a local agent
+that runs the real collector (bin/otelcol-phoenix) with the process supervisor, and a local Prometheus
+on 9090 with its remote-write receiver, the demo's destination (when Debian's `prometheus` is installed:
+`make system-deps`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,8 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 API_PORT = int(os.environ.get("PHOENIX_DEV_API_PORT", "8080"))
 GEN_PORT = int(os.environ.get("PHOENIX_DEV_GENERATOR_PORT", "8082"))
 HEALTH_PORT = int(os.environ.get("PHOENIX_DEV_COLLECTOR_HEALTH_PORT", "13133"))
+PROMETHEUS_PORT = int(os.environ.get("PHOENIX_DEV_PROMETHEUS_PORT", "9090"))
 # Stopped in this order; started in reverse.
-SERVICES = ("agent", "generator", "api")
+SERVICES = ("agent", "generator", "api", "prometheus")
 
 
 def state_dir() -> Path:
@@ -77,13 +81,14 @@ def _wait(what: str, check: callable, name: str, timeout: float = 90.0) -> None:
     sys.exit(f"dev-up: {what} did not come up; last lines of {log}:\n{tail}")
 
 
-def _spawn(name: str, args: list[str], env: dict[str, str]) -> None:
+def _spawn(name: str, args: list[str], env: dict[str, str], program: list[str] | None = None) -> None:
+    """Start `python -m <args>` (or `program`) in the background, its log and pid under the state dir."""
     state = state_dir()
     (state / "logs").mkdir(parents=True, exist_ok=True)
     (state / "run").mkdir(parents=True, exist_ok=True)
     log = open(state / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        [sys.executable, "-m", *args],
+        program or [sys.executable, "-m", *args],
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=log,
@@ -120,12 +125,44 @@ def _agent_config() -> Path:
     return config
 
 
+def _prometheus(state: Path) -> str | None:
+    """The demo's destination: Prometheus receiving remote write on loopback; its URL, or None."""
+    binary = shutil.which("prometheus")
+    url = f"http://127.0.0.1:{PROMETHEUS_PORT}"
+    if binary is None:
+        print("dev-up: `prometheus` is not installed (make system-deps): pipelines will not ship anywhere")
+        return None
+    if _pid("prometheus") is None:
+        if _port_busy(PROMETHEUS_PORT):
+            sys.exit(
+                f"dev-up: port {PROMETHEUS_PORT} is taken by another program; set PHOENIX_DEV_PROMETHEUS_PORT"
+            )
+        directory = state / "prometheus"
+        directory.mkdir(parents=True, exist_ok=True)
+        config = directory / "prometheus.yml"
+        # Nothing to scrape: it holds what the pipelines ship by remote write.
+        config.write_text(
+            "global: {scrape_interval: 1h}\nstorage:\n  tsdb:\n    out_of_order_time_window: 1h\n"
+        )
+        program = [
+            binary,
+            f"--config.file={config}",
+            f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}",
+            "--web.enable-remote-write-receiver",
+            f"--storage.tsdb.path={directory / 'data'}",
+        ]
+        _spawn("prometheus", [], {}, program=program)
+    _wait("Prometheus", lambda: _get(f"{url}/-/ready")[0] == 200, "prometheus")
+    return url
+
+
 def up() -> None:
     state = state_dir()
     if not (ROOT / "bin" / "otelcol-phoenix").exists() and "PHOENIX_OTELCOL" not in os.environ:
         sys.exit("dev-up: bin/otelcol-phoenix is missing; run `make otelcol` first")
     api_url = f"http://127.0.0.1:{API_PORT}"
     gen_url = f"http://127.0.0.1:{GEN_PORT}"
+    prometheus = _prometheus(state)
     if _pid("api") is None:
         if _port_busy(API_PORT):
             sys.exit(f"dev-up: port {API_PORT} is taken by another program; set PHOENIX_DEV_API_PORT")
@@ -152,6 +189,8 @@ def up() -> None:
         _spawn("agent", ["agent", "--config", str(_agent_config())], {})
     _wait("the agent", lambda: _get(f"{api_url}/api/v1/agents/{host_id()}")[0] == 200, "agent")
     print(f"Phoenix is up: API {api_url} (dashboard at {api_url}/), generator {gen_url}, agent {host_id()}")
+    if prometheus:
+        print(f"Prometheus (remote-write receiver, the demo's destination): {prometheus}")
     print(f"logs and state under {state}; stop with `make dev-down`")
 
 

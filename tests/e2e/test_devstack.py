@@ -29,6 +29,7 @@ def test_dev_up_twice_then_down_leaves_nothing(tmp_path: Path, otelcol_bin: Path
         "PHOENIX_DEV_API_PORT": str(free_port()),
         "PHOENIX_DEV_GENERATOR_PORT": str(free_port()),
         "PHOENIX_DEV_COLLECTOR_HEALTH_PORT": str(free_port()),
+        "PHOENIX_DEV_PROMETHEUS_PORT": str(free_port()),
         "PHOENIX_DEV_HOST_ID": "devstack-test",
     }
     api = f"http://127.0.0.1:{env['PHOENIX_DEV_API_PORT']}"
@@ -36,7 +37,7 @@ def test_dev_up_twice_then_down_leaves_nothing(tmp_path: Path, otelcol_bin: Path
         first = devstack("up", env)
         assert first.returncode == 0, first.stderr + first.stdout
         pids = {p.stem: int(p.read_text()) for p in (tmp_path / "dev" / "run").glob("*.pid")}
-        assert set(pids) == {"api", "generator", "agent"}
+        assert set(pids) == {"api", "generator", "agent", "prometheus"}
         status, agent, _ = http_json("GET", f"{api}/api/v1/agents/devstack-test")
         assert status == 200 and agent["status"] == "healthy"
         assert http_json("GET", f"http://127.0.0.1:{env['PHOENIX_DEV_GENERATOR_PORT']}/health")[0] == 200
