@@ -54,6 +54,11 @@ def load_key(configured: str | None, state_dir: Path) -> bytes:
     try:
         key = path.read_bytes().strip()
         Fernet(key)
+        log.info(
+            "secrets_key_from_state_dir",
+            path=str(path),
+            hint="set secrets_key to share one key across replicas",
+        )
         return key
     except FileNotFoundError:
         pass

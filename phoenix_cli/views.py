@@ -33,17 +33,28 @@ CRITERION_LABELS = {
 
 # --- agents -----------------------------------------------------------------------------------
 
+
 def agents_table(agents: list[dict[str, Any]]) -> str:
     if not agents:
         return "No agents registered."
     rows = []
     for a in agents:
         collector = a.get("collector") or {}
-        rows.append([a.get("host_id"), a.get("namespace"), a.get("status"), a.get("pipeline"),
-                     collector.get("state"), collector.get("restarts"), a.get("version"),
-                     age(a.get("last_seen_at"))])
-    return table(["HOST", "NAMESPACE", "STATUS", "PIPELINE", "COLLECTOR", "RESTARTS", "VERSION", "LAST SEEN"],
-                 rows)
+        rows.append(
+            [
+                a.get("host_id"),
+                a.get("namespace"),
+                a.get("status"),
+                a.get("pipeline"),
+                collector.get("state"),
+                collector.get("restarts"),
+                a.get("version"),
+                age(a.get("last_seen_at")),
+            ]
+        )
+    return table(
+        ["HOST", "NAMESPACE", "STATUS", "PIPELINE", "COLLECTOR", "RESTARTS", "VERSION", "LAST SEEN"], rows
+    )
 
 
 def agent_view(a: dict[str, Any]) -> str:
@@ -63,6 +74,19 @@ def agent_view(a: dict[str, Any]) -> str:
         ("restarts", collector.get("restarts")),
         ("last error", collector.get("last_error")),
     ]
+    export = a.get("export")
+    if export:
+        pairs += [
+            ("ships to", export.get("destination")),
+            (
+                "export",
+                f"{export.get('state')} (sent {export.get('sent_points')}, failed "
+                f"{export.get('failed_points')}, dropped {export.get('dropped_points')} points)",
+            ),
+            ("queue", f"{export.get('queue_size')} of {export.get('queue_capacity')} points"),
+        ]
+        if export.get("error"):
+            pairs.append(("export error", export["error"]))
     if facts:
         pairs += [
             ("hostname", facts.get("hostname")),
@@ -74,6 +98,7 @@ def agent_view(a: dict[str, Any]) -> str:
 
 
 # --- deployments ------------------------------------------------------------------------------
+
 
 def _task_counts(counts: Any) -> str:
     if not counts:
@@ -89,11 +114,23 @@ def shipping(destination: str | None) -> str:
 def deployments_table(deployments: list[dict[str, Any]]) -> str:
     if not deployments:
         return "No pipeline deployments."
-    rows = [[d.get("id"), short(d.get("name"), 30), d.get("namespace"), d.get("template"), d.get("status"),
-             d.get("version"), _task_counts(d.get("tasks")), when(d.get("created_at")),
-             (d.get("destination") or "local only") if "destination" in d else None] for d in deployments]
-    return table(["ID", "NAME", "NAMESPACE", "TEMPLATE", "STATUS", "VERSION", "TASKS", "CREATED",
-                  "DESTINATION"], rows)
+    rows = [
+        [
+            d.get("id"),
+            short(d.get("name"), 30),
+            d.get("namespace"),
+            d.get("template"),
+            d.get("status"),
+            d.get("version"),
+            _task_counts(d.get("tasks")),
+            when(d.get("created_at")),
+            (d.get("destination") or "local only") if "destination" in d else None,
+        ]
+        for d in deployments
+    ]
+    return table(
+        ["ID", "NAME", "NAMESPACE", "TEMPLATE", "STATUS", "VERSION", "TASKS", "CREATED", "DESTINATION"], rows
+    )
 
 
 def deployment_view(d: dict[str, Any]) -> str:
@@ -122,6 +159,7 @@ def deployment_view(d: dict[str, Any]) -> str:
 
 # --- experiments ------------------------------------------------------------------------------
 
+
 def _targets(e: dict[str, Any]) -> str:
     parts = []
     if e.get("target_namespaces"):
@@ -137,20 +175,32 @@ def experiments_table(experiments: list[dict[str, Any]]) -> str:
     rows = []
     for e in experiments:
         summary = e.get("summary") or {}
-        rows.append([e.get("id"), short(e.get("name"), 30), e.get("phase"), e.get("baseline_pipeline"),
-                     e.get("candidate_pipeline"), short(_targets(e), 30),
-                     pct(summary.get("series_reduction_percent")), summary.get("verdict"),
-                     when(e.get("created_at"))])
-    return table(["ID", "NAME", "PHASE", "BASELINE", "CANDIDATE", "TARGETS", "REDUCTION", "VERDICT",
-                  "CREATED"], rows)
+        rows.append(
+            [
+                e.get("id"),
+                short(e.get("name"), 30),
+                e.get("phase"),
+                e.get("baseline_pipeline"),
+                e.get("candidate_pipeline"),
+                short(_targets(e), 30),
+                pct(summary.get("series_reduction_percent")),
+                summary.get("verdict"),
+                when(e.get("created_at")),
+            ]
+        )
+    return table(
+        ["ID", "NAME", "PHASE", "BASELINE", "CANDIDATE", "TARGETS", "REDUCTION", "VERDICT", "CREATED"], rows
+    )
 
 
 def _criteria(criteria: Any) -> str:
     if not criteria:
         return "-"
-    labels = {"min_reduction_percent": "series reduction >= {:g} %",
-              "min_cpu_coverage_percent": "CPU coverage >= {:g} %",
-              "max_collector_overhead_percent": "collector CPU <= {:g} %"}
+    labels = {
+        "min_reduction_percent": "series reduction >= {:g} %",
+        "min_cpu_coverage_percent": "CPU coverage >= {:g} %",
+        "max_collector_overhead_percent": "collector CPU <= {:g} %",
+    }
     return ", ".join(labels[k].format(v) if k in labels else f"{k}={v}" for k, v in criteria.items())
 
 
@@ -182,9 +232,12 @@ def experiment_view(e: dict[str, Any]) -> str:
         ("shipping", _candidate_shipping(e)),
         ("targets", _targets(e)),
         ("hosts", listing(e.get("hosts"))),
-        ("timing", f"warm-up {seconds(e.get('warmup_seconds'))}, "
-                   f"measure {seconds(e.get('duration_seconds'))}, "
-                   f"sample every {seconds(e.get('sample_interval_seconds'))}"),
+        (
+            "timing",
+            f"warm-up {seconds(e.get('warmup_seconds'))}, "
+            f"measure {seconds(e.get('duration_seconds'))}, "
+            f"sample every {seconds(e.get('sample_interval_seconds'))}",
+        ),
         ("load profile", e.get("load_profile") or "none (the host's own processes)"),
         ("critical", listing(e.get("critical_processes"))),
         ("criteria", _criteria(e.get("success_criteria"))),
@@ -198,21 +251,39 @@ def experiment_view(e: dict[str, Any]) -> str:
     if e.get("rolled_back_at"):
         pairs.append(("rolled back", when(e["rolled_back_at"])))
     if summary:
-        pairs.append(("verdict", f"{summary.get('verdict')}: "
-                                 f"{pct(summary.get('series_reduction_percent'))} fewer series, "
-                                 f"{pct(summary.get('cpu_coverage_percent'))} of CPU covered"))
+        pairs.append(
+            (
+                "verdict",
+                f"{summary.get('verdict')}: "
+                f"{pct(summary.get('series_reduction_percent'))} fewer series, "
+                f"{pct(summary.get('cpu_coverage_percent'))} of CPU covered",
+            )
+        )
     out = [kv(pairs)]
     progress = e.get("progress") or {}
     if progress:
-        out += ["", table(["HOST", "TASK", "ERROR"],
-                          [[h, p.get("task_status"), short(p.get("error"), 80) or None]
-                           for h, p in sorted(progress.items())])]
+        out += [
+            "",
+            table(
+                ["HOST", "TASK", "ERROR"],
+                [
+                    [h, p.get("task_status"), short(p.get("error"), 80) or None]
+                    for h, p in sorted(progress.items())
+                ],
+            ),
+        ]
     latest = e.get("latest_measurements") or {}
     if latest:
-        rows = [[h, variant, _ts(m), m.get("active_series"), m.get("datapoints_per_second")]
-                for h, variants in sorted(latest.items()) for variant, m in sorted(variants.items())]
-        out += ["", "Latest measurements",
-                table(["HOST", "VARIANT", "AT", "ACTIVE SERIES", "DATAPOINTS/S"], rows)]
+        rows = [
+            [h, variant, _ts(m), m.get("active_series"), m.get("datapoints_per_second")]
+            for h, variants in sorted(latest.items())
+            for variant, m in sorted(variants.items())
+        ]
+        out += [
+            "",
+            "Latest measurements",
+            table(["HOST", "VARIANT", "AT", "ACTIVE SERIES", "DATAPOINTS/S"], rows),
+        ]
     return "\n".join(out)
 
 
@@ -234,8 +305,9 @@ def promotion_view(data: dict[str, Any], verb: str) -> str:
 
 
 def results_view(r: dict[str, Any]) -> str:
-    out = [f"experiment {r.get('experiment_id')} ({r.get('phase')}): "
-           f"{r.get('measurements', 0)} measurement(s)"]
+    out = [
+        f"experiment {r.get('experiment_id')} ({r.get('phase')}): {r.get('measurements', 0)} measurement(s)"
+    ]
     rows = []
     for host, variants in sorted((r.get("time_series") or {}).items()):
         for variant, points in sorted(variants.items()):
@@ -243,12 +315,35 @@ def results_view(r: dict[str, Any]) -> str:
             dps = [p["datapoints_per_second"] for p in points if p.get("datapoints_per_second") is not None]
             cpu = [p["collector_cpu_percent"] for p in points if p.get("collector_cpu_percent") is not None]
             mem = [p["collector_memory_bytes"] for p in points if p.get("collector_memory_bytes") is not None]
-            rows.append([host, variant, len(points), series[-1] if series else None,
-                         sum(series) / len(series) if series else None, sum(dps) / len(dps) if dps else None,
-                         pct(max(cpu)) if cpu else None, size(max(mem)) if mem else None])
+            rows.append(
+                [
+                    host,
+                    variant,
+                    len(points),
+                    series[-1] if series else None,
+                    sum(series) / len(series) if series else None,
+                    sum(dps) / len(dps) if dps else None,
+                    pct(max(cpu)) if cpu else None,
+                    size(max(mem)) if mem else None,
+                ]
+            )
     if rows:
-        out += ["", table(["HOST", "VARIANT", "SAMPLES", "LAST SERIES", "MEAN SERIES", "MEAN DP/S",
-                           "MAX COLLECTOR CPU", "MAX COLLECTOR MEM"], rows)]
+        out += [
+            "",
+            table(
+                [
+                    "HOST",
+                    "VARIANT",
+                    "SAMPLES",
+                    "LAST SERIES",
+                    "MEAN SERIES",
+                    "MEAN DP/S",
+                    "MAX COLLECTOR CPU",
+                    "MAX COLLECTOR MEM",
+                ],
+                rows,
+            ),
+        ]
     summaries = r.get("host_summaries") or {}
     if summaries:
         out += ["", _hosts_table(summaries)]
@@ -261,14 +356,33 @@ def _hosts_table(hosts: dict[str, Any]) -> str:
         if "error" in h:
             rows.append([host, None, None, None, None, None, short(h["error"], 70)])
             continue
-        rows.append([host, h.get("baseline_series"), h.get("candidate_series"),
-                     pct(h.get("series_reduction_percent")), pct(h.get("cpu_coverage_percent")),
-                     pct(h.get("memory_coverage_percent")), listing(h.get("critical_missing"))])
-    return table(["HOST", "BASELINE SERIES", "CANDIDATE SERIES", "REDUCTION", "CPU COVERAGE", "MEM COVERAGE",
-                  "CRITICAL MISSING / NOTE"], rows)
+        rows.append(
+            [
+                host,
+                h.get("baseline_series"),
+                h.get("candidate_series"),
+                pct(h.get("series_reduction_percent")),
+                pct(h.get("cpu_coverage_percent")),
+                pct(h.get("memory_coverage_percent")),
+                listing(h.get("critical_missing")),
+            ]
+        )
+    return table(
+        [
+            "HOST",
+            "BASELINE SERIES",
+            "CANDIDATE SERIES",
+            "REDUCTION",
+            "CPU COVERAGE",
+            "MEM COVERAGE",
+            "CRITICAL MISSING / NOTE",
+        ],
+        rows,
+    )
 
 
 # --- analysis ---------------------------------------------------------------------------------
+
 
 def analysis_view(a: dict[str, Any]) -> str:
     if a.get("final"):
@@ -292,33 +406,63 @@ def analysis_view(a: dict[str, Any]) -> str:
         rows.append([variant, p.get("template"), p.get("active_series"), p.get("datapoints_per_second")])
     out += ["", table(["PIPELINE", "TEMPLATE", "ACTIVE SERIES", "DATAPOINTS/S"], rows)]
     spread = fleet.get("series_reduction_spread") or {}
-    spread_text = (f"  (per host: min {num(spread.get('min'), 1)} %, max {num(spread.get('max'), 1)} %, "
-                   f"stdev {num(spread.get('stdev'), 1)})") if spread else ""
+    spread_text = (
+        (
+            f"  (per host: min {num(spread.get('min'), 1)} %, max {num(spread.get('max'), 1)} %, "
+            f"stdev {num(spread.get('stdev'), 1)})"
+        )
+        if spread
+        else ""
+    )
     missing = fleet.get("critical_missing") or []
-    out += ["", f"Fleet ({a.get('hosts_compared', len(a.get('hosts') or {}))} host(s) compared)", kv([
-        ("series reduction", f"{pct(fleet.get('series_reduction_percent'))}{spread_text}"),
-        ("CPU coverage", pct(fleet.get("cpu_coverage_percent"))),
-        ("memory coverage", pct(fleet.get("memory_coverage_percent"))),
-        ("totals fidelity", f"CPU {num(fleet.get('cpu_totals_ratio'), 3)}, "
-                            f"memory {num(fleet.get('memory_totals_ratio'), 3)} "
-                            "(candidate totals / baseline totals)"),
-        ("critical missing", listing(missing) if missing else "none"),
-        ("collector CPU (max)", pct(fleet.get("collector_cpu_percent_max"))),
-        ("collector memory (max)", size(fleet.get("collector_memory_bytes_max"))),
-    ], indent="  ")]
-    out += ["", table(["COST", "MONTHLY", "ANNUAL"], [
-        ["before", money(cost.get("monthly_before")), money(cost.get("annual_before"))],
-        ["after", money(cost.get("monthly_after")), money(cost.get("annual_after"))],
-        ["savings", money(cost.get("monthly_savings")), money(cost.get("annual_savings"))],
-    ])]
+    out += [
+        "",
+        f"Fleet ({a.get('hosts_compared', len(a.get('hosts') or {}))} host(s) compared)",
+        kv(
+            [
+                ("series reduction", f"{pct(fleet.get('series_reduction_percent'))}{spread_text}"),
+                ("CPU coverage", pct(fleet.get("cpu_coverage_percent"))),
+                ("memory coverage", pct(fleet.get("memory_coverage_percent"))),
+                (
+                    "totals fidelity",
+                    f"CPU {num(fleet.get('cpu_totals_ratio'), 3)}, "
+                    f"memory {num(fleet.get('memory_totals_ratio'), 3)} "
+                    "(candidate totals / baseline totals)",
+                ),
+                ("critical missing", listing(missing) if missing else "none"),
+                ("collector CPU (max)", pct(fleet.get("collector_cpu_percent_max"))),
+                ("collector memory (max)", size(fleet.get("collector_memory_bytes_max"))),
+            ],
+            indent="  ",
+        ),
+    ]
+    out += [
+        "",
+        table(
+            ["COST", "MONTHLY", "ANNUAL"],
+            [
+                ["before", money(cost.get("monthly_before")), money(cost.get("annual_before"))],
+                ["after", money(cost.get("monthly_after")), money(cost.get("annual_after"))],
+                ["savings", money(cost.get("monthly_savings")), money(cost.get("annual_savings"))],
+            ],
+        ),
+    ]
     if cost:
-        out.append(f"(prices: {cost.get('price_per_series_month')} per active series per month, "
-                   f"{cost.get('price_per_million_datapoints')} per million datapoints)")
+        out.append(
+            f"(prices: {cost.get('price_per_series_month')} per active series per month, "
+            f"{cost.get('price_per_million_datapoints')} per million datapoints)"
+        )
     verdict = str(a.get("verdict") or "-")
     out += ["", f"Verdict: {verdict.upper()}" + ("" if a.get("final") else " (provisional)")]
-    rows = [[CRITERION_LABELS.get(c.get("name"), c.get("name")), c.get("value"),
-             Right(f"{c.get('op')} {_plain(c.get('threshold'))}"), "pass" if c.get("passed") else "FAIL"]
-            for c in a.get("criteria") or []]
+    rows = [
+        [
+            CRITERION_LABELS.get(c.get("name"), c.get("name")),
+            c.get("value"),
+            Right(f"{c.get('op')} {_plain(c.get('threshold'))}"),
+            "pass" if c.get("passed") else "FAIL",
+        ]
+        for c in a.get("criteria") or []
+    ]
     out.append(table(["CRITERION", "VALUE", "REQUIRED", "RESULT"], rows))
     hosts = a.get("hosts") or {}
     if len(hosts) > 1 or any("error" in h for h in hosts.values()):
@@ -328,18 +472,27 @@ def analysis_view(a: dict[str, Any]) -> str:
 
 # --- destinations -----------------------------------------------------------------------------
 
+
 def destinations_table(destinations: list[dict[str, Any]]) -> str:
     if not destinations:
         return "No destinations."
-    rows = [[d.get("name"), d.get("type"), d.get("endpoint"), listing(d.get("namespaces"))]
-            for d in destinations]
+    rows = [
+        [d.get("name"), d.get("type"), d.get("endpoint"), listing(d.get("namespaces"))] for d in destinations
+    ]
     return table(["NAME", "TYPE", "ENDPOINT", "NAMESPACES"], rows)
 
 
 def _tls(tls: Any) -> str:
     tls = tls or {}
-    parts = [text for key, text in (("ca_pem", "CA from the given PEM"), ("insecure", "plain text (no TLS)"),
-                                    ("insecure_skip_verify", "certificate not verified")) if tls.get(key)]
+    parts = [
+        text
+        for key, text in (
+            ("ca_pem", "CA from the given PEM"),
+            ("insecure", "plain text (no TLS)"),
+            ("insecure_skip_verify", "certificate not verified"),
+        )
+        if tls.get(key)
+    ]
     return ", ".join(parts) or "-"
 
 
@@ -350,56 +503,105 @@ def _timeout(value: float | None) -> str:
 
 def destination_view(d: dict[str, Any]) -> str:
     # Header values as the API shows them: masked. A value is never asked for or printed otherwise.
-    return kv([
-        ("name", d.get("name")),
-        ("type", d.get("type")),
-        ("endpoint", d.get("endpoint")),
-        ("headers", mapping(d.get("headers"))),
-        ("tls", _tls(d.get("tls"))),
-        ("compression", d.get("compression")),
-        ("timeout", _timeout(d.get("timeout_seconds"))),
-        ("namespaces", listing(d.get("namespaces"))),
-        ("created", when(d.get("created_at"))),
-        ("updated", when(d.get("updated_at"))),
-    ])
+    return kv(
+        [
+            ("name", d.get("name")),
+            ("type", d.get("type")),
+            ("endpoint", d.get("endpoint")),
+            ("headers", mapping(d.get("headers"))),
+            ("tls", _tls(d.get("tls"))),
+            ("compression", d.get("compression")),
+            ("timeout", _timeout(d.get("timeout_seconds"))),
+            ("namespaces", listing(d.get("namespaces"))),
+            ("created", when(d.get("created_at"))),
+            ("updated", when(d.get("updated_at"))),
+        ]
+    )
 
 
 # --- cost flow and templates ---------------------------------------------------------------
 
+
 def _cost_rows(rows: list[dict[str, Any]], top: int) -> list[list[Any]]:
-    return [[short(r.get("key"), 50), r.get("active_series"), r.get("datapoints_per_second"),
-             money(r.get("monthly_cost"))] for r in rows[:top]]
+    return [
+        [
+            short(r.get("key"), 50),
+            r.get("active_series"),
+            r.get("datapoints_per_second"),
+            money(r.get("monthly_cost")),
+        ]
+        for r in rows[:top]
+    ]
 
 
 def cost_flow_view(c: dict[str, Any], top: int) -> str:
     now = c.get("now") or {}
     prices = c.get("prices") or {}
-    out = ["Now", kv([
-        ("hosts reporting", now.get("hosts_reporting")),
-        ("active series", now.get("active_series")),
-        ("datapoints/s", now.get("datapoints_per_second")),
-        ("monthly cost", money(now.get("monthly_cost"))),
-        ("annual cost", money(now["monthly_cost"] * 12) if now.get("monthly_cost") is not None else None),
-        ("prices", f"{prices.get('per_series_month')} per active series per month, "
-                   f"{prices.get('per_million_datapoints')} per million datapoints"),
-    ], indent="  ")]
-    for key, title in (("by_namespace", "NAMESPACE"), ("by_pipeline", "PIPELINE"), ("by_host", "HOST"),
-                       ("by_metric", "METRIC")):
+    out = [
+        "Now",
+        kv(
+            [
+                ("hosts reporting", now.get("hosts_reporting")),
+                ("active series", now.get("active_series")),
+                ("datapoints/s", now.get("datapoints_per_second")),
+                ("monthly cost", money(now.get("monthly_cost"))),
+                (
+                    "annual cost",
+                    money(now["monthly_cost"] * 12) if now.get("monthly_cost") is not None else None,
+                ),
+                (
+                    "prices",
+                    f"{prices.get('per_series_month')} per active series per month, "
+                    f"{prices.get('per_million_datapoints')} per million datapoints",
+                ),
+            ],
+            indent="  ",
+        ),
+    ]
+    for key, title in (
+        ("by_namespace", "NAMESPACE"),
+        ("by_pipeline", "PIPELINE"),
+        ("by_host", "HOST"),
+        ("by_metric", "METRIC"),
+    ):
         rows = now.get(key) or []
         if rows:
-            out += ["", table([title, "ACTIVE SERIES", "DATAPOINTS/S", "MONTHLY COST"],
-                              _cost_rows(rows, top))]
+            out += [
+                "",
+                table([title, "ACTIVE SERIES", "DATAPOINTS/S", "MONTHLY COST"], _cost_rows(rows, top)),
+            ]
             if len(rows) > top:
                 out.append(f"(top {top} of {len(rows)} by cost; --top N for more)")
     candidates = c.get("after_candidates") or []
     out += ["", "After candidates (from completed experiments)"]
     if candidates:
-        out.append(table(
-            ["NAMESPACE", "EXPERIMENT", "CANDIDATE", "VERDICT", "HOSTS", "REDUCTION", "MONTHLY BEFORE",
-             "MONTHLY AFTER"],
-            [[p.get("namespace"), p.get("experiment_id"), p.get("candidate_pipeline"), p.get("verdict"),
-              p.get("measured_on_hosts"), pct(p.get("series_reduction_percent")),
-              money(p.get("monthly_before")), money(p.get("monthly_after"))] for p in candidates]))
+        out.append(
+            table(
+                [
+                    "NAMESPACE",
+                    "EXPERIMENT",
+                    "CANDIDATE",
+                    "VERDICT",
+                    "HOSTS",
+                    "REDUCTION",
+                    "MONTHLY BEFORE",
+                    "MONTHLY AFTER",
+                ],
+                [
+                    [
+                        p.get("namespace"),
+                        p.get("experiment_id"),
+                        p.get("candidate_pipeline"),
+                        p.get("verdict"),
+                        p.get("measured_on_hosts"),
+                        pct(p.get("series_reduction_percent")),
+                        money(p.get("monthly_before")),
+                        money(p.get("monthly_after")),
+                    ]
+                    for p in candidates
+                ],
+            )
+        )
     else:
         out.append("  none yet: run an experiment to measure a candidate")
     if c.get("source"):
@@ -410,14 +612,23 @@ def cost_flow_view(c: dict[str, Any], top: int) -> str:
 def templates_table(templates: list[dict[str, Any]]) -> str:
     if not templates:
         return "The generator has no templates."
-    rows = [[t.get("name"), t.get("strategy"), len(t.get("parameters") or {}),
-             short(t.get("description"), 70)] for t in templates]
+    rows = [
+        [t.get("name"), t.get("strategy"), len(t.get("parameters") or {}), short(t.get("description"), 70)]
+        for t in templates
+    ]
     return table(["TEMPLATE", "STRATEGY", "PARAMETERS", "DESCRIPTION"], rows)
 
 
 def template_view(t: dict[str, Any]) -> str:
-    out = [kv([("template", t.get("name")), ("strategy", t.get("strategy")),
-               ("description", t.get("description"))])]
+    out = [
+        kv(
+            [
+                ("template", t.get("name")),
+                ("strategy", t.get("strategy")),
+                ("description", t.get("description")),
+            ]
+        )
+    ]
     params = t.get("parameters") or {}
     if params:
         rows = []
@@ -425,8 +636,15 @@ def template_view(t: dict[str, Any]) -> str:
             bounds = ""
             if p.get("minimum") is not None or p.get("maximum") is not None:
                 bounds = f"{p.get('minimum', '')}..{p.get('maximum', '')}"
-            rows.append([name, p.get("type"), _plain(p.get("default")), bounds or None,
-                         short(p.get("description"), 60)])
+            rows.append(
+                [
+                    name,
+                    p.get("type"),
+                    _plain(p.get("default")),
+                    bounds or None,
+                    short(p.get("description"), 60),
+                ]
+            )
         out += ["", table(["PARAMETER", "TYPE", "DEFAULT", "RANGE", "DESCRIPTION"], rows)]
     return "\n".join(out)
 

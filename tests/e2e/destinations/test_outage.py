@@ -103,3 +103,30 @@ def test_a_minute_of_backend_outage_loses_no_datapoint_even_across_a_collector_r
         assert figures["largest_gap_s"] <= figures["collector_down_s"] + 2 * INTERVAL, figures
         if not restart:
             assert figures["largest_gap_s"] <= 1.5 * INTERVAL, figures
+
+
+def test_a_full_queue_refuses_the_newest_counts_them_and_keeps_running(
+    stack: Stack, agent_factory: Any, prometheus: Prometheus
+) -> None:
+    agent = agent_factory(stack.api.url)
+    wait_registered(stack.api, agent)
+    create_destination(stack.api, "prom", "prometheus_remote_write", prometheus.write_url)
+    # The smallest queue the template allows: a few seconds of this host's process series.
+    created = ship(stack.api, "prom", collection_interval=1, ship_queue_points=1000)
+    assert task_of(stack.api, agent.host_id, created["id"])["status"] == "completed"
+    prometheus.stop()
+    full = wait_for(
+        lambda: (e := _export(stack, agent.host_id)).get("dropped_points", 0) > 0 and e,
+        timeout=60,
+        what="the full queue to refuse points",
+    )
+    assert full["state"] == "failing" and full["queue_capacity"] == 1000, full
+    assert full["queue_size"] <= 1000, full
+    collector = agent_row(stack.api, agent.host_id)["collector"]
+    assert collector["state"] == "running" and collector["restarts"] == 0, collector
+    prometheus.start()
+    wait_for(
+        lambda: _export(stack, agent.host_id).get("state") == "ok",
+        timeout=120,
+        what="delivery to resume once the backend is back",
+    )
