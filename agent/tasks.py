@@ -59,8 +59,8 @@ class TaskHandlers:
         self.refreshers = Refreshers(collector, session, state)
         self.export = ExportWatch(session)
         self.sampler = Sampler(collector, state, session, self.export)
-        assert collector.settings.queue_dir is not None  # AgentSettings.validate fills it in
-        self.queue_dir = collector.settings.queue_dir
+        # AgentSettings.validate fills it in; collector settings used on their own keep it in the state dir.
+        self.queue_dir = collector.settings.queue_dir or state.root / "queue"
         self.experiment: Experiment | None = None
         self.in_flight: dict[str, str] = {}  # task id -> "type/action"
         self.queued: set[str] = set()

@@ -49,7 +49,10 @@ class DeploymentStore:
         """An active deployment (id, name, namespace, template, parameters, previous_id, experiment_id,
         max_failed_hosts, destination) and its version 1, with the sealed files it refers to."""
         db = tx or self.db
-        await db.fetch("insert_deployment", {**deployment, "parameters": Jsonb(deployment["parameters"])})
+        await db.fetch(
+            "insert_deployment",
+            {"destination": None, **deployment, "parameters": Jsonb(deployment["parameters"])},
+        )
         await db.execute(
             "insert_deployment_version",
             {
