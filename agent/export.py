@@ -42,14 +42,17 @@ class Reading:
 
 
 def telemetry_endpoint(config: Mapping[str, Any]) -> str | None:
-    """host:port where the collector serves its own metrics, as the config says."""
+    """host:port where the collector serves its own metrics (its first pull reader), as the config says."""
     try:
         readers = config["service"]["telemetry"]["metrics"]["readers"]
-        for reader in readers:
+    except (KeyError, TypeError):
+        return None
+    for reader in readers if isinstance(readers, list) else ():
+        try:
             prom = reader["pull"]["exporter"]["prometheus"]
             return f"{prom.get('host', '127.0.0.1')}:{int(prom['port'])}"
-    except (KeyError, TypeError, ValueError):
-        return None
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
     return None
 
 

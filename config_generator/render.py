@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from config_generator.catalog import VARIANT, ParameterError, Template
-from config_generator.shipping import Shipping, check_spec, ship
+from config_generator.shipping import SHIP, Shipping, check_spec, ship
 from phoenix_common.keeplist import ottl_list
 from phoenix_common.wire import OTHER
 
@@ -268,6 +268,10 @@ def render(
     `destination` (a spec without secrets) when given: as the namespace's production stream, or not."""
     if not isinstance(variant, str) or not VARIANT.match(variant):
         raise ParameterError("variant", f"variant must match {VARIANT.pattern}, got {str(variant)[:40]!r}")
+    if variant == SHIP:
+        raise ParameterError(
+            "variant", f"variant {variant!r} is reserved: '{SHIP}' names the shipping components"
+        )
     raw = dict(parameters or {})
     if experiment_id is not None:
         if raw.get("experiment_id") not in (None, experiment_id):

@@ -16,6 +16,8 @@ STATE_ROOT = "/var/lib/phoenix-agent"
 QUEUE_DIR = f"{STATE_ROOT}/queue"
 SECRETS_DIR = f"{STATE_ROOT}/secrets"
 STORAGE = "file_storage/phoenix-queue"
+# The prefix of every shipping component's name (so no variant may be called so).
+SHIP = "ship"
 TYPES = ("otlp_grpc", "otlp_http", "prometheus_remote_write")
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 _SPEC_FIELDS = frozenset(
@@ -113,7 +115,7 @@ def ship(spec: Mapping[str, Any], variant: str, production: bool, p: Mapping[str
     failed export fails the relay's request, and the spool keeps and retries the batch. The namespace's
     production stream always uses the names `.../ship`, so that its persisted queue carries over from a
     deployment to an experiment's baseline and back."""
-    suffix = "ship" if production else f"ship-{variant}"
+    suffix = SHIP if production else f"{SHIP}-{variant}"
     points, port, kind = p["ship_queue_points"], p["relay_port"], spec["type"]
     spool, relay, strip = f"otlphttp/{suffix}", f"otlp/{suffix}-relay", f"resource/{suffix}"
     writer = {

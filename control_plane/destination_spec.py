@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -62,9 +63,14 @@ def _no_expansion(value: str, where: str) -> None:
         raise _problem(where, "must not hold '${': the collector would expand it")
 
 
+def _control(char: str) -> bool:
+    """C0 and C1 control characters and DEL (CR and LF among them)."""
+    return unicodedata.category(char) == "Cc"
+
+
 def _printable(value: str, where: str) -> None:
     for index, char in enumerate(value):
-        if ord(char) < 0x20 or ord(char) == 0x7F:
+        if _control(char):
             raise _problem(where, f"holds control character U+{ord(char):04X} at position {index}")
 
 
@@ -115,7 +121,7 @@ def check_headers(kind: str, value: Any) -> dict[str, str]:
             raise _problem(where, f"must be a string of 1-{MAX_HEADER_VALUE} characters")
         # The value is a secret: the messages name its position, never its text.
         for index, char in enumerate(text):
-            if ord(char) < 0x20 or ord(char) == 0x7F:
+            if _control(char):
                 raise _problem(
                     where, f"holds control character U+{ord(char):04X} (CR, LF, ...) at position {index}"
                 )

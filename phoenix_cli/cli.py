@@ -51,7 +51,8 @@ def parse_param(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
         raise argparse.ArgumentTypeError(
-            f"the value of {key!r} is not a YAML scalar or list: {raw!r}") from None
+            f"the value of {key!r} is not a YAML scalar or list: {raw!r}"
+        ) from None
     # Dates and other YAML-only types have no JSON form; such a value is meant as text.
     return key, value if _is_json(value) else raw
 
@@ -75,8 +76,9 @@ def parse_header(text: str) -> tuple[str, str]:
     if not HEADER_NAME.fullmatch(name):
         # Checked here, not only by the API, so that a misplaced colon ('Bearer s3:cr3t') never sends part of
         # a secret as a name that an error message would then repeat.
-        raise argparse.ArgumentTypeError("a header name is letters, digits and !#$%&'*+-.^_`|~ only: "
-                                         "expected 'Name: value'")
+        raise argparse.ArgumentTypeError(
+            "a header name is letters, digits and !#$%&'*+-.^_`|~ only: expected 'Name: value'"
+        )
     if not value:
         raise argparse.ArgumentTypeError(f"the value of header {name!r} is empty (an unset shell variable?)")
     return name, value
@@ -113,58 +115,89 @@ def _common(suppress: bool, http_timeout: bool = True) -> argparse.ArgumentParse
     group.add_argument("--generator-url", metavar="URL", default=default, help="the config generator")
     group.add_argument("--cli-config", metavar="PATH", default=default, help="the CLI's YAML config file")
     if http_timeout:
-        group.add_argument("--timeout", metavar="SECONDS", type=_number, default=default,
-                           help="HTTP timeout (default 30)")
-    group.add_argument("--json", action="store_true", default=argparse.SUPPRESS if suppress else False,
-                       help="print the API's raw JSON instead of tables")
+        group.add_argument(
+            "--timeout", metavar="SECONDS", type=_number, default=default, help="HTTP timeout (default 30)"
+        )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="print the API's raw JSON instead of tables",
+    )
     return common
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = _common(suppress=True)
     parser = argparse.ArgumentParser(
-        prog="phoenix", parents=[_common(suppress=False)], epilog=EPILOG,
+        prog="phoenix",
+        parents=[_common(suppress=False)],
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Operate Phoenix: agents, pipeline deployments and where they ship, A/B experiments and "
-                    "their cost.",
+        "their cost.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
 
-    def leaf(sub: Any, name: str, handler: Callable[..., int], help_text: str,
-             parent: argparse.ArgumentParser = common) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = sub.add_parser(name, parents=[parent], help=help_text,
-                                                    description=help_text)
+    def leaf(
+        sub: Any,
+        name: str,
+        handler: Callable[..., int],
+        help_text: str,
+        parent: argparse.ArgumentParser = common,
+    ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(
+            name, parents=[parent], help=help_text, description=help_text
+        )
         p.set_defaults(handler=handler, parser=p)
         return p
 
     agents = groups.add_parser("agents", help="the fleet of host agents").add_subparsers(
-        dest="action", metavar="ACTION", required=True)
+        dest="action", metavar="ACTION", required=True
+    )
     p = leaf(agents, "list", commands.agents_list, "list agents with their health")
     p.add_argument("--namespace", metavar="NS")
     p.add_argument("--limit", type=int, metavar="N")
     p = leaf(agents, "show", commands.agents_show, "one agent in detail")
     p.add_argument("host", metavar="HOST")
-    p = leaf(agents, "token", commands.agents_token,
-             "issue (or rotate) a host's agent token, printed once; --revoke revokes it")
+    p = leaf(
+        agents,
+        "token",
+        commands.agents_token,
+        "issue (or rotate) a host's agent token, printed once; --revoke revokes it",
+    )
     p.add_argument("host", metavar="HOST")
     p.add_argument("--revoke", action="store_true", help="revoke the host's token instead")
 
     deploy = groups.add_parser("deploy", help="pipeline deployments").add_subparsers(
-        dest="action", metavar="ACTION", required=True)
+        dest="action", metavar="ACTION", required=True
+    )
     p = leaf(deploy, "create", commands.deploy_create, "deploy a template to every agent of a namespace")
     p.add_argument("--name", required=True, metavar="N")
     p.add_argument("--namespace", required=True, metavar="NS")
     p.add_argument("--template", required=True, metavar="T")
-    p.add_argument("--param", action="append", type=parse_param, metavar="K=V",
-                   help="a template parameter, value as YAML (repeatable)")
+    p.add_argument(
+        "--param",
+        action="append",
+        type=parse_param,
+        metavar="K=V",
+        help="a template parameter, value as YAML (repeatable)",
+    )
     p.add_argument("--allow-empty-namespace", action="store_true", help="deploy before any agent joined")
-    p.add_argument("--max-failed-hosts", type=int, metavar="N",
-                   help="hosts that may fail the rollout before it is failed and the previous one restored "
-                        "(default 0: any host)")
+    p.add_argument(
+        "--max-failed-hosts",
+        type=int,
+        metavar="N",
+        help="hosts that may fail the rollout before it is failed and the previous one restored "
+        "(default 0: any host)",
+    )
     shipping = p.add_mutually_exclusive_group()
-    shipping.add_argument("--destination", metavar="NAME",
-                          help="the destination to ship to (default: the namespace's current one)")
+    shipping.add_argument(
+        "--destination",
+        metavar="NAME",
+        help="the destination to ship to (default: the namespace's current one)",
+    )
     shipping.add_argument("--no-destination", action="store_true", help="ship nowhere: measured locally only")
     p = leaf(deploy, "list", commands.deploy_list, "list deployments, newest first")
     p.add_argument("--namespace", metavar="NS")
@@ -182,22 +215,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--candidate", required=True, metavar="T", help="candidate template")
     p.add_argument("--namespace", action="extend", nargs="+", metavar="NS", help="target namespace(s)")
     p.add_argument("--host", action="extend", nargs="+", metavar="HOST", help="target host(s)")
-    p.add_argument("--critical", action="extend", nargs="+", metavar="P",
-                   help="process(es) the candidate must keep")
+    p.add_argument(
+        "--critical", action="extend", nargs="+", metavar="P", help="process(es) the candidate must keep"
+    )
     p.add_argument("--duration", metavar="D", help="measuring time, e.g. 10m (default 10m)")
     p.add_argument("--warmup", metavar="D", help="warm-up before measuring, e.g. 1m (default 1m)")
     p.add_argument("--sample-interval", metavar="D", help="time between samples (default 10s)")
     p.add_argument("--load-profile", choices=LOAD_PROFILES, help="synthetic process load to run")
     p.add_argument("--param-baseline", action="append", type=parse_param, metavar="K=V")
     p.add_argument("--param-candidate", action="append", type=parse_param, metavar="K=V")
-    p.add_argument("--min-reduction", type=_number, metavar="PCT",
-                   help="series reduction needed (default 50)")
-    p.add_argument("--min-cpu-coverage", type=_number, metavar="PCT",
-                   help="CPU coverage needed (default 90)")
-    p.add_argument("--max-collector-overhead", type=_number, metavar="PCT",
-                   help="collector CPU allowed (default 25)")
-    p.add_argument("--candidate-destination", metavar="NAME",
-                   help="ship the candidate's data there (default: in shadow, measured but not shipped)")
+    p.add_argument(
+        "--min-reduction", type=_number, metavar="PCT", help="series reduction needed (default 50)"
+    )
+    p.add_argument("--min-cpu-coverage", type=_number, metavar="PCT", help="CPU coverage needed (default 90)")
+    p.add_argument(
+        "--max-collector-overhead", type=_number, metavar="PCT", help="collector CPU allowed (default 25)"
+    )
+    p.add_argument(
+        "--candidate-destination",
+        metavar="NAME",
+        help="ship the candidate's data there (default: in shadow, measured but not shipped)",
+    )
     p.add_argument("--no-start", action="store_true", help="create it pending; start it later")
     p = leaf(exp, "list", commands.experiment_list, "list experiments")
     p.add_argument("--phase", choices=PHASES)
@@ -216,36 +254,66 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "promote":
             p.add_argument("--force", action="store_true", help="promote even though the verdict is reject")
         if name == "analysis":
-            p.add_argument("--check", action="store_true",
-                           help="exit 1 unless the analysis is final with verdict promote")
+            p.add_argument(
+                "--check",
+                action="store_true",
+                help="exit 1 unless the analysis is final with verdict promote",
+            )
 
     dest = groups.add_parser("destinations", help="named backends that pipelines ship to").add_subparsers(
-        dest="action", metavar="ACTION", required=True)
+        dest="action", metavar="ACTION", required=True
+    )
     # Here --timeout is the destination's export timeout; this call's HTTP timeout goes before the command.
-    p = leaf(dest, "create", commands.destinations_create, "create a destination (header values are secrets: "
-             "they are stored encrypted and never shown)", parent=_common(suppress=True, http_timeout=False))
+    p = leaf(
+        dest,
+        "create",
+        commands.destinations_create,
+        "create a destination (header values are secrets: they are stored encrypted and never shown)",
+        parent=_common(suppress=True, http_timeout=False),
+    )
     p.add_argument("name", metavar="NAME")
     p.add_argument("--type", required=True, choices=DESTINATION_TYPES)
-    p.add_argument("--endpoint", required=True, metavar="URL",
-                   help="http(s) URL; for otlp_grpc also host:port")
-    p.add_argument("--header", action="append", type=parse_header, metavar="'NAME: VALUE'",
-                   help="a header sent with every export (repeatable); its value is never printed, but as a "
-                        "flag it shows in ps while this command runs")
-    p.add_argument("--compression", choices=COMPRESSIONS,
-                   help="default: the type's (prometheus_remote_write: snappy only)")
-    p.add_argument("--timeout", dest="export_timeout", metavar="D",
-                   help="export timeout, e.g. 10s or 30 (seconds), 1s to 5m (default 10s); the HTTP timeout "
-                        "of this call goes before the command: phoenix --timeout N destinations create")
-    p.add_argument("--ca-file", type=read_pem, metavar="PATH",
-                   help="PEM certificate(s) to verify the endpoint with instead of the system's")
+    p.add_argument(
+        "--endpoint", required=True, metavar="URL", help="http(s) URL; for otlp_grpc also host:port"
+    )
+    p.add_argument(
+        "--header",
+        action="append",
+        type=parse_header,
+        metavar="'NAME: VALUE'",
+        help="a header sent with every export (repeatable); its value is never printed, but as a "
+        "flag it shows in ps while this command runs",
+    )
+    p.add_argument(
+        "--compression",
+        choices=COMPRESSIONS,
+        help="default: the type's (prometheus_remote_write: snappy only)",
+    )
+    p.add_argument(
+        "--timeout",
+        dest="export_timeout",
+        metavar="D",
+        help="export timeout, e.g. 10s or 30 (seconds), 1s to 5m (default 10s); the HTTP timeout "
+        "of this call goes before the command: phoenix --timeout N destinations create",
+    )
+    p.add_argument(
+        "--ca-file",
+        type=read_pem,
+        metavar="PATH",
+        help="PEM certificate(s) to verify the endpoint with instead of the system's",
+    )
     p.add_argument("--insecure", action="store_true", help="plain-text gRPC, no TLS (otlp_grpc only)")
-    p.add_argument("--insecure-skip-verify", action="store_true",
-                   help="TLS without verifying the endpoint's certificate")
+    p.add_argument(
+        "--insecure-skip-verify", action="store_true", help="TLS without verifying the endpoint's certificate"
+    )
     p = leaf(dest, "list", commands.destinations_list, "list destinations and the namespaces shipping there")
     for name, handler, text in (
         ("show", commands.destinations_show, "one destination (header values masked)"),
-        ("delete", commands.destinations_delete, "delete a destination no active deployment or experiment "
-                                                 "ships to"),
+        (
+            "delete",
+            commands.destinations_delete,
+            "delete a destination no active deployment or experiment ships to",
+        ),
     ):
         p = leaf(dest, name, handler, text)
         p.add_argument("name", metavar="NAME")

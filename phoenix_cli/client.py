@@ -53,8 +53,14 @@ def problem_detail(status: int, raw: bytes, reason: str) -> str:
 class Client:
     """Calls one Phoenix service; every method returns decoded JSON or raises a CliError."""
 
-    def __init__(self, base_url: str, *, token: str | None = None, timeout: float = 30.0,
-                 service: str = "control plane"):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        service: str = "control plane",
+    ):
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
@@ -66,8 +72,9 @@ class Client:
             headers["Authorization"] = f"Bearer {self.token}"
         return headers
 
-    def request(self, method: str, path: str, body: Any = None,
-                query: Mapping[str, str | int | None] | None = None) -> Any:
+    def request(
+        self, method: str, path: str, body: Any = None, query: Mapping[str, str | int | None] | None = None
+    ) -> Any:
         url = self.base_url + path
         params = {k: str(v) for k, v in (query or {}).items() if v is not None}
         if params:
@@ -92,8 +99,11 @@ class Client:
         try:
             return json.loads(raw) if raw else None
         except ValueError:
-            raise ApiError(502, f"the {self.service} at {self.base_url} answered {path} with something "
-                                "that is not JSON; is that URL a Phoenix service?") from None
+            raise ApiError(
+                502,
+                f"the {self.service} at {self.base_url} answered {path} with something "
+                "that is not JSON; is that URL a Phoenix service?",
+            ) from None
 
     def get(self, path: str, **query: str | int | None) -> Any:
         return self.request("GET", path, query=query)

@@ -53,6 +53,7 @@ def _given(**fields: Any) -> dict[str, Any]:
 
 # --- agents -----------------------------------------------------------------------------------
 
+
 def agents_list(ctx: Context, args: argparse.Namespace) -> int:
     data = ctx.api.get("/api/v1/agents", namespace=args.namespace, limit=args.limit)
     ctx.out(data, views.agents_table(data.get("agents") or []))
@@ -74,17 +75,25 @@ def agents_token(ctx: Context, args: argparse.Namespace) -> int:
     data = ctx.api.post(path)
     if not ctx.json:
         # The token alone on stdout, so that it can go straight into the agent's config; it is not kept.
-        print(f"token for {data.get('host_id')}: shown once, give it to the agent as its `token` setting"
-              + (" (the previous one no longer works)" if data.get("replaced") else ""), file=sys.stderr)
+        print(
+            f"token for {data.get('host_id')}: shown once, give it to the agent as its `token` setting"
+            + (" (the previous one no longer works)" if data.get("replaced") else ""),
+            file=sys.stderr,
+        )
     ctx.out(data, str(data.get("agent_token")))
     return EXIT_OK
 
 
 # --- deployments ------------------------------------------------------------------------------
 
+
 def deploy_create(ctx: Context, args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {"name": args.name, "namespace": args.namespace, "template": args.template,
-                            "parameters": dict(args.param or [])}
+    body: dict[str, Any] = {
+        "name": args.name,
+        "namespace": args.namespace,
+        "template": args.template,
+        "parameters": dict(args.param or []),
+    }
     if args.allow_empty_namespace:
         body["allow_empty_namespace"] = True
     body.update(_given(max_failed_hosts=args.max_failed_hosts, destination=args.destination))
@@ -93,8 +102,11 @@ def deploy_create(ctx: Context, args: argparse.Namespace) -> int:
     data = ctx.api.post("/api/v1/pipeline-deployments", body)
     replaces = f", replacing {data['previous_id']}" if data.get("previous_id") else ""
     ships = f"; {views.shipping(data['destination'])}" if "destination" in data else ""
-    ctx.out(data, f"deployment {data.get('id')} created: {data.get('template')} on namespace "
-                  f"{data.get('namespace')}, sent to {data.get('hosts', 0)} host(s){replaces}{ships}")
+    ctx.out(
+        data,
+        f"deployment {data.get('id')} created: {data.get('template')} on namespace "
+        f"{data.get('namespace')}, sent to {data.get('hosts', 0)} host(s){replaces}{ships}",
+    )
     return EXIT_OK
 
 
@@ -116,13 +128,17 @@ def deploy_show(ctx: Context, args: argparse.Namespace) -> int:
 def deploy_rollback(ctx: Context, args: argparse.Namespace) -> int:
     data = ctx.api.delete(f"/api/v1/pipeline-deployments/{quote(args.id)}")
     restored = data.get("restored_deployment_id")
-    what = (f"restored {restored} on {data.get('hosts', 0)} host(s)" if restored
-            else "there was no earlier deployment to restore; agents keep their current configuration")
+    what = (
+        f"restored {restored} on {data.get('hosts', 0)} host(s)"
+        if restored
+        else "there was no earlier deployment to restore; agents keep their current configuration"
+    )
     ctx.out(data, f"deployment {data.get('id')} rolled back: {what}")
     return EXIT_OK
 
 
 # --- experiments ------------------------------------------------------------------------------
+
 
 def experiment_create(ctx: Context, args: argparse.Namespace) -> int:
     body: dict[str, Any] = {
@@ -132,18 +148,20 @@ def experiment_create(ctx: Context, args: argparse.Namespace) -> int:
         "target_namespaces": args.namespace or [],
         "start": not args.no_start,
     }
-    body.update(_given(
-        target_hosts=args.host,
-        critical_processes=args.critical,
-        duration=args.duration,
-        warmup=args.warmup,
-        sample_interval=args.sample_interval,
-        load_profile=args.load_profile,
-        min_reduction_percent=args.min_reduction,
-        min_cpu_coverage_percent=args.min_cpu_coverage,
-        max_collector_overhead_percent=args.max_collector_overhead,
-        candidate_destination=args.candidate_destination,
-    ))
+    body.update(
+        _given(
+            target_hosts=args.host,
+            critical_processes=args.critical,
+            duration=args.duration,
+            warmup=args.warmup,
+            sample_interval=args.sample_interval,
+            load_profile=args.load_profile,
+            min_reduction_percent=args.min_reduction,
+            min_cpu_coverage_percent=args.min_cpu_coverage,
+            max_collector_overhead_percent=args.max_collector_overhead,
+            candidate_destination=args.candidate_destination,
+        )
+    )
     given = (("baseline", args.param_baseline), ("candidate", args.param_candidate))
     parameters = {variant: dict(params) for variant, params in given if params}
     if parameters:
@@ -155,8 +173,11 @@ def experiment_create(ctx: Context, args: argparse.Namespace) -> int:
         print(f"experiment {data.get('id')} created")
         print(views.experiment_line(data))
     if data.get("start_error"):
-        print(f"phoenix: experiment {data.get('id')} was created but did not start: {data['start_error']}; "
-              f"fix the cause, then run 'phoenix experiment start {data.get('id')}'", file=sys.stderr)
+        print(
+            f"phoenix: experiment {data.get('id')} was created but did not start: {data['start_error']}; "
+            f"fix the cause, then run 'phoenix experiment start {data.get('id')}'",
+            file=sys.stderr,
+        )
         return EXIT_NEGATIVE
     if not ctx.json and data.get("phase") != "pending":
         print(f"follow it with: phoenix experiment watch {data.get('id')}")
@@ -221,6 +242,7 @@ def experiment_watch(ctx: Context, args: argparse.Namespace) -> int:
 
 # --- destinations -----------------------------------------------------------------------------
 
+
 def _duration(text: str | None) -> str | float | None:
     """A bare number is seconds, sent as a number; other text ('10s', '1m') goes as the API's duration."""
     if text is None:
@@ -235,11 +257,22 @@ def _duration(text: str | None) -> str | float | None:
 
 def destination_body(args: argparse.Namespace) -> dict[str, Any]:
     """The POST body from the flags; what was not given is left to the API's defaults."""
-    tls = _given(ca_pem=args.ca_file, insecure=args.insecure or None,
-                 insecure_skip_verify=args.insecure_skip_verify or None)
-    return {"name": args.name, "type": args.type, "endpoint": args.endpoint,
-            **_given(headers=args.header, tls=tls or None, compression=args.compression,
-                     timeout=_duration(args.export_timeout))}
+    tls = _given(
+        ca_pem=args.ca_file,
+        insecure=args.insecure or None,
+        insecure_skip_verify=args.insecure_skip_verify or None,
+    )
+    return {
+        "name": args.name,
+        "type": args.type,
+        "endpoint": args.endpoint,
+        **_given(
+            headers=args.header,
+            tls=tls or None,
+            compression=args.compression,
+            timeout=_duration(args.export_timeout),
+        ),
+    }
 
 
 def destinations_create(ctx: Context, args: argparse.Namespace) -> int:
@@ -269,6 +302,7 @@ def destinations_delete(ctx: Context, args: argparse.Namespace) -> int:
 
 
 # --- cost flow and templates ---------------------------------------------------------------
+
 
 def cost_flow(ctx: Context, args: argparse.Namespace) -> int:
     data = ctx.api.get("/api/v1/cost-flow")

@@ -28,8 +28,10 @@ class CliSettings:
     timeout: float
 
     def __repr__(self) -> str:
-        return (f"CliSettings(api_url={self.api_url!r}, token={'***' if self.token else None}, "
-                f"generator_url={self.generator_url!r}, timeout={self.timeout!r})")
+        return (
+            f"CliSettings(api_url={self.api_url!r}, token={'***' if self.token else None}, "
+            f"generator_url={self.generator_url!r}, timeout={self.timeout!r})"
+        )
 
 
 def default_config_path(environ: Mapping[str, str]) -> Path:
@@ -79,8 +81,10 @@ def _warn_if_readable(path: Path) -> None:
     except OSError:
         return
     if mode & (stat.S_IRGRP | stat.S_IROTH):
-        print(f"phoenix: warning: {path} holds a token and is readable by other users; "
-              f"run 'chmod 600 {path}'", file=sys.stderr)
+        print(
+            f"phoenix: warning: {path} holds a token and is readable by other users; run 'chmod 600 {path}'",
+            file=sys.stderr,
+        )
 
 
 def check_url(value: str, name: str) -> str:
@@ -108,7 +112,9 @@ def resolve(flags: Mapping[str, Any], environ: Mapping[str, str]) -> CliSettings
     return CliSettings(
         api_url=check_url(values["api_url"] or DEFAULT_API_URL, "the API URL (--api-url, PHOENIX_API_URL)"),
         token=values["token"] or None,
-        generator_url=check_url(values["generator_url"] or DEFAULT_GENERATOR_URL,
-                                "the generator URL (--generator-url, PHOENIX_GENERATOR_URL)"),
+        generator_url=check_url(
+            values["generator_url"] or DEFAULT_GENERATOR_URL,
+            "the generator URL (--generator-url, PHOENIX_GENERATOR_URL)",
+        ),
         timeout=float(timeout),
     )

@@ -45,8 +45,9 @@ class Unreachable(CliError):
     code = EXIT_UNREACHABLE
 
     def __init__(self, service: str, url: str, reason: str):
-        super().__init__(f"cannot reach the {service} at {url} ({reason}); is it running? "
-                         "start it with 'make dev-up'")
+        super().__init__(
+            f"cannot reach the {service} at {url} ({reason}); is it running? start it with 'make dev-up'"
+        )
 
     def line(self) -> str:
         return f"phoenix: {self.message}"

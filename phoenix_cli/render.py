@@ -34,12 +34,15 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], indent: str = "
     for row in cells:
         for i, (text, _) in enumerate(row):
             widths[i] = max(widths[i], len(text))
-    right = [any(row[i][1] for row in cells) and all(row[i][1] or row[i][0] == "-" for row in cells)
-             for i in range(len(headers))]
+    right = [
+        any(row[i][1] for row in cells) and all(row[i][1] or row[i][0] == "-" for row in cells)
+        for i in range(len(headers))
+    ]
     lines = []
     for row in [[(h, False) for h in headers], *cells]:
-        parts = [text.rjust(widths[i]) if right[i] else text.ljust(widths[i])
-                 for i, (text, _) in enumerate(row)]
+        parts = [
+            text.rjust(widths[i]) if right[i] else text.ljust(widths[i]) for i, (text, _) in enumerate(row)
+        ]
         lines.append((indent + "  ".join(parts)).rstrip())
     return "\n".join(lines)
 

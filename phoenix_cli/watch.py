@@ -67,8 +67,9 @@ class Watcher:
         if first.get("phase") in FINAL:
             self.show_state(first)
             return await self.finish()
-        timeout = aiohttp.ClientTimeout(total=None, connect=self.ctx.settings.timeout,
-                                        sock_connect=self.ctx.settings.timeout)
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self.ctx.settings.timeout, sock_connect=self.ctx.settings.timeout
+        )
         lost_at: float | None = None
         delay = 0.25
         async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -82,11 +83,16 @@ class Watcher:
                     self.live, lost_at, delay = False, None, 0.25
                 if lost_at is None:
                     lost_at = now
-                    print(f"phoenix: lost the connection to the control plane ({why}); reconnecting",
-                          file=sys.stderr)
+                    print(
+                        f"phoenix: lost the connection to the control plane ({why}); reconnecting",
+                        file=sys.stderr,
+                    )
                 elif now - lost_at > RECONNECT_FOR:
-                    raise Unreachable("control plane", self.ctx.settings.api_url,
-                                      f"no connection for {RECONNECT_FOR:g}s: {why}")
+                    raise Unreachable(
+                        "control plane",
+                        self.ctx.settings.api_url,
+                        f"no connection for {RECONNECT_FOR:g}s: {why}",
+                    )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -98,8 +104,9 @@ class Watcher:
             code = await self.follow(session)
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status < 500:
-                raise ApiError(exc.status, f"the control plane refused the WebSocket: "
-                                           f"HTTP {exc.status} {exc.message}") from None
+                raise ApiError(
+                    exc.status, f"the control plane refused the WebSocket: HTTP {exc.status} {exc.message}"
+                ) from None
             return None, f"HTTP {exc.status}"
         except ApiError as exc:
             if exc.status < 500:
@@ -115,8 +122,9 @@ class Watcher:
         """One connection: the exit code once the experiment is final, None when the socket closed first."""
         from aiohttp import WSMsgType
 
-        async with session.ws_connect(self.url, headers=self.headers, heartbeat=20.0,
-                                      max_msg_size=1024 * 1024) as ws:
+        async with session.ws_connect(
+            self.url, headers=self.headers, heartbeat=20.0, max_msg_size=1024 * 1024
+        ) as ws:
             await ws.send_json({"subscribe": [self.id]})
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -139,8 +147,11 @@ class Watcher:
         if phase == self.phase:
             return
         reason = f" - {experiment['phase_reason']}" if experiment.get("phase_reason") else ""
-        self.emit(experiment, f"[{clock(experiment.get('phase_changed_at'))}] experiment {self.id} "
-                              f"({experiment.get('name')}): {phase}{reason}")
+        self.emit(
+            experiment,
+            f"[{clock(experiment.get('phase_changed_at'))}] experiment {self.id} "
+            f"({experiment.get('name')}): {phase}{reason}",
+        )
         self.phase = phase
 
     def show_event(self, frame: dict[str, Any]) -> None:
@@ -155,8 +166,11 @@ class Watcher:
             self.emit(frame, f"{at} phase {data.get('from')} -> {to}{reason}")
             self.phase = to
         elif kind == "measurement":
-            self.emit(frame, f"{at} measurement {data.get('host_id')} ({data.get('phase')}): "
-                             f"{_points(data.get('points') or [])}")
+            self.emit(
+                frame,
+                f"{at} measurement {data.get('host_id')} ({data.get('phase')}): "
+                f"{_points(data.get('points') or [])}",
+            )
         elif str(kind).startswith("task_"):
             error = f": {data['error']}" if data.get("error") else ""
             task = f"{data.get('type')}/{data.get('action', '-')}"

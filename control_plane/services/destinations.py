@@ -8,7 +8,7 @@ from typing import Any
 import structlog
 
 from control_plane.db import Database, Tx
-from control_plane.destination_spec import Destination, masked
+from control_plane.destination_spec import Destination, check_headers, masked
 from control_plane.secrets import Sealer
 from control_plane.stores.destinations import DestinationStore
 from control_plane.stores.events import EventStore
@@ -105,6 +105,8 @@ class DestinationService:
     def _row(self, destination: Destination, current: dict[str, Any] | None) -> dict[str, Any]:
         if destination.headers is None and current is not None:
             names, sealed = list(current["header_names"]), current["headers_sealed"]
+            # The kept headers must suit the new type too (remote write fixes some).
+            check_headers(destination.type, {name: "kept" for name in names})
         else:
             headers = destination.headers or {}
             names, sealed = sorted(headers), (self.sealer.seal(headers) if headers else None)

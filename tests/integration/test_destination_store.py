@@ -3,11 +3,7 @@ deployment's tasks carry."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
-from control_plane.db import Database, make_pool
+from control_plane.db import Database
 from control_plane.queue import TaskQueue
 from control_plane.stores.agents import AgentStore
 from control_plane.stores.deployments import DeploymentStore
@@ -24,16 +20,6 @@ ROW = {
     "compression": "gzip",
     "timeout_seconds": 10.0,
 }
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    pool = make_pool(database_url, min_size=1, max_size=2)
-    await pool.open(wait=True)
-    try:
-        yield Database(pool)
-    finally:
-        await pool.close()
 
 
 async def test_destinations_are_inserted_once_replaced_and_listed_with_their_namespaces(db: Database) -> None:

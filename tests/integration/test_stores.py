@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
-from control_plane.db import Database, make_pool
+from control_plane.db import Database
 from control_plane.queue import TaskQueue
 from control_plane.stores.agents import AgentStore
 from control_plane.stores.deployments import DeploymentStore
@@ -15,16 +11,6 @@ from control_plane.stores.retention import TABLES, RetentionStore
 from control_plane.stores.tokens import TokenStore
 
 RENDERED = {"config_yaml": "receivers: {}\n", "config_hash": "sha256:aa", "keep_list": []}
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    pool = make_pool(database_url, min_size=1, max_size=2)
-    await pool.open(wait=True)
-    try:
-        yield Database(pool)
-    finally:
-        await pool.close()
 
 
 def _deployment(deployment_id: str, previous_id: str | None = None) -> dict[str, object]:

@@ -45,3 +45,21 @@ def task_of(api: Service, host_id: str, deployment_id: str) -> dict[str, Any]:
         return {}
 
     return dict(wait_for(final, timeout=120, what=f"the task of {deployment_id} to finish"))
+
+
+def deployed_to(
+    api: Service,
+    host_id: str,
+    name: str,
+    kind: str,
+    endpoint: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **parameters: Any,
+) -> dict[str, Any]:
+    """Create destination `name` and ship the baseline there; the deployment once `host_id` applied it."""
+    create_destination(api, name, kind, endpoint, **({"headers": headers} if headers else {}))
+    created = ship(api, name, **parameters)
+    task = task_of(api, host_id, created["id"])
+    assert task["status"] == "completed", task
+    return created

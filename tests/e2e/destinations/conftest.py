@@ -11,13 +11,23 @@ from tests.support.backends import OtlpSink, Prometheus
 from tests.support.shipping import SECRET
 
 
-@pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
-    directory = tmp_path / "prometheus"
+def _prometheus(directory: Path) -> Iterator[Prometheus]:
     directory.mkdir()
     backend = Prometheus(directory).start()
     yield backend
     backend.stop()
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
+    """Production's backend."""
+    yield from _prometheus(tmp_path / "prometheus")
+
+
+@pytest.fixture
+def staging(tmp_path: Path) -> Iterator[Prometheus]:
+    """A second backend (an experiment's candidate destination)."""
+    yield from _prometheus(tmp_path / "staging")
 
 
 @pytest.fixture

@@ -58,6 +58,13 @@ def test_a_destination_reads_back_with_its_header_values_masked(stack: Stack) ->
     )
     assert status == 200 and data["headers"] == {"X-Key": "********"}, data
 
+    # Headers kept by a PUT must suit its type: remote write fixes Content-Type.
+    otlp = {"name": "typed", "type": "otlp_http", "endpoint": "https://otlp.example.com"}
+    assert post(stack.api, {**otlp, "headers": {"Content-Type": "application/x-protobuf"}})[0] == 201
+    as_remote_write = {**otlp, "type": "prometheus_remote_write", "endpoint": "https://m.example.com/push"}
+    status, data, _ = http_json("PUT", f"{stack.api.url}/api/v1/destinations/typed", as_remote_write)
+    assert status == 400 and data["field"] == "headers", data
+
 
 @pytest.mark.parametrize(
     ("body", "field"),

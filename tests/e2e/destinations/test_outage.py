@@ -17,7 +17,7 @@ from tests.support import wait_for
 from tests.support.agents import agent_row, wait_registered
 from tests.support.backends import Prometheus
 from tests.support.services import Stack
-from tests.support.shipping import create_destination, ship, task_of
+from tests.support.shipping import deployed_to
 
 OUTAGE_SECONDS = float(os.environ.get("PHOENIX_OUTAGE_SECONDS", "60"))
 INTERVAL = 1.0
@@ -87,9 +87,7 @@ def test_a_minute_of_backend_outage_loses_no_datapoint_even_across_a_collector_r
 ) -> None:
     agent = agent_factory(stack.api.url)
     wait_registered(stack.api, agent)
-    create_destination(stack.api, "prom", "prometheus_remote_write", prometheus.write_url)
-    created = ship(stack.api, "prom", collection_interval=int(INTERVAL))
-    assert task_of(stack.api, agent.host_id, created["id"])["status"] == "completed"
+    deployed_to(stack.api, agent.host_id, "prom", "prometheus_remote_write", prometheus.write_url)
     # One steady series: the agent's own process, user CPU, for the whole test.
     assert agent.process.proc is not None
     selector = f'process_cpu_time_seconds_total{{process_pid="{agent.process.proc.pid}",state="user"}}'
@@ -110,10 +108,9 @@ def test_a_full_queue_refuses_the_newest_counts_them_and_keeps_running(
 ) -> None:
     agent = agent_factory(stack.api.url)
     wait_registered(stack.api, agent)
-    create_destination(stack.api, "prom", "prometheus_remote_write", prometheus.write_url)
     # The smallest queue the template allows: a few seconds of this host's process series.
-    created = ship(stack.api, "prom", collection_interval=1, ship_queue_points=1000)
-    assert task_of(stack.api, agent.host_id, created["id"])["status"] == "completed"
+    url = prometheus.write_url
+    deployed_to(stack.api, agent.host_id, "prom", "prometheus_remote_write", url, ship_queue_points=1000)
     prometheus.stop()
     full = wait_for(
         lambda: (e := _export(stack, agent.host_id)).get("dropped_points", 0) > 0 and e,

@@ -14,7 +14,7 @@ from tests.support import http_json, wait_for
 from tests.support.agents import agent_row, wait_registered, wait_running
 from tests.support.backends import OtlpSink, Prometheus
 from tests.support.services import Stack
-from tests.support.shipping import SECRET, create_destination, ship, task_of
+from tests.support.shipping import SECRET, create_destination, deployed_to, ship, task_of
 
 
 def export_of(stack: Stack, host_id: str) -> dict[str, Any]:
@@ -26,18 +26,12 @@ def test_remote_write_reaches_prometheus_and_the_secret_stays_on_the_host(
 ) -> None:
     agent = agent_factory(stack.api.url)
     wait_registered(stack.api, agent)
-    create_destination(
-        stack.api,
-        "prom",
-        "prometheus_remote_write",
-        prometheus.write_url,
-        headers={"Authorization": SECRET},
+    url = prometheus.write_url
+    created = deployed_to(
+        stack.api, agent.host_id, "prom", "prometheus_remote_write", url, headers={"Authorization": SECRET}
     )
-    created = ship(stack.api, "prom")
     assert created["destination"] == "prom"
-    task = task_of(stack.api, agent.host_id, created["id"])
-    assert task["status"] == "completed", task
-    assert task["result"]["destination"] == "prom"
+    assert task_of(stack.api, agent.host_id, created["id"])["result"]["destination"] == "prom"
 
     # Prometheus holds the host's process series, labelled as the pipeline's exporter shows them.
     found = wait_for(

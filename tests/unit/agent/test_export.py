@@ -124,11 +124,6 @@ def test_telemetry_endpoint_is_where_the_config_serves_its_metrics(
     assert telemetry_endpoint(config) == endpoint
 
 
-@pytest.mark.xfail(
-    reason="telemetry_endpoint catches KeyError/TypeError/ValueError but a non-mapping prometheus block "
-    "raises AttributeError ('str' object has no attribute 'get')",
-    strict=True,
-)
 def test_a_telemetry_block_that_is_not_a_mapping_has_no_endpoint() -> None:
     assert telemetry_endpoint(telemetry("prometheus")) is None
 

@@ -225,15 +225,10 @@ def test_a_good_destination_passes_as_given() -> None:
     assert check_spec(spec()) == spec()
 
 
-@pytest.mark.xfail(
-    reason="a variant named 'ship' (VARIANT allows it) shares resource/ship with the production relay: "
-    "the relay's delete-labels processor replaces the variant's labelling one",
-    strict=True,
-)
-def test_a_variant_named_ship_keeps_its_own_labels() -> None:
-    rendered = shipped(variant="ship")
-    labels = rendered.config["processors"]["resource/ship"]["attributes"]
-    assert {"key": "phoenix.variant", "value": "ship", "action": "upsert"} in labels
+def test_a_variant_may_not_take_the_shipping_components_names() -> None:
+    with pytest.raises(ParameterError) as caught:
+        shipped(variant="ship")
+    assert caught.value.parameter == "variant" and "reserved" in str(caught.value)
 
 
 # -- merging with a config that does not ship ---------------------------------------------------------
