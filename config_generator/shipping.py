@@ -19,6 +19,7 @@ STORAGE = "file_storage/phoenix-queue"
 # The prefix of every shipping component's name (so no variant may be called so).
 SHIP = "ship"
 TYPES = ("otlp_grpc", "otlp_http", "prometheus_remote_write")
+COMPRESSIONS = ("gzip", "zstd", "snappy", "none")
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 _SPEC_FIELDS = frozenset(
     {"name", "type", "endpoint", "header_names", "tls", "compression", "timeout_seconds"}
@@ -63,6 +64,13 @@ def check_spec(spec: Any) -> dict[str, Any]:
     tls = spec.get("tls") or {}
     if not isinstance(tls, Mapping) or any("${" in str(v) for v in tls.values()):
         raise ParameterError("destination", "destination.tls must be an object without '${'")
+    timeout = spec.get("timeout_seconds", 10.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 1 <= timeout <= 300:
+        raise ParameterError("destination", "destination.timeout_seconds must be a number from 1 to 300")
+    if spec.get("compression", "gzip") not in COMPRESSIONS:
+        raise ParameterError(
+            "destination", f"destination.compression must be one of {', '.join(COMPRESSIONS)}"
+        )
     return dict(spec)
 
 

@@ -64,8 +64,8 @@ def _no_expansion(value: str, where: str) -> None:
 
 
 def _control(char: str) -> bool:
-    """C0 and C1 control characters and DEL (CR and LF among them)."""
-    return unicodedata.category(char) == "Cc"
+    """C0 and C1 control characters and DEL (CR and LF among them), and lone surrogates (no UTF-8)."""
+    return unicodedata.category(char) in ("Cc", "Cs")
 
 
 def _printable(value: str, where: str) -> None:
@@ -183,7 +183,7 @@ def parse(body: dict[str, Any], name: str | None = None) -> Destination:
         raise _problem("compression", "must be snappy for prometheus_remote_write (the protocol's)")
     try:
         timeout = parse_duration(body.get("timeout", 10.0), "timeout")
-    except SettingsError as exc:
+    except (SettingsError, OverflowError) as exc:
         raise _problem("timeout", f"must be a duration such as 10s ({exc})") from None
     low, high = TIMEOUT_RANGE
     if not low <= timeout <= high:

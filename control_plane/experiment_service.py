@@ -95,7 +95,10 @@ class ExperimentService:
     async def create(self, experiment_id: str, spec: dict[str, Any], start: bool) -> tuple[Row, str | None]:
         """Record a validated spec and, if asked, start it; a failed start leaves it pending, saying why."""
         if spec.get("candidate_destination"):
-            await self.deployments.destinations.target(spec["candidate_destination"])  # 404 when unknown
+            # 404 when unknown
+            await self.deployments.destinations.target(
+                spec["candidate_destination"], field="candidate_destination"
+            )
         async with self.db.transaction() as tx:
             await self.store.insert(experiment_id, spec["name"], spec, tx)
             await self._event(
@@ -197,7 +200,9 @@ class ExperimentService:
         if current and current[0]:
             out["baseline"] = await self.deployments.destinations.target(current[0])
         if candidate:
-            out["candidate"] = await self.deployments.destinations.target(candidate)
+            out["candidate"] = await self.deployments.destinations.target(
+                candidate, field="candidate_destination"
+            )
         return out
 
     async def stop(self, experiment_id: str, reason: str) -> Row:

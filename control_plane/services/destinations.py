@@ -86,11 +86,11 @@ class DestinationService:
     async def list_all(self) -> list[dict[str, Any]]:
         return [public(row) for row in await self.store.list_all()]
 
-    async def target(self, name: str, tx: Tx | None = None) -> Target:
-        """The destination as a render needs it; 404 when there is none of that name."""
+    async def target(self, name: str, tx: Tx | None = None, field: str = "destination") -> Target:
+        """The destination as a render needs it; 404 naming `field` when there is none of that name."""
         row = await self.store.get(name, tx)
         if row is None:
-            raise NotFound(f"destination {name!r} does not exist", field="destination")
+            raise NotFound(f"destination {name!r} does not exist", field=field)
         spec = {
             "name": row["name"],
             "type": row["type"],

@@ -211,6 +211,10 @@ def test_the_relay_port_is_free_to_clash_when_nothing_ships() -> None:
         ({**spec(), "header_names": [7]}, "destination.header_names"),
         ({**spec(), "tls": ["insecure"]}, "destination.tls"),
         ({**spec(), "tls": {"ca_pem": "${file:/etc/shadow}"}}, "destination.tls"),
+        ({**spec(), "timeout_seconds": {}}, "destination.timeout_seconds"),
+        ({**spec(), "timeout_seconds": None}, "destination.timeout_seconds"),
+        ({**spec(), "timeout_seconds": 0.5}, "destination.timeout_seconds"),
+        ({**spec(), "compression": "brotli"}, "destination.compression"),
     ],
 )
 def test_a_bad_destination_is_a_parameter_error(destination: Any, words: str) -> None:

@@ -163,6 +163,8 @@ def test_header_values_read_back_masked() -> None:
         (body(timeout="soon"), "timeout"),
         (body(timeout=True), "timeout"),
         (body(timeout=-5), "timeout"),
+        (body(timeout=10**400), "timeout"),
+        (body(endpoint="http://x\ud800y/push"), "endpoint"),
     ],
 )
 def test_a_bad_field_is_400_naming_it(payload: dict[str, Any], field: str) -> None:
