@@ -21,8 +21,7 @@ _SECRET_KEYS = (
     "apikey",
     "credential",
     "private_key",
-    # Destination header values and the files that carry them to the collector.
-    "headers",
+    # The files that carry destination header values to the collector.
     "secret_files",
 )
 REDACTED = "[redacted]"

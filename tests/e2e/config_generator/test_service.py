@@ -91,7 +91,9 @@ def test_render_returns_the_rendered_object(generator: Service, name: str) -> No
         "prometheus_endpoint",
         "observe_endpoint",
         "keep_list",
+        "shipping",
     }
+    assert body["shipping"] is None, "without a destination nothing ships"
     assert body["template"] == name and body["variant"] == "candidate"
     assert body["config_hash"] == hashlib.sha256(body["config_yaml"].encode()).hexdigest()
     config = yaml.safe_load(body["config_yaml"])

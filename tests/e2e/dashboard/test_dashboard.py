@@ -30,6 +30,7 @@ def heartbeat(
     state: str = "running",
     pipeline: str | None = "process-baseline-v1",
     headers: dict[str, str] | None = None,
+    export: dict[str, Any] | None = None,
 ) -> None:
     body = {
         "namespace": namespace,
@@ -40,6 +41,7 @@ def heartbeat(
             "last_error": None,
             "config_hash": None,
             "pipeline": pipeline,
+            "export": export,
         },
         "facts": {"hostname": host, "os": "linux", "cpus": 2},
     }
@@ -132,7 +134,17 @@ def test_index_and_static_files_have_cache_headers(api: Service) -> None:
 def test_fleet_lists_agents_with_their_status(api: Service, database_url: str, page: Any) -> None:
     from playwright.sync_api import expect
 
-    heartbeat(api, "web-1", "web")
+    failing = {
+        "destination": "prod",
+        "exporter": "otlphttp/ship",
+        "state": "failing",
+        "sent_points": 0,
+        "failed_points": 0,
+        "dropped_points": 0,
+        "queue_size": 1200,
+        "queue_capacity": 5000000,
+    }
+    heartbeat(api, "web-1", "web", export=failing)
     heartbeat(api, "db-1", "db", state="failed", pipeline=None)
     # An agent that went quiet an hour ago: its status is derived from the time, so set the time.
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -143,7 +155,11 @@ def test_fleet_lists_agents_with_their_status(api: Service, database_url: str, p
     expect(web).to_contain_text("web")
     expect(web).to_contain_text("running")
     expect(web).to_contain_text("process-baseline-v1")
+    # Its collector cannot deliver: the export column says so, with what waits in the queue.
+    expect(web).to_contain_text("failing to prod")
+    expect(web).to_contain_text("1200 point(s) queued")
     db = page.locator("tr[data-host='db-1']")
+    expect(db).to_contain_text("not shipped")
     expect(db).to_contain_text("offline")
     expect(db).to_contain_text("failed")
     expect(db).to_contain_text("60m ago")

@@ -16,6 +16,19 @@ function collectorCell(collector) {
   return parts;
 }
 
+// Where the host ships and whether its collector delivers (collector.export of its heartbeats).
+function exportCell(exp) {
+  if (!exp) return h("span", { class: "muted" }, "not shipped");
+  const parts = [badge(exp.state || "unknown", `export-${exp.state || "unknown"}`), ` to ${exp.destination || "?"}`];
+  if (exp.queue_size) parts.push(h("div", { class: "small muted" }, `${exp.queue_size} point(s) queued`));
+  if (exp.failed_points || exp.dropped_points) {
+    parts.push(h("div", { class: "small error-text" },
+      `${exp.failed_points || 0} refused, ${exp.dropped_points || 0} dropped`));
+  }
+  if (exp.error) parts.push(h("div", { class: "small error-text" }, exp.error));
+  return parts;
+}
+
 export async function mount(main) {
   const summary = h("p", { class: "summary", "aria-live": "polite" });
   const holder = h("div");
@@ -44,6 +57,7 @@ export async function mount(main) {
         { label: "Last seen", value: (a) => timeAgo(h, a.last_seen_at) },
         { label: "Collector", value: (a) => collectorCell(a.collector) },
         { label: "Pipeline", value: (a) => a.pipeline || h("span", { class: "muted" }, "—") },
+        { label: "Export", value: (a) => exportCell(a.export) },
         { label: "Agent version", value: (a) => a.version || "—" },
       ],
       rows: agents,
