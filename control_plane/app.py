@@ -122,7 +122,13 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(app[keys.REPORTS].run(), name="reports"),
         asyncio.create_task(_reaper(app[keys.DB], app[keys.QUEUE], settings, app[METRICS]), name="reaper"),
         asyncio.create_task(
-            every(settings.deployment_watch_interval, "deployment_watch", watch), name="rollouts"
+            every(
+                settings.deployment_watch_interval,
+                "deployment_watch",
+                watch,
+                app[METRICS].passes.labels("deployment_watch").inc,
+            ),
+            name="rollouts",
         ),
         asyncio.create_task(
             retention.run(RetentionStore(app[keys.DB]), settings, app[METRICS]), name="retention"

@@ -88,6 +88,12 @@ class ApiMetrics:
         registry.register(self.counters)
         self.process = ProcessCounters()
         registry.register(self.process)
+        self.passes = Counter(
+            "phoenix_background_passes_total",
+            "Completed passes of a periodic background job of this process",
+            ["job"],
+            registry=registry,
+        )
         self.leases_expired = Counter(
             "phoenix_task_leases_expired_total", "Tasks whose lease expired", ["outcome"], registry=registry
         )

@@ -11,9 +11,15 @@ import structlog
 log = structlog.get_logger("phoenix.periodic")
 
 
-async def every(seconds: float, what: str, run_pass: Callable[[], Awaitable[object]]) -> None:
+async def every(
+    seconds: float,
+    what: str,
+    run_pass: Callable[[], Awaitable[object]],
+    done: Callable[[], None] | None = None,
+) -> None:
     """Run `run_pass` about every `seconds` (jittered ±20 %, so replicas drift apart) until cancelled.
-    A pass that fails is logged as `<what>_error` and the next one tries again."""
+    A pass that fails is logged as `<what>_error` and the next one tries again; `done` is called after
+    each pass that completed (a counter of passes, say)."""
     while True:
         try:
             await run_pass()
@@ -21,4 +27,7 @@ async def every(seconds: float, what: str, run_pass: Callable[[], Awaitable[obje
             raise
         except Exception as exc:
             log.warning(f"{what}_error", error=f"{type(exc).__name__}: {exc}")
+        else:
+            if done is not None:
+                done()
         await asyncio.sleep(seconds * random.uniform(0.8, 1.2))

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import aiohttp
@@ -16,7 +15,7 @@ import pytest
 
 from agent.keeplist import KeepListTracker
 from agent.loadgen import MAX_CHILDREN, PROFILES, SPIKY, LoadError, LoadProfile
-from agent.measure import parse_exposition, scrape, summarize
+from agent.measure import Snapshot, parse_exposition, scrape, summarize
 from tests.support import ROOT, eventually, wait_for
 from tests.support.collector import Collector
 
@@ -223,21 +222,21 @@ async def test_a_spike_is_measured_and_kept_by_the_adaptive_selection(collector:
     try:
         names = set(profile.names)
         async with aiohttp.ClientSession() as session:
-            deadline = time.monotonic() + 20
-            while True:
+
+            async def spiking() -> Snapshot | None:
                 text = await scrape(session, collector.stamped)
                 first, snap = summarize(text, variant="b", pipeline="p", previous=None, critical=[])
-                if names <= set(first["kept_processes"]):
-                    break
-                assert time.monotonic() < deadline, "the collector never reported the spike profile"
-                await asyncio.sleep(0.1)
+                return snap if names <= set(first["kept_processes"]) else None
+
+            snap = await eventually(spiking, timeout=20, what="the collector to report the spike profile")
             assert snap.data_ts is not None
-            while True:  # two collections later
+
+            async def two_collections_later() -> str | None:
                 text = await scrape(session, collector.stamped)
                 stamps = [s.timestamp for s in parse_exposition(text) if s.timestamp is not None]
-                if max(stamps) >= snap.data_ts + 2.0:
-                    break
-                await asyncio.sleep(0.1)
+                return text if stamps and max(stamps) >= snap.data_ts + 2.0 else None
+
+            text = await eventually(two_collections_later, timeout=30, what="two collections later")
         sample, _ = summarize(text, variant="b", pipeline="p", previous=snap, critical=[])
     finally:
         await profile.stop()

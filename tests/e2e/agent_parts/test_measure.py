@@ -23,7 +23,7 @@ from agent.measure import (
     scrape,
     summarize,
 )
-from tests.support import free_port
+from tests.support import eventually, free_port, wait_for
 from tests.support.collector import Collector, run_probe
 
 CPU = "process_cpu_time_seconds_total"
@@ -241,14 +241,12 @@ async def _scrape_until(
     session: aiohttp.ClientSession, endpoint: str, ok: Callable[[str], bool], timeout: float = 30.0
 ) -> str:
     """Scrape `endpoint` until `ok(text)`; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    text = ""
-    while time.monotonic() < deadline:
+
+    async def satisfied() -> str | None:
         text = await scrape(session, endpoint)
-        if ok(text):
-            return text
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{endpoint} never satisfied the condition; last scrape had {len(text)} bytes")
+        return text if ok(text) else None
+
+    return str(await eventually(satisfied, timeout=timeout, what=f"{endpoint} to satisfy the condition"))
 
 
 def _has(name: str, pid: int) -> Callable[[str], bool]:
@@ -433,10 +431,10 @@ def test_collector_usage_follows_a_real_process_and_survives_its_exit(probe_dir:
         assert first["collector_memory_bytes"] > 0
         proc = psutil.Process(probe.pid)
         cpu0, t0 = _probe_cpu(probe.pid), time.monotonic()
-        deadline = time.monotonic() + 10
-        # Wait (on a condition) until the probe has burnt a measurable amount of CPU.
-        while _probe_cpu(probe.pid) - cpu0 < 0.3 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        # Wait until the probe has burnt a measurable amount of CPU.
+        wait_for(
+            lambda: _probe_cpu(probe.pid) - cpu0 >= 0.3, timeout=10, what="the probe to burn 0.3 s of CPU"
+        )
         usage_now = usage.sample()
         expected = 100 * (_probe_cpu(probe.pid) - cpu0) / (time.monotonic() - t0)
         assert usage_now["collector_cpu_percent"] == pytest.approx(expected, abs=15)
