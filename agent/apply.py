@@ -34,7 +34,8 @@ async def apply_deployment(
     keep, keep_path = deployment.keep, deployment.keep_path
     files = {keep_path: render_keep_file(keep.initial)} if keep and keep_path else {}
     files.update(deployment.side_files)
-    before = await export.baseline(collector.current_config())
+    # Only a config that ships is held to delivering; the counters of the one running now are its base.
+    before = await export.baseline(collector.current_config()) if deployment.shipping else None
     interval = collection_interval(deployment.config) or 10.0
     wait = max(collector.settings.export_check_seconds, 2 * interval + 15)
 
@@ -43,7 +44,9 @@ async def apply_deployment(
 
     await refreshers.suspend()
     try:
-        await collector.apply(deployment.config_yaml, files=files, check=delivers)
+        await collector.apply(
+            deployment.config_yaml, files=files, check=delivers if deployment.shipping else None
+        )
     except ApplyError:
         await refreshers.resume()
         raise

@@ -13,10 +13,12 @@ from typing import Any
 
 import structlog
 
+from phoenix_common.wire import DNS_LABEL
+
 log = structlog.get_logger("phoenix.agent.state")
 
 _KEEP_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}\.yaml$")
-_SECRET_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.headers\.yaml$")
+HEADERS_SUFFIX = ".headers.yaml"
 _ENTRY_NAME = re.compile(r"^(\d{12})(?:-([a-z]+))?\.json$")
 # Measurement batches kept while the control plane is unreachable (about 14 h at one batch per 10 s);
 # beyond that the oldest are dropped. Status reports are never dropped.
@@ -76,7 +78,7 @@ class StateDir:
     def secret_path(self, original: str) -> Path:
         """Where the agent keeps the secret headers file whose contract path is `original`."""
         name = Path(original).name
-        if not _SECRET_NAME.match(name):
+        if not name.endswith(HEADERS_SUFFIX) or not DNS_LABEL.match(name.removesuffix(HEADERS_SUFFIX)):
             raise ValueError(f"secret file must be named <destination>.headers.yaml, got {original!r}")
         return self.secrets_dir / name
 

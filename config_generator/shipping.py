@@ -4,12 +4,12 @@ writes (`${file:...}`)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from config_generator.catalog import ParameterError
+from phoenix_common.wire import DNS_LABEL
 
 # Paths under the agent's state directory as the contract names them; the agent points them at its own.
 STATE_ROOT = "/var/lib/phoenix-agent"
@@ -20,7 +20,7 @@ STORAGE = "file_storage/phoenix-queue"
 SHIP = "ship"
 TYPES = ("otlp_grpc", "otlp_http", "prometheus_remote_write")
 COMPRESSIONS = ("gzip", "zstd", "snappy", "none")
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+_NAME = DNS_LABEL
 _SPEC_FIELDS = frozenset(
     {"name", "type", "endpoint", "header_names", "tls", "compression", "timeout_seconds"}
 )

@@ -12,10 +12,11 @@ from cryptography import x509
 
 from phoenix_common.problems import Problem
 from phoenix_common.settings import SettingsError, parse_duration
+from phoenix_common.wire import DNS_LABEL
 
 TYPES = ("otlp_grpc", "otlp_http", "prometheus_remote_write")
 COMPRESSIONS = ("gzip", "zstd", "snappy", "none")
-NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+NAME = DNS_LABEL
 # RFC 9110 token characters.
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}\Z")
 # host:port for gRPC (a DNS name, IPv4, or a bracketed IPv6 address).

@@ -14,9 +14,10 @@ import secrets
 import unicodedata
 
 from phoenix_common.problems import Problem
+from phoenix_common.wire import DNS_LABEL
 
 HOST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,252}\Z")
-NAMESPACE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+NAMESPACE = DNS_LABEL
 TEMPLATE = re.compile(r"^[a-z][a-z0-9-]{0,62}\Z")
 DEPLOYMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}\Z")
 # Control, format (bidi overrides, zero-width), surrogate, private-use and line/paragraph separators.

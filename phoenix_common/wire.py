@@ -17,6 +17,8 @@ from phoenix_common.settings import is_loopback
 OTHER = "other"
 # How a selection pipeline ranks the processes it keeps.
 STRATEGIES = ("topk", "adaptive", "intelligent")
+# A DNS label: how namespaces and destinations are named (and the files named after a destination).
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 MAX_EXPERIMENT_SECONDS = 7 * 24 * 3600.0
 MIN_SAMPLE_INTERVAL = 1.0
 # Unix seconds from 2000 to 2200: anything else is a broken clock or a broken client.
