@@ -1,139 +1,387 @@
-"""Experiment analysis: every figure is computed from the samples agents measured."""
+"""Experiment analysis: every figure is computed from the samples agents measured (docs/analysis.md)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import math
+import random
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from phoenix_common.wire import OTHER
+from phoenix_common.wire import DEFAULT_BILLING_WINDOW, OTHER
 
-SECONDS_PER_MONTH = 30 * 24 * 3600
-DEFAULT_CRITERIA = {
-    "min_reduction_percent": 50.0,
-    "min_cpu_coverage_percent": 90.0,
-    "max_collector_overhead_percent": 25.0,
+Sample = Mapping[str, Any]
+MINUTES_PER_MONTH = 60 * 24 * 30
+SECONDS_PER_MONTH = MINUTES_PER_MONTH * 60
+PRICE_MODELS = ("per_series", "per_datapoint", "both")
+DEFAULT_CRITERIA: dict[str, float] = {
+    "min_billed_reduction_percent": 70.0,
+    "min_cpu_coverage_percent": 95.0,
+    "min_cpu_coverage_p10_percent": 90.0,
+    "max_cpu_rate_deviation_percent": 1.0,
+    "max_collector_overhead_ratio": 1.5,
+    "min_samples_per_host": 5.0,
 }
+# Spec keys of earlier releases: min_reduction_percent is the billed reduction now; the collector's CPU
+# percent is still checked when a spec names it.
+LEGACY_CRITERIA = {"min_reduction_percent": "min_billed_reduction_percent"}
+OPTIONAL_CRITERIA = ("max_collector_overhead_percent",)
+BOOTSTRAP_RESAMPLES = 300
+BOOTSTRAP_MAX_PAIRS = 2000
+Z95 = 1.959964
 
 
 @dataclass(frozen=True)
 class Prices:
-    """What a backend charges: per active series per month, and per million datapoints ingested."""
+    """What a backend charges, and for what: billed series per month, datapoints, or both."""
 
     per_series_month: float
     per_million_datapoints: float
+    model: str = "both"
 
-    def monthly(self, active_series: float, datapoints_per_second: float) -> float:
-        return (
-            active_series * self.per_series_month
-            + datapoints_per_second * SECONDS_PER_MONTH / 1e6 * self.per_million_datapoints
+    def monthly(self, billed_series: float, datapoints_per_minute: float | None) -> float:
+        """Monthly cost of `billed_series` (the p95 a backend bills) and measured datapoints per minute."""
+        series = billed_series * self.per_series_month if self.model != "per_datapoint" else 0.0
+        points = (
+            (datapoints_per_minute or 0.0) * MINUTES_PER_MONTH / 1e6 * self.per_million_datapoints
+            if self.model != "per_series"
+            else 0.0
         )
+        return series + points
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "price_model": self.model,
+            "price_per_series_month": self.per_series_month,
+            "price_per_million_datapoints": self.per_million_datapoints,
+        }
+
+    def cost(
+        self,
+        before: tuple[float, float | None],
+        after: tuple[float, float | None],
+    ) -> dict[str, Any]:
+        """Monthly and annual cost before and after, each from (billed series, datapoints per minute)."""
+        b, a = self.monthly(*before), self.monthly(*after)
+        return {
+            **self.describe(),
+            "billed_series_before": round(before[0], 2),
+            "billed_series_after": round(after[0], 2),
+            "datapoints_per_minute_before": _r(before[1], 2),
+            "datapoints_per_minute_after": _r(after[1], 2),
+            "monthly_before": round(b, 4),
+            "monthly_after": round(a, 4),
+            "monthly_savings": round(b - a, 4),
+            "annual_before": round(b * 12, 4),
+            "annual_after": round(a * 12, 4),
+            "annual_savings": round((b - a) * 12, 4),
+        }
 
 
-def _mean(values: Iterable[float]) -> float | None:
-    values = list(values)
+# --- small figures ------------------------------------------------------------------------------
+
+
+def _r(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _num(sample: Sample, key: str) -> float | None:
+    value = sample.get(key)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _mean(values: Sequence[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
+def rank(values: Sequence[float], q: float) -> float | None:
+    """The q-quantile by nearest rank: the smallest value with at least q of the values at or below it."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def _reduction(before: float | None, after: float | None) -> float | None:
+    if before is None or after is None or before <= 0:
+        return None
+    return round(100.0 * (1 - after / before), 3)
+
+
+def _weighted_mean(values: Sequence[tuple[float, float]]) -> float | None:
+    """Mean of (value, weight) pairs."""
+    total = sum(w for _, w in values)
+    return sum(v * w for v, w in values) / total if total > 0 else None
+
+
 def _mean_maps(maps: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    """Per key, the mean over the samples that have it (a process absent from a sample counts as zero)."""
+    """Per key, the mean over the samples (a key absent from a sample counts as zero)."""
     keys = {k for m in maps for k in m}
     return {k: statistics.fmean(float(m.get(k, 0.0)) for m in maps) for k in keys} if maps else {}
 
 
-def summarize_pipeline(samples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Means over one host's samples of one pipeline."""
-    cpu_samples = [s["process_cpu_seconds_rate"] for s in samples if s.get("process_cpu_seconds_rate")]
-    mem_samples = [s["process_memory_bytes"] for s in samples if s.get("process_memory_bytes")]
-    series_per_metric = _mean_maps([s.get("series_per_metric") or {} for s in samples])
-    kept: set[str] = set()
-    for s in samples:
-        kept.update(p for p in s.get("kept_processes") or [] if p != OTHER)
-    # Share of samples in which each critical process was seen: one scrape that missed a process (it was
-    # read late in a slow collection) must not decide a verdict.
+def _seconds(start: Any, end: Any) -> float | None:
+    if isinstance(start, dt.datetime) and isinstance(end, dt.datetime):
+        return (end - start).total_seconds()
+    if isinstance(start, int | float) and isinstance(end, int | float):
+        return float(end - start)
+    return None
+
+
+# --- pairing ------------------------------------------------------------------------------------
+
+
+def pair_samples(
+    baseline: Sequence[Sample], candidate: Sequence[Sample], within: float
+) -> list[tuple[Sample, Sample]]:
+    """Baseline and candidate samples of one host taken at the same moment: nearest ts within `within`.
+
+    Both lists are sorted once and walked with two pointers, so pairing is O(n log n) for the sort and
+    linear after it; each sample is in at most one pair.
+    """
+    b = sorted(baseline, key=lambda s: s["ts"])
+    c = sorted(candidate, key=lambda s: s["ts"])
+    pairs: list[tuple[Sample, Sample]] = []
+    i = j = 0
+    while i < len(b) and j < len(c):
+        gap = c[j]["ts"] - b[i]["ts"]
+        if abs(gap) > within:
+            if gap < 0:
+                j += 1
+            else:
+                i += 1
+        elif j + 1 < len(c) and abs(c[j + 1]["ts"] - b[i]["ts"]) < abs(gap):
+            j += 1  # the next candidate sample is nearer to this baseline one
+        elif i + 1 < len(b) and abs(b[i + 1]["ts"] - c[j]["ts"]) < abs(gap):
+            i += 1
+        else:
+            pairs.append((b[i], c[j]))
+            i += 1
+            j += 1
+    return pairs
+
+
+def _coverage(base: Mapping[str, float] | None, cand: Mapping[str, float] | None) -> float | None:
+    """Share (percent) of the baseline's total that the candidate shows under the same process name."""
+    base = base or {}
+    cand = cand or {}
+    total = sum(float(v) for v in base.values())
+    if total <= 0:
+        return None
+    covered = sum(min(float(cand.get(n, 0.0)), float(v)) for n, v in base.items() if n != OTHER)
+    return 100.0 * covered / total
+
+
+def _total(sample: Sample, key: str, per_process: str) -> float | None:
+    """A sample's total: the measured one, else the sum of its per-process map (older agents)."""
+    value = _num(sample, key)
+    if value is not None:
+        return value
+    per = sample.get(per_process)
+    return float(sum(per.values())) if per else None
+
+
+def _full(sample: Sample, window: float) -> bool:
+    observed = _num(sample, "observed_seconds")
+    return observed is not None and observed >= (_num(sample, "billing_window_seconds") or window)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """The figures of one same-moment baseline/candidate sample pair."""
+
+    ts: float
+    weight: float
+    cpu_coverage: float | None
+    memory_coverage: float | None
+    base_cpu: float
+    base_memory: float
+    cpu_ratio: float | None
+    memory_ratio: float | None
+    reload: bool
+    billed_reduction: float | None
+    full_window: bool
+
+
+def pair_figures(b: Sample, c: Sample, window: float, default_weight: float) -> Pair:
+    base_cpu = _total(b, "cpu_total_rate", "process_cpu_seconds_rate")
+    cand_cpu = _total(c, "cpu_total_rate", "process_cpu_seconds_rate")
+    base_mem = _total(b, "memory_total_bytes", "process_memory_bytes")
+    cand_mem = _total(c, "memory_total_bytes", "process_memory_bytes")
+    base_billed, cand_billed = _num(b, "billed_series"), _num(c, "billed_series")
+    return Pair(
+        ts=float(b["ts"]),
+        weight=_num(b, "interval_seconds") or default_weight,
+        cpu_coverage=_coverage(b.get("process_cpu_seconds_rate"), c.get("process_cpu_seconds_rate")),
+        memory_coverage=_coverage(b.get("process_memory_bytes"), c.get("process_memory_bytes")),
+        base_cpu=sum((b.get("process_cpu_seconds_rate") or {}).values()),
+        base_memory=sum((b.get("process_memory_bytes") or {}).values()),
+        cpu_ratio=cand_cpu / base_cpu if base_cpu and cand_cpu is not None else None,
+        memory_ratio=cand_mem / base_mem if base_mem and cand_mem is not None else None,
+        reload=bool(b.get("reloaded") or c.get("reloaded")),
+        billed_reduction=100.0 * (1 - cand_billed / base_billed)
+        if base_billed and cand_billed is not None
+        else None,
+        full_window=_full(b, window) and _full(c, window),
+    )
+
+
+def coverage_series(
+    rows: Sequence[Mapping[str, Any]], spec: Mapping[str, Any]
+) -> dict[str, list[dict[str, float | None]]]:
+    """Per host, the coverage of every sample pair over time (the dashboard's coverage band)."""
+    grouped = _group(rows, None)
+    window = _billing_window(spec)
+    interval = float(spec.get("sample_interval_seconds") or 10)
+    out: dict[str, list[dict[str, float | None]]] = {}
+    for host, variants in grouped.items():
+        pairs = pair_samples(variants.get("baseline", []), variants.get("candidate", []), interval / 2)
+        out[host] = [
+            {
+                "ts": p.ts,
+                "cpu_coverage_percent": _r(p.cpu_coverage),
+                "memory_coverage_percent": _r(p.memory_coverage),
+            }
+            for p in (pair_figures(b, c, window, interval) for b, c in pairs)
+        ]
+    return out
+
+
+# --- one arm, one host --------------------------------------------------------------------------
+
+
+def summarize_arm(samples: Sequence[Sample], window: float) -> dict[str, Any]:
+    """Figures of one host's samples of one arm (pipeline)."""
+    with_billed = [s for s in samples if _num(s, "billed_series") is not None]
+    full = [s for s in with_billed if _full(s, window)]
+    if full:
+        billed_values, source, extrapolated = [float(s["billed_series"]) for s in full], "measured", False
+    elif with_billed:
+        billed_values, source, extrapolated = (
+            [float(s["billed_series"]) for s in with_billed],
+            "partial",
+            True,
+        )
+    else:
+        # An agent from before billed series: the snapshot is all there is.
+        billed_values = [float(s["active_series"]) for s in samples if _num(s, "active_series") is not None]
+        source, extrapolated = "snapshot", True
     seen: dict[str, list[bool]] = {}
     for s in samples:
         for name, present in (s.get("critical_present") or {}).items():
             seen.setdefault(name, []).append(bool(present))
-    critical = {name: round(sum(flags) / len(flags), 4) for name, flags in seen.items()}
+    kept = {p for s in samples for p in s.get("kept_processes") or [] if p != OTHER}
+
+    def mean_of(key: str, digits: int = 3) -> float | None:
+        return _r(_mean([v for s in samples if (v := _num(s, key)) is not None]), digits)
+
     return {
         "samples": len(samples),
-        "active_series": _mean(float(s["active_series"]) for s in samples if "active_series" in s),
-        "datapoints_per_second": _mean(float(s.get("datapoints_per_second") or 0.0) for s in samples),
-        "series_per_metric": {k: round(v, 2) for k, v in sorted(series_per_metric.items())},
-        "process_cpu_seconds_rate": _mean_maps(cpu_samples),
-        "process_memory_bytes": _mean_maps(mem_samples),
+        "billed_series": {
+            "mean": _r(_mean(billed_values), 2),
+            "p95": _r(rank(billed_values, 0.95), 2),
+            "samples": len(billed_values),
+            "source": source,
+        },
+        "extrapolated": extrapolated,
+        "snapshot_series": mean_of("active_series", 2),
+        "datapoints_per_minute": mean_of("datapoints_per_minute", 2),
+        "new_series_per_hour": mean_of("new_series_per_hour", 2),
+        "series_per_metric": {
+            k: round(v, 2)
+            for k, v in sorted(_mean_maps([s.get("series_per_metric") or {} for s in samples]).items())
+        },
         "kept_processes": sorted(kept),
-        "critical_present": critical,
-        "collector_cpu_percent": _mean(
-            float(s["collector_cpu_percent"]) for s in samples if s.get("collector_cpu_percent") is not None
-        ),
-        "collector_memory_bytes": _mean(
-            float(s["collector_memory_bytes"]) for s in samples if s.get("collector_memory_bytes") is not None
-        ),
+        # Share of samples in which each critical process was seen: one scrape that missed a process
+        # (read late in a slow collection) must not decide a verdict.
+        "critical_present": {name: round(sum(f) / len(f), 4) for name, f in seen.items()},
+        "collector_cpu_percent": mean_of("collector_cpu_percent"),
+        "collector_memory_bytes": mean_of("collector_memory_bytes", 0),
+        "agent_cpu_percent": mean_of("agent_cpu_percent"),
+        "agent_memory_bytes": mean_of("agent_memory_bytes", 0),
     }
 
 
-def totals_ratios(
-    baseline: Sequence[Mapping[str, Any]], candidate: Sequence[Mapping[str, Any]], key: str, tolerance: float
-) -> float | None:
-    """Median over same-moment sample pairs of candidate total / baseline total of a per-process figure.
-
-    Both exporters are fed by one receiver, and the agent scrapes them in the same tick, so a pair holds
-    the same collection: the 'other' roll-up must make the totals equal.
-    """
-    ratios = []
-    ordered = sorted(baseline, key=lambda s: s["ts"])
-    for cand in candidate:
-        match = min(ordered, key=lambda b: abs(b["ts"] - cand["ts"]), default=None)
-        if match is None or abs(match["ts"] - cand["ts"]) > tolerance:
-            continue
-        base_total = sum((match.get(key) or {}).values())
-        cand_total = sum((cand.get(key) or {}).values())
-        if base_total > 0:
-            ratios.append(cand_total / base_total)
-    return round(statistics.median(ratios), 6) if ratios else None
+# --- one host -----------------------------------------------------------------------------------
 
 
-def _pct(part: float, whole: float) -> float | None:
-    return round(100.0 * part / whole, 3) if whole > 0 else None
+def _fidelity(ratios: Sequence[tuple[float, bool]]) -> dict[str, Any]:
+    """Median and worst (farthest from 1) ratio over steady pairs; reload pairs counted apart."""
+    steady = [r for r, reload in ratios if not reload]
+    every = [r for r, _ in ratios]
+
+    def worst(values: Sequence[float]) -> float | None:
+        if not values:
+            return None
+        farthest: float = max(values, key=lambda v: abs(v - 1.0))
+        return round(farthest, 6)
+
+    return {
+        "median": round(statistics.median(steady), 6) if steady else None,
+        "worst": worst(steady),
+        "pairs": len(steady),
+        "reload_pairs": len(every) - len(steady),
+        "worst_including_reloads": worst(every),
+    }
+
+
+def _deviation(fidelity: Mapping[str, Any]) -> float | None:
+    worst = fidelity["worst"]
+    return None if worst is None else round(abs(worst - 1) * 100, 4)
 
 
 def compare_host(
-    baseline: Mapping[str, Any],
-    candidate: Mapping[str, Any],
+    base: dict[str, Any],
+    cand: dict[str, Any],
+    pairs: Sequence[Pair],
     critical: Sequence[str],
-    fidelity: Mapping[str, float | None],
+    overhead: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
-    """One host: reduction, coverage, fidelity and critical processes, baseline vs candidate."""
-    base_series = baseline["active_series"] or 0.0
-    cand_series = candidate["active_series"] or 0.0
-    base_cpu = baseline["process_cpu_seconds_rate"]
-    base_mem = baseline["process_memory_bytes"]
-    kept = set(candidate["kept_processes"])
-    total_cpu = sum(base_cpu.values())
-    total_mem = sum(base_mem.values())
+    """One host: billed and snapshot reduction, coverage, fidelity and critical processes."""
+    cpu_cov = [(p.cpu_coverage, p.weight) for p in pairs if p.cpu_coverage is not None]
+    mem_cov = [(p.memory_coverage, p.weight) for p in pairs if p.memory_coverage is not None]
+    cpu_fid = _fidelity([(p.cpu_ratio, p.reload) for p in pairs if p.cpu_ratio is not None])
+    mem_fid = _fidelity([(p.memory_ratio, p.reload) for p in pairs if p.memory_ratio is not None])
     # Running: seen in most baseline samples. Missing: the candidate shows it clearly less often than the
     # baseline does over the same run (a process the candidate drops is absent from every sample).
-    base_seen = baseline["critical_present"]
-    cand_seen = candidate["critical_present"]
+    base_seen, cand_seen = base["critical_present"], cand["critical_present"]
     running = {name for name in critical if base_seen.get(name, 0.0) >= 0.5}
     missing = sorted(name for name in running if cand_seen.get(name, 0.0) < 0.9 * base_seen[name])
+    billed = _reduction(base["billed_series"]["p95"], cand["billed_series"]["p95"])
+    collector = [v for v in (base["collector_cpu_percent"], cand["collector_cpu_percent"]) if v is not None]
+    collector_mem = [
+        v for v in (base["collector_memory_bytes"], cand["collector_memory_bytes"]) if v is not None
+    ]
     return {
-        "baseline_series": round(base_series, 2),
-        "candidate_series": round(cand_series, 2),
-        "series_reduction_percent": round(100.0 * (1 - cand_series / base_series), 3)
-        if base_series
-        else None,
-        "baseline_datapoints_per_second": round(baseline["datapoints_per_second"] or 0.0, 4),
-        "candidate_datapoints_per_second": round(candidate["datapoints_per_second"] or 0.0, 4),
-        "cpu_coverage_percent": _pct(sum(v for k, v in base_cpu.items() if k in kept), total_cpu),
-        "memory_coverage_percent": _pct(sum(v for k, v in base_mem.items() if k in kept), total_mem),
-        "cpu_totals_ratio": fidelity["cpu"],
-        "memory_totals_ratio": fidelity["memory"],
-        "kept_processes": sorted(kept),
+        "baseline": base,
+        "candidate": cand,
+        "pairs": len(pairs),
+        "extrapolated": base["extrapolated"] or cand["extrapolated"],
+        "billed_series_reduction_percent": billed,
+        "billed_series_mean_reduction_percent": _reduction(
+            base["billed_series"]["mean"], cand["billed_series"]["mean"]
+        ),
+        "snapshot_series_reduction_percent": _reduction(base["snapshot_series"], cand["snapshot_series"]),
+        "datapoints_per_minute_reduction_percent": _reduction(
+            base["datapoints_per_minute"], cand["datapoints_per_minute"]
+        ),
+        "series_reduction_percent": billed,
+        "baseline_series": base["billed_series"]["p95"],
+        "candidate_series": cand["billed_series"]["p95"],
+        "cpu_coverage_percent": _r(_weighted_mean(cpu_cov)),
+        "cpu_coverage_p10_percent": _r(rank([v for v, _ in cpu_cov], 0.10)),
+        "memory_coverage_percent": _r(_weighted_mean(mem_cov)),
+        "memory_coverage_p10_percent": _r(rank([v for v, _ in mem_cov], 0.10)),
+        "coverage_pairs": len(cpu_cov),
+        "cpu_rate_fidelity": cpu_fid,
+        "cpu_rate_deviation_percent": _deviation(cpu_fid),
+        "cpu_totals_ratio": cpu_fid["median"],
+        "memory_totals_ratio": mem_fid["median"],
+        "memory_totals_fidelity": mem_fid,
+        "kept_processes": cand["kept_processes"],
         "critical_running": sorted(running),
         "critical_not_running_on_host": sorted(set(critical) - running),
         "critical_missing": missing,
@@ -141,9 +389,402 @@ def compare_host(
             name: {"baseline": base_seen.get(name, 0.0), "candidate": cand_seen.get(name, 0.0)}
             for name in critical
         },
-        "collector_cpu_percent": candidate["collector_cpu_percent"],
-        "collector_memory_bytes": candidate["collector_memory_bytes"],
+        # One collector process runs both arms: this is the pair's, not either arm's.
+        "collector_cpu_percent": _r(max(collector)) if collector else None,
+        "collector_memory_bytes": max(collector_mem) if collector_mem else None,
+        "collector_overhead": _host_overhead(overhead),
+        "agent_cpu_percent": _max_of(base["agent_cpu_percent"], cand["agent_cpu_percent"]),
+        "agent_memory_bytes": _max_of(base["agent_memory_bytes"], cand["agent_memory_bytes"]),
     }
+
+
+def _max_of(*values: float | None) -> float | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def _host_overhead(overhead: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Each arm's collector measured alone by the agent's probe, and the candidate/baseline CPU ratio."""
+    base = (overhead or {}).get("baseline") or {}
+    cand = (overhead or {}).get("candidate") or {}
+    base_cpu, cand_cpu = _num(base, "collector_cpu_percent"), _num(cand, "collector_cpu_percent")
+    if base_cpu is None or cand_cpu is None:
+        return {"measured": False}
+    return {
+        "measured": True,
+        "baseline": dict(base),
+        "candidate": dict(cand),
+        "cpu_ratio": round(cand_cpu / base_cpu, 4) if base_cpu > 0 else None,
+        "memory_ratio": _ratio(_num(cand, "collector_memory_bytes"), _num(base, "collector_memory_bytes")),
+    }
+
+
+def _ratio(num: float | None, den: float | None) -> float | None:
+    return round(num / den, 4) if num is not None and den else None
+
+
+# --- criteria -----------------------------------------------------------------------------------
+
+
+def criteria_of(spec: Mapping[str, Any]) -> dict[str, float]:
+    """The spec's success criteria over the defaults, old key names mapped to the new ones."""
+    given = dict(spec.get("success_criteria") or {})
+    for old, new in LEGACY_CRITERIA.items():
+        if old in given:
+            given.setdefault(new, given.pop(old))
+    return {**DEFAULT_CRITERIA, **{k: float(v) for k, v in given.items() if v is not None}}
+
+
+def _passes(value: float | None, op: str, threshold: float) -> bool:
+    if value is None:
+        return False
+    if op == ">=":
+        return value >= threshold
+    if op == "<=":
+        return value <= threshold
+    return value == threshold
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    op: str
+    setting: str | None
+    read: Callable[[Mapping[str, Any]], float | None]
+
+
+CHECKS = (
+    Check(
+        "billed_series_reduction_percent",
+        ">=",
+        "min_billed_reduction_percent",
+        lambda f: f["billed_series_reduction_percent"],
+    ),
+    Check("cpu_coverage_percent", ">=", "min_cpu_coverage_percent", lambda f: f["cpu_coverage_percent"]),
+    Check(
+        "cpu_coverage_p10_percent",
+        ">=",
+        "min_cpu_coverage_p10_percent",
+        lambda f: f["cpu_coverage_p10_percent"],
+    ),
+    Check(
+        "cpu_rate_deviation_percent",
+        "<=",
+        "max_cpu_rate_deviation_percent",
+        lambda f: f["cpu_rate_deviation_percent"],
+    ),
+    Check("critical_processes_missing", "==", None, lambda f: len(f["critical_missing"])),
+    Check("samples_per_host", ">=", "min_samples_per_host", lambda f: f["pairs"]),
+)
+
+
+def host_criteria(figures: Mapping[str, Any], criteria: Mapping[str, float]) -> list[dict[str, Any]]:
+    """Every per-host criterion on one host's figures."""
+    out = []
+    for check in CHECKS:
+        threshold = criteria[check.setting] if check.setting else 0.0
+        value = check.read(figures)
+        out.append(
+            {
+                "name": check.name,
+                "value": value,
+                "op": check.op,
+                "threshold": threshold,
+                "passed": _passes(value, check.op, threshold),
+            }
+        )
+    out.append(_overhead_criterion(figures["collector_overhead"], criteria))
+    if "max_collector_overhead_percent" in criteria:
+        threshold = criteria["max_collector_overhead_percent"]
+        value = figures["collector_cpu_percent"]
+        out.append(
+            {
+                "name": "collector_cpu_percent",
+                "value": value,
+                "op": "<=",
+                "threshold": threshold,
+                "passed": _passes(value or 0.0, "<=", threshold),
+            }
+        )
+    return out
+
+
+def _overhead_criterion(overhead: Mapping[str, Any], criteria: Mapping[str, float]) -> dict[str, Any]:
+    threshold = criteria["max_collector_overhead_ratio"]
+    if not overhead.get("measured"):
+        return {
+            "name": "collector_overhead_ratio",
+            "value": None,
+            "op": "<=",
+            "threshold": threshold,
+            "passed": True,
+            "measured": False,
+            "note": "not measured: both arms ran in one collector and no overhead probe ran",
+        }
+    value = overhead.get("cpu_ratio")
+    return {
+        "name": "collector_overhead_ratio",
+        "value": value,
+        "op": "<=",
+        "threshold": threshold,
+        "passed": _passes(value, "<=", threshold),
+        "measured": True,
+    }
+
+
+# --- confidence -----------------------------------------------------------------------------------
+
+
+def confidence(values: Sequence[tuple[float, float]]) -> dict[str, Any] | None:
+    """95% interval of the weighted mean of (value, weight) pairs.
+
+    A percentile bootstrap over pairs (random.Random(0), so the same samples give the same interval)
+    up to BOOTSTRAP_MAX_PAIRS pairs; past that the normal interval, which the bootstrap approaches anyway
+    and which costs one pass.
+    """
+    if not values:
+        return None
+    estimate = _weighted_mean(values)
+    if estimate is None:
+        return None
+    n = len(values)
+    if n == 1:
+        low = high = estimate
+        method = "single pair: no interval"
+    elif n <= BOOTSTRAP_MAX_PAIRS:
+        rng = random.Random(0)
+        means = []
+        for _ in range(BOOTSTRAP_RESAMPLES):
+            draw = rng.choices(values, k=n)
+            means.append(_weighted_mean(draw) or estimate)
+        means.sort()
+        low = means[int(0.025 * BOOTSTRAP_RESAMPLES)]
+        high = means[min(BOOTSTRAP_RESAMPLES - 1, math.ceil(0.975 * BOOTSTRAP_RESAMPLES) - 1)]
+        method = f"bootstrap percentile, {BOOTSTRAP_RESAMPLES} resamples of pairs, seed 0"
+    else:
+        weights = sum(w for _, w in values)
+        var = sum(w * (v - estimate) ** 2 for v, w in values) / weights
+        half = Z95 * math.sqrt(var / n)
+        low, high = estimate - half, estimate + half
+        method = "normal, mean +/- 1.96 s/sqrt(n) over pairs"
+    return {
+        "estimate": round(estimate, 3),
+        "low": round(min(low, estimate), 3),
+        "high": round(max(high, estimate), 3),
+        "method": method,
+        "pairs": n,
+    }
+
+
+# --- the analysis ---------------------------------------------------------------------------------
+
+
+def _billing_window(spec: Mapping[str, Any]) -> float:
+    return float(spec.get("billing_window_seconds") or DEFAULT_BILLING_WINDOW)
+
+
+def _group(
+    rows: Sequence[Mapping[str, Any]], window: tuple[Any, Any] | None
+) -> dict[str, dict[str, list[Sample]]]:
+    grouped: dict[str, dict[str, list[Sample]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        if window and not (window[0] <= row["received_at"] <= window[1]):
+            continue
+        grouped[row["host_id"]][row["variant"]].append(row["sample"])
+    return grouped
+
+
+def analyze(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    spec: Mapping[str, Any],
+    prices: Prices,
+    window: tuple[Any, Any] | None = None,
+    overheads: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The analysis of an experiment from its measurement rows (host_id, variant, received_at, sample).
+
+    `window` (running_at, analyzing_at) keeps the rows received while measuring; `overheads` maps a host
+    to the overhead block of its experiment summary (each arm's collector measured alone).
+    """
+    grouped = _group(rows, window)
+    critical = list(spec.get("critical_processes") or [])
+    criteria = criteria_of(spec)
+    billing_window = _billing_window(spec)
+    interval = float(spec.get("sample_interval_seconds") or 10)
+    hosts: dict[str, Any] = {}
+    host_pairs: dict[str, list[Pair]] = {}
+    for host_id, variants in sorted(grouped.items()):
+        if not variants.get("baseline") or not variants.get("candidate"):
+            got = ", ".join(sorted(variants)) or "none"
+            hosts[host_id] = {"error": f"measurements of both pipelines are needed; got {got}"}
+            continue
+        pairs = [
+            pair_figures(b, c, billing_window, interval)
+            for b, c in pair_samples(variants["baseline"], variants["candidate"], interval / 2)
+        ]
+        host_pairs[host_id] = pairs
+        figures = compare_host(
+            summarize_arm(variants["baseline"], billing_window),
+            summarize_arm(variants["candidate"], billing_window),
+            pairs,
+            critical,
+            (overheads or {}).get(host_id),
+        )
+        checks = host_criteria(figures, criteria)
+        figures["criteria"] = checks
+        figures["failed_criteria"] = [c["name"] for c in checks if not c["passed"]]
+        figures["passed"] = not figures["failed_criteria"]
+        hosts[host_id] = figures
+    compared = {h: d for h, d in hosts.items() if "error" not in d}
+    if not compared:
+        return {
+            "status": "insufficient_data",
+            "detail": "no host reported measurements of both pipelines during the running phase",
+            "hosts": hosts,
+        }
+    every_ts = [float(s["ts"]) for v in grouped.values() for arm in v.values() for s in arm]
+    running = _seconds(*window) if window else None
+    if running is None:
+        running = max(every_ts) - min(every_ts)
+    fleet, pipelines = _fleet(compared, host_pairs, spec)
+    checks = _fleet_criteria(fleet, compared, criteria)
+    reasons = []
+    if running < billing_window:
+        reasons.append(
+            f"the run measured {running:g}s, shorter than one billing window ({billing_window:g}s)"
+        )
+    partial = sorted(h for h, d in compared.items() if d["extrapolated"])
+    if partial:
+        reasons.append("no full billing window of billed series on host(s) " + ", ".join(partial[:20]))
+    verdict = "promote" if all(c["passed"] for c in checks) else "reject"
+    return {
+        "status": "ok",
+        "hosts_compared": len(compared),
+        "billing_window_seconds": billing_window,
+        "running_seconds": round(running, 3),
+        "extrapolated": bool(reasons),
+        "extrapolated_reasons": reasons,
+        "pipelines": pipelines,
+        "fleet": fleet,
+        "collector_overhead": _fleet_overhead(compared),
+        "cost": prices.cost(
+            (pipelines["baseline"]["billed_series"], pipelines["baseline"]["datapoints_per_minute"]),
+            (pipelines["candidate"]["billed_series"], pipelines["candidate"]["datapoints_per_minute"]),
+        ),
+        "verdict": verdict,
+        "promotable": verdict == "promote" and not reasons,
+        "criteria": checks,
+        "worst_host": _worst_host(compared),
+        "hosts": hosts,
+    }
+
+
+def _sum(hosts: Mapping[str, Any], read: Callable[[Mapping[str, Any]], float | None]) -> float | None:
+    values = [v for d in hosts.values() if (v := read(d)) is not None]
+    return sum(values) if values else None
+
+
+def _arm_totals(hosts: Mapping[str, Any], arm: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+    dpm = _sum(hosts, lambda d: d[arm]["datapoints_per_minute"])
+    snapshot = _sum(hosts, lambda d: d[arm]["snapshot_series"])
+    return {
+        "template": spec.get(f"{arm}_pipeline"),
+        "billed_series": round(_sum(hosts, lambda d: d[arm]["billed_series"]["p95"]) or 0.0, 2),
+        "billed_series_mean": round(_sum(hosts, lambda d: d[arm]["billed_series"]["mean"]) or 0.0, 2),
+        "snapshot_series": _r(snapshot, 2),
+        "datapoints_per_minute": _r(dpm, 2),
+        "new_series_per_hour": _r(_sum(hosts, lambda d: d[arm]["new_series_per_hour"]), 2),
+        # Kept for older clients: the snapshot, and the measured datapoints per second.
+        "active_series": round(snapshot or 0.0, 2),
+        "datapoints_per_second": _r(dpm / 60 if dpm is not None else None, 4),
+    }
+
+
+def _fleet(
+    hosts: Mapping[str, Any], host_pairs: Mapping[str, list[Pair]], spec: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fleet figures: sums over hosts for series and datapoints, CPU-weighted coverage, pooled pairs."""
+    pipelines = {arm: _arm_totals(hosts, arm, spec) for arm in ("baseline", "candidate")}
+    base, cand = pipelines["baseline"], pipelines["candidate"]
+    # Only hosts where both arms report measured datapoints count towards the datapoints reduction.
+    both_dpm = {
+        h: d
+        for h, d in hosts.items()
+        if d["baseline"]["datapoints_per_minute"] is not None
+        and d["candidate"]["datapoints_per_minute"] is not None
+    }
+    pairs = [p for h in hosts for p in host_pairs[h]]
+    cpu_weight = {
+        h: statistics.fmean(p.base_cpu for p in host_pairs[h]) if host_pairs[h] else 0.0 for h in hosts
+    }
+    mem_weight = {
+        h: statistics.fmean(p.base_memory for p in host_pairs[h]) if host_pairs[h] else 0.0 for h in hosts
+    }
+    cpu_fid = _fidelity([(p.cpu_ratio, p.reload) for p in pairs if p.cpu_ratio is not None])
+    mem_fid = _fidelity([(p.memory_ratio, p.reload) for p in pairs if p.memory_ratio is not None])
+    billed = _reduction(base["billed_series"], cand["billed_series"])
+    full_pairs = [p for p in pairs if p.full_window and p.billed_reduction is not None]
+    ci_pairs = full_pairs or [p for p in pairs if p.billed_reduction is not None]
+    missing = sorted(f"{h}:{p}" for h, d in hosts.items() for p in d["critical_missing"])
+    per_host_billed = [
+        d["billed_series_reduction_percent"]
+        for d in hosts.values()
+        if d["billed_series_reduction_percent"] is not None
+    ]
+    fleet = {
+        "billed_series_reduction_percent": billed,
+        "billed_series_mean_reduction_percent": _reduction(
+            base["billed_series_mean"], cand["billed_series_mean"]
+        ),
+        "snapshot_series_reduction_percent": _reduction(base["snapshot_series"], cand["snapshot_series"]),
+        "datapoints_per_minute_reduction_percent": _reduction(
+            _sum(both_dpm, lambda d: d["baseline"]["datapoints_per_minute"]),
+            _sum(both_dpm, lambda d: d["candidate"]["datapoints_per_minute"]),
+        ),
+        "series_reduction_percent": billed,
+        "series_reduction_spread": _spread(per_host_billed),
+        "cpu_coverage_percent": _host_weighted(hosts, "cpu_coverage_percent", cpu_weight),
+        "cpu_coverage_p10_percent": _r(
+            rank([p.cpu_coverage for p in pairs if p.cpu_coverage is not None], 0.1)
+        ),
+        "memory_coverage_percent": _host_weighted(hosts, "memory_coverage_percent", mem_weight),
+        "memory_coverage_p10_percent": _r(
+            rank([p.memory_coverage for p in pairs if p.memory_coverage is not None], 0.1)
+        ),
+        "cpu_rate_fidelity": cpu_fid,
+        "cpu_rate_deviation_percent": _deviation(cpu_fid),
+        "cpu_totals_ratio": cpu_fid["median"],
+        "memory_totals_ratio": mem_fid["median"],
+        "memory_totals_fidelity": mem_fid,
+        "critical_missing": missing,
+        "samples_per_host": min(d["pairs"] for d in hosts.values()),
+        "pairs": len(pairs),
+        "confidence": {
+            "billed_series_reduction_percent": confidence(
+                [(p.billed_reduction or 0.0, 1.0) for p in ci_pairs]
+            ),
+            "cpu_coverage_percent": confidence(
+                [(p.cpu_coverage, p.weight) for p in pairs if p.cpu_coverage is not None]
+            ),
+        },
+        "collector_cpu_percent_max": _r(_max_host(hosts, "collector_cpu_percent")),
+        "collector_memory_bytes_max": _max_host(hosts, "collector_memory_bytes"),
+        "agent_cpu_percent_max": _r(_max_host(hosts, "agent_cpu_percent")),
+        "agent_memory_bytes_max": _max_host(hosts, "agent_memory_bytes"),
+        "hosts_failing": sorted(h for h, d in hosts.items() if not d["passed"]),
+    }
+    return fleet, pipelines
+
+
+def _max_host(hosts: Mapping[str, Any], key: str) -> float | None:
+    values = [d[key] for d in hosts.values() if d[key] is not None]
+    return max(values) if values else None
+
+
+def _host_weighted(hosts: Mapping[str, Any], key: str, weights: Mapping[str, float]) -> float | None:
+    """Fleet coverage: host coverages weighted by each host's baseline usage."""
+    return _r(_weighted_mean([(d[key], weights[h]) for h, d in hosts.items() if d[key] is not None]))
 
 
 def _spread(values: list[float]) -> dict[str, float] | None:
@@ -157,139 +798,94 @@ def _spread(values: list[float]) -> dict[str, float] | None:
     }
 
 
-def analyze(
-    rows: Sequence[Mapping[str, Any]],
-    *,
-    spec: Mapping[str, Any],
-    prices: Prices,
-    window: tuple[Any, Any] | None = None,
-) -> dict[str, Any]:
-    """The analysis of an experiment from its measurement rows (host_id, variant, received_at, sample)."""
-    grouped: dict[str, dict[str, list[Mapping[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    for row in rows:
-        if window and not (window[0] <= row["received_at"] <= window[1]):
-            continue
-        grouped[row["host_id"]][row["variant"]].append(row["sample"])
-    critical = list(spec.get("critical_processes") or [])
-    criteria = {**DEFAULT_CRITERIA, **(spec.get("success_criteria") or {})}
-    hosts: dict[str, Any] = {}
-    pipelines: dict[str, dict[str, float]] = {
-        "baseline": {"active_series": 0.0, "datapoints_per_second": 0.0},
-        "candidate": {"active_series": 0.0, "datapoints_per_second": 0.0},
+def _fleet_criteria(
+    fleet: Mapping[str, Any], hosts: Mapping[str, Any], criteria: Mapping[str, float]
+) -> list[dict[str, Any]]:
+    """Each criterion on the fleet figure, passed only when every host passes it too."""
+    fleet_figures = {
+        **fleet,
+        "pairs": fleet["samples_per_host"],
+        "collector_cpu_percent": fleet["collector_cpu_percent_max"],
+        "collector_overhead": _fleet_overhead(hosts),
     }
-    for host_id, variants in sorted(grouped.items()):
-        if not variants.get("baseline") or not variants.get("candidate"):
-            hosts[host_id] = {
-                "error": "measurements of both pipelines are needed; got " + ", ".join(sorted(variants))
-                or "none"
-            }
-            continue
-        base = summarize_pipeline(variants["baseline"])
-        cand = summarize_pipeline(variants["candidate"])
-        pair_within = 0.5 * float(spec.get("sample_interval_seconds") or 10)
-        fidelity = {
-            "cpu": totals_ratios(
-                variants["baseline"], variants["candidate"], "process_cpu_seconds_total", pair_within
-            ),
-            "memory": totals_ratios(
-                variants["baseline"], variants["candidate"], "process_memory_bytes", pair_within
-            ),
-        }
-        hosts[host_id] = {"baseline": base, "candidate": cand, **compare_host(base, cand, critical, fidelity)}
-        for variant, summary in (("baseline", base), ("candidate", cand)):
-            pipelines[variant]["active_series"] += summary["active_series"] or 0.0
-            pipelines[variant]["datapoints_per_second"] += summary["datapoints_per_second"] or 0.0
-    compared = [h for h in hosts.values() if "error" not in h]
-    if not compared:
+    out = []
+    for check in host_criteria(fleet_figures, criteria):
+        failing = sorted(
+            h
+            for h, d in hosts.items()
+            for c in d["criteria"]
+            if c["name"] == check["name"] and not c["passed"]
+        )
+        out.append({**check, "passed": check["passed"] and not failing, "failing_hosts": failing})
+    return out
+
+
+def _fleet_overhead(hosts: Mapping[str, Any]) -> dict[str, Any]:
+    measured = {h: d["collector_overhead"] for h, d in hosts.items() if d["collector_overhead"]["measured"]}
+    shared = _max_host(hosts, "collector_cpu_percent")
+    if not measured:
         return {
-            "status": "insufficient_data",
-            "detail": "no host reported measurements of both pipelines during the running phase",
-            "hosts": hosts,
+            "measured": False,
+            "shared_collector_cpu_percent": _r(shared),
+            "shared_collector_memory_bytes": _max_host(hosts, "collector_memory_bytes"),
+            "agent_cpu_percent": _r(_max_host(hosts, "agent_cpu_percent")),
+            "agent_memory_bytes": _max_host(hosts, "agent_memory_bytes"),
+            "note": "both arms ran in one collector; no probe",
         }
-    base_total = pipelines["baseline"]["active_series"]
-    cand_total = pipelines["candidate"]["active_series"]
-    reduction = round(100.0 * (1 - cand_total / base_total), 3) if base_total else None
-    cpu_cov = _weighted(compared, "cpu_coverage_percent", "baseline", "process_cpu_seconds_rate")
-    mem_cov = _weighted(compared, "memory_coverage_percent", "baseline", "process_memory_bytes")
-    missing = sorted(
-        {f"{h}:{p}" for h, d in hosts.items() if "error" not in d for p in d["critical_missing"]}
-    )
-    overhead = max((h["collector_cpu_percent"] or 0.0) for h in compared)
-    before = prices.monthly(base_total, pipelines["baseline"]["datapoints_per_second"])
-    after = prices.monthly(cand_total, pipelines["candidate"]["datapoints_per_second"])
-    checks = [
-        _criterion("series_reduction_percent", reduction, ">=", criteria["min_reduction_percent"]),
-        _criterion("cpu_coverage_percent", cpu_cov, ">=", criteria["min_cpu_coverage_percent"]),
-        _criterion(
-            "collector_cpu_percent", round(overhead, 3), "<=", criteria["max_collector_overhead_percent"]
-        ),
-        {
-            "name": "critical_processes_missing",
-            "value": len(missing),
-            "op": "==",
-            "threshold": 0,
-            "passed": not missing,
-        },
-    ]
-    return {
-        "status": "ok",
-        "hosts_compared": len(compared),
-        "pipelines": {
-            "baseline": {"template": spec.get("baseline_pipeline"), **_rounded(pipelines["baseline"])},
-            "candidate": {"template": spec.get("candidate_pipeline"), **_rounded(pipelines["candidate"])},
-        },
-        "fleet": {
-            "series_reduction_percent": reduction,
-            "series_reduction_spread": _spread(
-                [h["series_reduction_percent"] for h in compared if h["series_reduction_percent"] is not None]
+    ratios = [o["cpu_ratio"] for o in measured.values() if o["cpu_ratio"] is not None]
+    arms = {
+        arm: {
+            "collector_cpu_percent": _r(
+                max(o[arm].get("collector_cpu_percent") or 0.0 for o in measured.values())
             ),
-            "cpu_coverage_percent": cpu_cov,
-            "memory_coverage_percent": mem_cov,
-            "cpu_totals_ratio": _ratio(compared, "cpu_totals_ratio"),
-            "memory_totals_ratio": _ratio(compared, "memory_totals_ratio"),
-            "critical_missing": missing,
-            "collector_cpu_percent_max": round(overhead, 3),
-            "collector_memory_bytes_max": max((h["collector_memory_bytes"] or 0.0) for h in compared),
-            "collector_note": "both pipelines run in one collector process during the experiment; "
-            "its CPU and memory are measured for the pair",
-        },
-        "cost": {
-            "price_per_series_month": prices.per_series_month,
-            "price_per_million_datapoints": prices.per_million_datapoints,
-            "monthly_before": round(before, 4),
-            "monthly_after": round(after, 4),
-            "monthly_savings": round(before - after, 4),
-            "annual_before": round(before * 12, 4),
-            "annual_after": round(after * 12, 4),
-            "annual_savings": round((before - after) * 12, 4),
-        },
-        "verdict": "promote" if all(c["passed"] for c in checks) else "reject",
-        "criteria": checks,
-        "hosts": hosts,
+            "collector_memory_bytes": max(
+                o[arm].get("collector_memory_bytes") or 0.0 for o in measured.values()
+            ),
+        }
+        for arm in ("baseline", "candidate")
+    }
+    return {
+        "measured": True,
+        "hosts_measured": len(measured),
+        **arms,
+        "cpu_ratio": max(ratios) if ratios else None,
+        "shared_collector_cpu_percent": _r(shared),
+        "agent_cpu_percent": _r(_max_host(hosts, "agent_cpu_percent")),
+        "agent_memory_bytes": _max_host(hosts, "agent_memory_bytes"),
     }
 
 
-def _criterion(name: str, value: float | None, op: str, threshold: float) -> dict[str, Any]:
-    passed = False if value is None else value >= threshold if op == ">=" else value <= threshold
-    return {"name": name, "value": value, "op": op, "threshold": threshold, "passed": passed}
+def _worst_host(hosts: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The host that fails most criteria, then with the lowest billed reduction, then lowest coverage."""
 
+    def key(item: tuple[str, Mapping[str, Any]]) -> tuple[float, float, float, str]:
+        host, d = item
+        low = -math.inf
+        return (
+            -len(d["failed_criteria"]),
+            d["billed_series_reduction_percent"] if d["billed_series_reduction_percent"] is not None else low,
+            d["cpu_coverage_percent"] if d["cpu_coverage_percent"] is not None else low,
+            host,
+        )
 
-def _weighted(hosts: list[dict[str, Any]], key: str, variant: str, usage: str) -> float | None:
-    """Fleet coverage: host coverages weighted by each host's total usage."""
-    num = den = 0.0
-    for h in hosts:
-        total = sum(h[variant][usage].values())
-        if h[key] is None or total <= 0:
-            continue
-        num += h[key] * total
-        den += total
-    return round(num / den, 3) if den else None
-
-
-def _ratio(hosts: list[dict[str, Any]], key: str) -> float | None:
-    values = [h[key] for h in hosts if h[key] is not None]
-    return round(statistics.fmean(values), 5) if values else None
-
-
-def _rounded(values: Mapping[str, float]) -> dict[str, float]:
-    return {k: round(v, 4) for k, v in values.items()}
+    if not hosts:
+        return None
+    host, d = min(hosts.items(), key=key)
+    return {
+        "host_id": host,
+        "passed": d["passed"],
+        "failed_criteria": d["failed_criteria"],
+        **{
+            k: d[k]
+            for k in (
+                "billed_series_reduction_percent",
+                "datapoints_per_minute_reduction_percent",
+                "cpu_coverage_percent",
+                "cpu_coverage_p10_percent",
+                "cpu_rate_deviation_percent",
+                "critical_missing",
+                "pairs",
+                "extrapolated",
+            )
+        },
+    }

@@ -112,12 +112,14 @@ class ExperimentDriver:
             await self.service.move(tx, row, Phase.FAILED, result["detail"])
             return
         fleet = result["fleet"]
+        extrapolated = "; extrapolated: not promotable without force" if result["extrapolated"] else ""
         await self.service.move(
             tx,
             row,
             Phase.COMPLETED,
-            f"verdict {result['verdict']}: {fleet['series_reduction_percent']}% fewer series, "
-            f"{fleet['cpu_coverage_percent']}% of CPU covered",
+            f"verdict {result['verdict']}: {fleet['billed_series_reduction_percent']}% fewer billed series, "
+            f"{fleet['cpu_coverage_percent']}% of CPU covered (p10 {fleet['cpu_coverage_p10_percent']}%)"
+            f"{extrapolated}",
         )
 
     async def gauges(self, metrics: ApiMetrics) -> None:

@@ -50,7 +50,9 @@ class ExperimentService:
         # Promote and rollback go through the normal deployment path, keeping each namespace's destination.
         self.deployments = deployments
         self.ack_timeout = settings.experiment_ack_timeout
-        self.prices = Prices(settings.price_per_series_month, settings.price_per_million_datapoints)
+        self.prices = Prices(
+            settings.price_per_series_month, settings.price_per_million_datapoints, settings.price_model
+        )
         # Set when an experiment may have something to advance; the driver waits on it.
         self.wake = asyncio.Event()
 
@@ -147,6 +149,8 @@ class ExperimentService:
                         wire.MAX_EXPERIMENT_SECONDS,
                     ),
                     "warmup_seconds": spec["warmup_seconds"],
+                    "billing_window_seconds": spec.get("billing_window_seconds", wire.DEFAULT_BILLING_WINDOW),
+                    "overhead_probe_seconds": spec.get("overhead_probe_seconds", 0.0),
                     "sample_interval_seconds": spec["sample_interval_seconds"],
                     "critical_processes": spec["critical_processes"],
                     "load_profile": spec["load_profile"],
@@ -227,11 +231,19 @@ class ExperimentService:
             raise Conflict(
                 f"experiment {experiment_id} is {row['phase']}; only a completed experiment can be promoted"
             )
-        verdict = (row["analysis"] or {}).get("verdict")
+        analysis = row["analysis"] or {}
+        verdict = analysis.get("verdict")
         if verdict != "promote" and not force:
             raise Conflict(
                 f"experiment {experiment_id}'s verdict is {verdict}; "
                 'pass {"force": true} to promote anyway'
+            )
+        if analysis.get("extrapolated") and not force:
+            why = "; ".join(analysis.get("extrapolated_reasons") or []) or "less than one billing window"
+            raise Conflict(
+                f"experiment {experiment_id}'s analysis is extrapolated ({why}), so its billed figures are "
+                'not measured over a full billing window; pass {"force": true} to promote anyway',
+                reason="extrapolated",
             )
         if row["promoted_deployments"] and not row["rolled_back_at"]:
             raise Conflict(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from control_plane import destination_spec, keys, names
-from control_plane.analysis import DEFAULT_CRITERIA
+from control_plane.analysis import DEFAULT_CRITERIA, LEGACY_CRITERIA, OPTIONAL_CRITERIA, coverage_series
 from control_plane.auth import HOST_ID_KEY
 from control_plane.experiment_driver import ExperimentDriver
 from control_plane.experiment_service import ExperimentService
@@ -62,6 +63,28 @@ def _string_list(body: dict[str, Any], name: str, pattern: re.Pattern[str], limi
     return list(dict.fromkeys(values))
 
 
+# The range each criterion takes; percents are 0-100.
+CRITERION_RANGES = {
+    "max_collector_overhead_ratio": (0.0, 1000.0),
+    "min_samples_per_host": (1.0, 1_000_000.0),
+}
+
+
+def _criteria(body: dict[str, Any]) -> dict[str, float]:
+    """The success criteria: defaults, the body's values, and the old key names of earlier releases."""
+    criteria: dict[str, float] = {}
+    # Old names first, so a new name given beside its old one wins.
+    for key in (*LEGACY_CRITERIA, *OPTIONAL_CRITERIA, *DEFAULT_CRITERIA):
+        value = field(body, key, (int, float), default=None)
+        if value is None:
+            continue
+        low, high = CRITERION_RANGES.get(key, (0.0, 100.0))
+        if not low <= value <= high:
+            raise Problem(f"field '{key}' must be between {low:g} and {high:g}", field=key)
+        criteria[LEGACY_CRITERIA.get(key, key)] = float(value)
+    return {**DEFAULT_CRITERIA, **criteria}
+
+
 def validate_spec(body: dict[str, Any]) -> dict[str, Any]:
     """The whole experiment spec, checked field by field."""
     name = names.check_display_name(field(body, "name", str))
@@ -90,12 +113,7 @@ def validate_spec(body: dict[str, Any]) -> dict[str, Any]:
     load_profile = field(body, "load_profile", str, default=None)
     if load_profile is not None and load_profile not in LOAD_PROFILES:
         raise Problem(f"field 'load_profile' must be one of {', '.join(LOAD_PROFILES)}", field="load_profile")
-    criteria: dict[str, float] = {}
-    for key, default in DEFAULT_CRITERIA.items():
-        value = field(body, key, (int, float), default=default)
-        if not 0 <= value <= 100:
-            raise Problem(f"field '{key}' must be between 0 and 100", field=key)
-        criteria[key] = float(value)
+    criteria = _criteria(body)
     return {
         "name": name,
         "baseline_pipeline": baseline,
@@ -110,13 +128,34 @@ def validate_spec(body: dict[str, Any]) -> dict[str, Any]:
         "duration_seconds": _duration(body, "duration", 600, 10, 7 * 86400),
         "warmup_seconds": _duration(body, "warmup", 60, 0, 86400),
         "sample_interval_seconds": _duration(body, "sample_interval", 10, 1, 600),
+        "billing_window_seconds": _duration(
+            body,
+            "billing_window",
+            wire.DEFAULT_BILLING_WINDOW,
+            wire.MIN_BILLING_WINDOW,
+            wire.MAX_BILLING_WINDOW,
+        ),
+        "overhead_probe_seconds": _duration(body, "overhead_probe", 0, 0, 600),
         "load_profile": load_profile,
         "success_criteria": criteria,
         "candidate_destination": candidate_destination,
     }
 
 
-SERIES_FIELDS = ("active_series", "datapoints_per_second", "collector_cpu_percent", "collector_memory_bytes")
+SERIES_FIELDS = (
+    "active_series",
+    "billed_series",
+    "datapoints_per_minute",
+    "new_series_per_hour",
+    "cpu_total_rate",
+    "observed_seconds",
+    "reloaded",
+    "datapoints_per_second",
+    "collector_cpu_percent",
+    "collector_memory_bytes",
+    "agent_cpu_percent",
+    "agent_memory_bytes",
+)
 
 
 # --- views --------------------------------------------------------------------------------------
@@ -145,6 +184,8 @@ def experiment_json(
                 "duration_seconds",
                 "warmup_seconds",
                 "sample_interval_seconds",
+                "billing_window_seconds",
+                "overhead_probe_seconds",
                 "success_criteria",
                 "candidate_destination",
             )
@@ -165,6 +206,8 @@ def experiment_json(
     if row.get("analysis") and isinstance(row["analysis"], dict) and "fleet" in row["analysis"]:
         out["summary"] = {
             "verdict": row["analysis"].get("verdict"),
+            "promotable": row["analysis"].get("promotable"),
+            "extrapolated": row["analysis"].get("extrapolated"),
             **row["analysis"]["fleet"],
             "cost": row["analysis"].get("cost"),
         }
@@ -249,6 +292,8 @@ async def get_one(request: web.Request) -> web.Response:
         latest.setdefault(m["host_id"], {})[m["variant"]] = {
             "ts": m["ts"],
             "active_series": s.get("active_series"),
+            "billed_series": s.get("billed_series"),
+            "datapoints_per_minute": s.get("datapoints_per_minute"),
             "datapoints_per_second": s.get("datapoints_per_second"),
         }
     out = experiment_json(row, tasks, latest)
@@ -310,10 +355,19 @@ async def results(request: web.Request) -> web.Response:
             "experiment_id": experiment_id,
             "phase": row["phase"],
             "time_series": series,
+            "coverage": {
+                host: [{**p, "ts": _utc(p["ts"])} for p in points]
+                for host, points in coverage_series(measurements, row["spec"]).items()
+            },
             "host_summaries": summaries,
             "measurements": len(measurements),
         }
     )
+
+
+def _utc(ts: Any) -> dt.datetime:
+    """A sample's unix time as the timestamps of the time series (the database's to_timestamp)."""
+    return dt.datetime.fromtimestamp(float(ts), dt.UTC)
 
 
 @routes.get("/api/v1/experiments/{id}/analysis")

@@ -64,6 +64,8 @@ class Settings:
     pool_max_size: int = 20
     price_per_series_month: float = 0.10
     price_per_million_datapoints: float = 0.05
+    # What the backend bills (docs/analysis.md): per_series (billed series), per_datapoint, or both.
+    price_model: str = "both"
     experiment_ack_timeout: float = 120.0
     experiment_sample_interval: float = 10.0
     # Retention (control_plane/retention.py): final tasks, events and experiment measurements older than
@@ -73,6 +75,13 @@ class Settings:
     retention_measurements: float = 90 * 86400.0
     retention_interval: float = 3600.0
     retention_batch: int = 5000
+
+    def _validate_prices(self) -> None:
+        if self.price_model not in ("per_series", "per_datapoint", "both"):
+            raise SettingsError("price_model must be per_series, per_datapoint or both")
+        for name in ("price_per_series_month", "price_per_million_datapoints"):
+            if getattr(self, name) < 0:
+                raise SettingsError(f"{name} must not be negative")
 
     def validate(self) -> None:
         if not 0 < self.port < 65536:
@@ -101,9 +110,7 @@ class Settings:
             raise SettingsError("offline_after must be greater than stale_after")
         if not 1 <= self.pool_min_size <= self.pool_max_size:
             raise SettingsError("pool_min_size must be between 1 and pool_max_size")
-        for name in ("price_per_series_month", "price_per_million_datapoints"):
-            if getattr(self, name) < 0:
-                raise SettingsError(f"{name} must not be negative")
+        self._validate_prices()
         for name in ("retention_tasks", "retention_events", "retention_measurements"):
             age = getattr(self, name)
             # A bare number is seconds: refusing "30" here catches a 30 days meant as 30 seconds.

@@ -156,9 +156,16 @@ def experiment_create(ctx: Context, args: argparse.Namespace) -> int:
             warmup=args.warmup,
             sample_interval=args.sample_interval,
             load_profile=args.load_profile,
-            min_reduction_percent=args.min_reduction,
+            min_billed_reduction_percent=args.min_reduction,
             min_cpu_coverage_percent=args.min_cpu_coverage,
             max_collector_overhead_percent=args.max_collector_overhead,
+            # Flags a newer parser may define (phoenix_cli/cli.py); absent, the API's defaults apply.
+            billing_window=getattr(args, "billing_window", None),
+            overhead_probe=getattr(args, "overhead_probe", None),
+            min_cpu_coverage_p10_percent=getattr(args, "min_cpu_coverage_p10", None),
+            max_cpu_rate_deviation_percent=getattr(args, "max_cpu_rate_deviation", None),
+            max_collector_overhead_ratio=getattr(args, "max_collector_overhead_ratio", None),
+            min_samples_per_host=getattr(args, "min_samples_per_host", None),
             candidate_destination=args.candidate_destination,
         )
     )
@@ -229,7 +236,9 @@ def experiment_results(ctx: Context, args: argparse.Namespace) -> int:
 def experiment_analysis(ctx: Context, args: argparse.Namespace) -> int:
     data = ctx.api.get(_exp(args.id, "/analysis"))
     ctx.out(data, views.analysis_view(data))
-    if args.check and not (data.get("final") and data.get("verdict") == "promote"):
+    # Promotable: verdict promote on at least one full billing window (older APIs: the verdict alone).
+    promotable = data.get("promotable", data.get("verdict") == "promote")
+    if args.check and not (data.get("final") and promotable):
         return EXIT_NEGATIVE
     return EXIT_OK
 

@@ -24,8 +24,13 @@ from phoenix_cli.render import (
 )
 
 CRITERION_LABELS = {
+    "billed_series_reduction_percent": "billed series reduction %",
     "series_reduction_percent": "series reduction %",
     "cpu_coverage_percent": "CPU coverage %",
+    "cpu_coverage_p10_percent": "CPU coverage p10 %",
+    "cpu_rate_deviation_percent": "CPU rate deviation %",
+    "samples_per_host": "samples per host",
+    "collector_overhead_ratio": "collector overhead ratio",
     "collector_cpu_percent": "collector CPU %",
     "critical_processes_missing": "critical processes missing",
 }
@@ -197,8 +202,13 @@ def _criteria(criteria: Any) -> str:
     if not criteria:
         return "-"
     labels = {
+        "min_billed_reduction_percent": "billed series reduction >= {:g} %",
         "min_reduction_percent": "series reduction >= {:g} %",
         "min_cpu_coverage_percent": "CPU coverage >= {:g} %",
+        "min_cpu_coverage_p10_percent": "CPU coverage p10 >= {:g} %",
+        "max_cpu_rate_deviation_percent": "CPU rate within {:g} %",
+        "max_collector_overhead_ratio": "collector overhead <= {:g}x baseline",
+        "min_samples_per_host": "samples per host >= {:g}",
         "max_collector_overhead_percent": "collector CPU <= {:g} %",
     }
     return ", ".join(labels[k].format(v) if k in labels else f"{k}={v}" for k, v in criteria.items())
@@ -238,6 +248,17 @@ def experiment_view(e: dict[str, Any]) -> str:
             f"measure {seconds(e.get('duration_seconds'))}, "
             f"sample every {seconds(e.get('sample_interval_seconds'))}",
         ),
+        (
+            "billing",
+            None
+            if e.get("billing_window_seconds") is None
+            else f"window {seconds(e.get('billing_window_seconds'))}, "
+            + (
+                f"overhead probe {seconds(e['overhead_probe_seconds'])} per arm"
+                if e.get("overhead_probe_seconds")
+                else "no overhead probe"
+            ),
+        ),
         ("load profile", e.get("load_profile") or "none (the host's own processes)"),
         ("critical", listing(e.get("critical_processes"))),
         ("criteria", _criteria(e.get("success_criteria"))),
@@ -255,8 +276,13 @@ def experiment_view(e: dict[str, Any]) -> str:
             (
                 "verdict",
                 f"{summary.get('verdict')}: "
-                f"{pct(summary.get('series_reduction_percent'))} fewer series, "
-                f"{pct(summary.get('cpu_coverage_percent'))} of CPU covered",
+                f"{pct(summary.get('series_reduction_percent'))} fewer billed series, "
+                f"{pct(summary.get('cpu_coverage_percent'))} of CPU covered"
+                + (
+                    f" (p10 {pct(summary['cpu_coverage_p10_percent'])})"
+                    if "cpu_coverage_p10_percent" in summary
+                    else ""
+                ),
             )
         )
     out = [kv(pairs)]
@@ -275,14 +301,21 @@ def experiment_view(e: dict[str, Any]) -> str:
     latest = e.get("latest_measurements") or {}
     if latest:
         rows = [
-            [h, variant, _ts(m), m.get("active_series"), m.get("datapoints_per_second")]
+            [
+                h,
+                variant,
+                _ts(m),
+                m.get("billed_series"),
+                m.get("active_series"),
+                m.get("datapoints_per_minute"),
+            ]
             for h, variants in sorted(latest.items())
             for variant, m in sorted(variants.items())
         ]
         out += [
             "",
             "Latest measurements",
-            table(["HOST", "VARIANT", "AT", "ACTIVE SERIES", "DATAPOINTS/S"], rows),
+            table(["HOST", "VARIANT", "AT", "BILLED SERIES", "SNAPSHOT SERIES", "DATAPOINTS/MIN"], rows),
         ]
     return "\n".join(out)
 
@@ -304,6 +337,11 @@ def promotion_view(data: dict[str, Any], verb: str) -> str:
     return head + "\n" + table(["DEPLOYMENT", "HOSTS", "REPLACES"], rows)
 
 
+def _mean(values: list[Any]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
 def results_view(r: dict[str, Any]) -> str:
     out = [
         f"experiment {r.get('experiment_id')} ({r.get('phase')}): {r.get('measurements', 0)} measurement(s)"
@@ -311,8 +349,7 @@ def results_view(r: dict[str, Any]) -> str:
     rows = []
     for host, variants in sorted((r.get("time_series") or {}).items()):
         for variant, points in sorted(variants.items()):
-            series = [p["active_series"] for p in points if p.get("active_series") is not None]
-            dps = [p["datapoints_per_second"] for p in points if p.get("datapoints_per_second") is not None]
+            billed = [p.get("billed_series") for p in points if p.get("billed_series") is not None]
             cpu = [p["collector_cpu_percent"] for p in points if p.get("collector_cpu_percent") is not None]
             mem = [p["collector_memory_bytes"] for p in points if p.get("collector_memory_bytes") is not None]
             rows.append(
@@ -320,9 +357,10 @@ def results_view(r: dict[str, Any]) -> str:
                     host,
                     variant,
                     len(points),
-                    series[-1] if series else None,
-                    sum(series) / len(series) if series else None,
-                    sum(dps) / len(dps) if dps else None,
+                    billed[-1] if billed else None,
+                    _mean([p.get("active_series") for p in points]),
+                    _mean([p.get("datapoints_per_minute") for p in points]),
+                    _mean([p.get("cpu_total_rate") for p in points]),
                     pct(max(cpu)) if cpu else None,
                     size(max(mem)) if mem else None,
                 ]
@@ -335,13 +373,41 @@ def results_view(r: dict[str, Any]) -> str:
                     "HOST",
                     "VARIANT",
                     "SAMPLES",
-                    "LAST SERIES",
-                    "MEAN SERIES",
-                    "MEAN DP/S",
+                    "LAST BILLED",
+                    "MEAN SNAPSHOT",
+                    "MEAN DP/MIN",
+                    "MEAN CPU RATE",
                     "MAX COLLECTOR CPU",
                     "MAX COLLECTOR MEM",
                 ],
                 rows,
+            ),
+        ]
+    coverage = r.get("coverage") or {}
+    if coverage:
+        out += [
+            "",
+            table(
+                ["HOST", "PAIRS", "MEAN CPU COVERAGE", "MIN CPU COVERAGE", "MEAN MEM COVERAGE"],
+                [
+                    [
+                        host,
+                        len(points),
+                        pct(_mean([p.get("cpu_coverage_percent") for p in points])),
+                        pct(
+                            min(
+                                (
+                                    p["cpu_coverage_percent"]
+                                    for p in points
+                                    if p.get("cpu_coverage_percent") is not None
+                                ),
+                                default=None,
+                            )
+                        ),
+                        pct(_mean([p.get("memory_coverage_percent") for p in points])),
+                    ]
+                    for host, points in sorted(coverage.items())
+                ],
             ),
         ]
     summaries = r.get("host_summaries") or {}
@@ -350,32 +416,47 @@ def results_view(r: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _billed(h: dict[str, Any], arm: str) -> Any:
+    """An arm's billed p95 from a host summary (older analyses: the snapshot under baseline_series)."""
+    return h.get(f"{arm}_series")
+
+
 def _hosts_table(hosts: dict[str, Any]) -> str:
     rows = []
     for host, h in sorted(hosts.items()):
         if "error" in h:
-            rows.append([host, None, None, None, None, None, short(h["error"], 70)])
+            rows.append([host, None, None, None, None, None, None, None, short(h["error"], 70)])
             continue
+        failed = h.get("failed_criteria") or []
+        note = listing(h.get("critical_missing")) if h.get("critical_missing") else None
+        if failed:
+            note = "FAIL " + ", ".join(failed) + (f"; missing {note}" if note else "")
+        elif h.get("passed"):
+            note = "pass"
         rows.append(
             [
                 host,
-                h.get("baseline_series"),
-                h.get("candidate_series"),
-                pct(h.get("series_reduction_percent")),
+                _billed(h, "baseline"),
+                _billed(h, "candidate"),
+                pct(h.get("billed_series_reduction_percent", h.get("series_reduction_percent"))),
+                pct(h.get("datapoints_per_minute_reduction_percent")),
                 pct(h.get("cpu_coverage_percent")),
+                pct(h.get("cpu_coverage_p10_percent")),
                 pct(h.get("memory_coverage_percent")),
-                listing(h.get("critical_missing")),
+                note,
             ]
         )
     return table(
         [
             "HOST",
-            "BASELINE SERIES",
-            "CANDIDATE SERIES",
+            "BASELINE BILLED",
+            "CANDIDATE BILLED",
             "REDUCTION",
+            "DP/MIN REDUCTION",
             "CPU COVERAGE",
+            "CPU P10",
             "MEM COVERAGE",
-            "CRITICAL MISSING / NOTE",
+            "RESULT / NOTE",
         ],
         rows,
     )
@@ -403,8 +484,32 @@ def analysis_view(a: dict[str, Any]) -> str:
     rows = []
     for variant in ("baseline", "candidate"):
         p = pipelines.get(variant) or {}
-        rows.append([variant, p.get("template"), p.get("active_series"), p.get("datapoints_per_second")])
-    out += ["", table(["PIPELINE", "TEMPLATE", "ACTIVE SERIES", "DATAPOINTS/S"], rows)]
+        rows.append(
+            [
+                variant,
+                p.get("template"),
+                p.get("billed_series"),
+                p.get("billed_series_mean"),
+                p.get("snapshot_series", p.get("active_series")),
+                p.get("datapoints_per_minute"),
+                p.get("new_series_per_hour"),
+            ]
+        )
+    out += [
+        "",
+        table(
+            [
+                "PIPELINE",
+                "TEMPLATE",
+                "BILLED SERIES (P95)",
+                "BILLED (MEAN)",
+                "SNAPSHOT SERIES",
+                "DATAPOINTS/MIN",
+                "NEW SERIES/H",
+            ],
+            rows,
+        ),
+    ]
     spread = fleet.get("series_reduction_spread") or {}
     spread_text = (
         (
@@ -414,28 +519,63 @@ def analysis_view(a: dict[str, Any]) -> str:
         if spread
         else ""
     )
+    confidence = fleet.get("confidence") or {}
     missing = fleet.get("critical_missing") or []
+    fidelity = fleet.get("cpu_rate_fidelity") or {}
+    billed = fleet.get("billed_series_reduction_percent", fleet.get("series_reduction_percent"))
     out += [
         "",
         f"Fleet ({a.get('hosts_compared', len(a.get('hosts') or {}))} host(s) compared)",
         kv(
             [
-                ("series reduction", f"{pct(fleet.get('series_reduction_percent'))}{spread_text}"),
-                ("CPU coverage", pct(fleet.get("cpu_coverage_percent"))),
-                ("memory coverage", pct(fleet.get("memory_coverage_percent"))),
                 (
-                    "totals fidelity",
-                    f"CPU {num(fleet.get('cpu_totals_ratio'), 3)}, "
-                    f"memory {num(fleet.get('memory_totals_ratio'), 3)} "
-                    "(candidate totals / baseline totals)",
+                    "billed series reduction",
+                    f"{pct(billed)}{_interval(confidence.get('billed_series_reduction_percent'))}{spread_text}",
                 ),
+                ("snapshot series reduction", pct(fleet.get("snapshot_series_reduction_percent"))),
+                ("datapoints/min reduction", pct(fleet.get("datapoints_per_minute_reduction_percent"))),
+                (
+                    "CPU coverage",
+                    f"{pct(fleet.get('cpu_coverage_percent'))}"
+                    f"{_interval(confidence.get('cpu_coverage_percent'))}, "
+                    f"p10 {pct(fleet.get('cpu_coverage_p10_percent'))}",
+                ),
+                (
+                    "memory coverage",
+                    f"{pct(fleet.get('memory_coverage_percent'))}, "
+                    f"p10 {pct(fleet.get('memory_coverage_p10_percent'))}",
+                ),
+                (
+                    "CPU rate fidelity",
+                    f"median {num(fidelity.get('median', fleet.get('cpu_totals_ratio')), 4)}, "
+                    f"worst {num(fidelity.get('worst'), 4)} over {fidelity.get('pairs', '-')} pair(s); "
+                    f"{fidelity.get('reload_pairs', 0)} reload pair(s) apart "
+                    f"(worst with them {num(fidelity.get('worst_including_reloads'), 4)})",
+                ),
+                ("memory totals ratio", num(fleet.get("memory_totals_ratio"), 4)),
+                ("samples per host", f"{fleet.get('samples_per_host', '-')} (the fewest pairs any host has)"),
                 ("critical missing", listing(missing) if missing else "none"),
-                ("collector CPU (max)", pct(fleet.get("collector_cpu_percent_max"))),
-                ("collector memory (max)", size(fleet.get("collector_memory_bytes_max"))),
+                ("collector overhead", _overhead(a.get("collector_overhead") or {}, fleet)),
+                (
+                    "agent (max)",
+                    f"CPU {pct(fleet.get('agent_cpu_percent_max'))}, "
+                    f"memory {size(fleet.get('agent_memory_bytes_max'))}",
+                ),
+                (
+                    "billing window",
+                    f"{seconds(a.get('billing_window_seconds'))}, "
+                    f"measured {seconds(a.get('running_seconds'))}"
+                    if a.get("billing_window_seconds") is not None
+                    else None,
+                ),
             ],
             indent="  ",
         ),
     ]
+    if a.get("extrapolated"):
+        out.append(
+            "  EXTRAPOLATED: " + "; ".join(a.get("extrapolated_reasons") or ["less than one billing window"])
+        )
     out += [
         "",
         table(
@@ -449,25 +589,62 @@ def analysis_view(a: dict[str, Any]) -> str:
     ]
     if cost:
         out.append(
-            f"(prices: {cost.get('price_per_series_month')} per active series per month, "
-            f"{cost.get('price_per_million_datapoints')} per million datapoints)"
+            f"(price model {cost.get('price_model', 'both')}: "
+            f"{cost.get('price_per_series_month')} per billed series per month, "
+            f"{cost.get('price_per_million_datapoints')} per million datapoints; "
+            "billed series at their p95, datapoints as counted per minute)"
         )
     verdict = str(a.get("verdict") or "-")
-    out += ["", f"Verdict: {verdict.upper()}" + ("" if a.get("final") else " (provisional)")]
+    head = f"Verdict: {verdict.upper()}" + ("" if a.get("final") else " (provisional)")
+    if a.get("promotable") is False and verdict == "promote":
+        head += " - not promotable without --force (extrapolated)"
+    out += ["", head]
     rows = [
         [
             CRITERION_LABELS.get(c.get("name"), c.get("name")),
-            c.get("value"),
+            "not measured" if c.get("measured") is False else c.get("value"),
             Right(f"{c.get('op')} {_plain(c.get('threshold'))}"),
-            "pass" if c.get("passed") else "FAIL",
+            ("pass" if c.get("passed") else "FAIL")
+            + (f" (hosts: {short(listing(c['failing_hosts']), 40)})" if c.get("failing_hosts") else ""),
         ]
         for c in a.get("criteria") or []
     ]
     out.append(table(["CRITERION", "VALUE", "REQUIRED", "RESULT"], rows))
+    worst = a.get("worst_host")
+    if worst and not worst.get("passed"):
+        out.append(
+            f"Worst host: {worst.get('host_id')} fails {listing(worst.get('failed_criteria'))} "
+            f"(billed reduction {pct(worst.get('billed_series_reduction_percent'))}, "
+            f"CPU coverage {pct(worst.get('cpu_coverage_percent'))}, "
+            f"p10 {pct(worst.get('cpu_coverage_p10_percent'))}, "
+            f"{worst.get('pairs')} pair(s))"
+        )
     hosts = a.get("hosts") or {}
     if len(hosts) > 1 or any("error" in h for h in hosts.values()):
         out += ["", _hosts_table(hosts)]
     return "\n".join(out)
+
+
+def _interval(ci: Any) -> str:
+    if not ci or ci.get("low") is None:
+        return ""
+    return f" (95% CI {num(ci['low'], 1)}-{num(ci['high'], 1)} %)"
+
+
+def _overhead(overhead: dict[str, Any], fleet: dict[str, Any]) -> str:
+    if overhead.get("measured"):
+        base = overhead.get("baseline") or {}
+        cand = overhead.get("candidate") or {}
+        return (
+            f"baseline alone {pct(base.get('collector_cpu_percent'))} CPU, "
+            f"{size(base.get('collector_memory_bytes'))}; "
+            f"candidate alone {pct(cand.get('collector_cpu_percent'))} CPU, "
+            f"{size(cand.get('collector_memory_bytes'))}; "
+            f"ratio {num(overhead.get('cpu_ratio'), 2)} (max over hosts)"
+        )
+    shared = overhead.get("shared_collector_cpu_percent", fleet.get("collector_cpu_percent_max"))
+    memory = overhead.get("shared_collector_memory_bytes", fleet.get("collector_memory_bytes_max"))
+    return f"not measured per arm; shared collector (both arms) {pct(shared)} CPU, {size(memory)}"
 
 
 # --- destinations -----------------------------------------------------------------------------
@@ -526,8 +703,8 @@ def _cost_rows(rows: list[dict[str, Any]], top: int) -> list[list[Any]]:
     return [
         [
             short(r.get("key"), 50),
-            r.get("active_series"),
-            r.get("datapoints_per_second"),
+            r.get("billed_series", r.get("active_series")),
+            r.get("datapoints_per_minute"),
             money(r.get("monthly_cost")),
         ]
         for r in rows[:top]
@@ -542,8 +719,24 @@ def cost_flow_view(c: dict[str, Any], top: int) -> str:
         kv(
             [
                 ("hosts reporting", now.get("hosts_reporting")),
-                ("active series", now.get("active_series")),
-                ("datapoints/s", now.get("datapoints_per_second")),
+                (
+                    "billed series",
+                    f"{num(now.get('billed_series', now.get('active_series')))}"
+                    + (
+                        " (snapshot: an older agent sent no billed series)"
+                        if now.get("series_source") in ("snapshot", "mixed")
+                        else ""
+                    ),
+                ),
+                (
+                    "datapoints/min",
+                    f"{num(now.get('datapoints_per_minute'))}"
+                    + (
+                        " (derived from series: an older agent)"
+                        if now.get("datapoints_source") in ("derived", "mixed")
+                        else ""
+                    ),
+                ),
                 ("monthly cost", money(now.get("monthly_cost"))),
                 (
                     "annual cost",
@@ -551,7 +744,8 @@ def cost_flow_view(c: dict[str, Any], top: int) -> str:
                 ),
                 (
                     "prices",
-                    f"{prices.get('per_series_month')} per active series per month, "
+                    f"model {prices.get('model', 'both')}: "
+                    f"{prices.get('per_series_month')} per billed series per month, "
                     f"{prices.get('per_million_datapoints')} per million datapoints",
                 ),
             ],
@@ -568,7 +762,7 @@ def cost_flow_view(c: dict[str, Any], top: int) -> str:
         if rows:
             out += [
                 "",
-                table([title, "ACTIVE SERIES", "DATAPOINTS/S", "MONTHLY COST"], _cost_rows(rows, top)),
+                table([title, "BILLED SERIES", "DATAPOINTS/MIN", "MONTHLY COST"], _cost_rows(rows, top)),
             ]
             if len(rows) > top:
                 out.append(f"(top {top} of {len(rows)} by cost; --top N for more)")
@@ -594,7 +788,7 @@ def cost_flow_view(c: dict[str, Any], top: int) -> str:
                         p.get("candidate_pipeline"),
                         p.get("verdict"),
                         p.get("measured_on_hosts"),
-                        pct(p.get("series_reduction_percent")),
+                        pct(p.get("billed_series_reduction_percent", p.get("series_reduction_percent"))),
                         money(p.get("monthly_before")),
                         money(p.get("monthly_after")),
                     ]
