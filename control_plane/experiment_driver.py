@@ -106,6 +106,7 @@ class ExperimentDriver:
             spec={**row["spec"], "id": row["id"]},
             prices=self.service.prices,
             window=(row["running_at"], row["analyzing_at"]),
+            overheads=_overheads(states),
         )
         await self.store.set_analysis(row["id"], result, tx)
         if result["status"] != "ok":
@@ -130,3 +131,14 @@ class ExperimentDriver:
             metrics.phase.labels(row["id"]).set(Phase(row["phase"]).gauge)
             if row["reduction"] is not None:
                 metrics.reduction.labels(row["id"]).set(row["reduction"])
+
+
+def _overheads(states: dict[str, Row]) -> dict[str, dict[str, object]]:
+    """Per host, the overhead probe's block of its experiment summary, when the task state carries it."""
+    out = {}
+    for host, state in states.items():
+        result = state.get("result")
+        overhead = result.get("overhead") if isinstance(result, dict) else None
+        if isinstance(overhead, dict):
+            out[host] = overhead
+    return out

@@ -513,3 +513,39 @@ async def test_cost_flow_prices_billed_series_like_the_analysis() -> None:
     assert flow["prices"]["model"] == "per_series"
     (metric,) = now["by_metric"]
     assert metric["billed_series"] == 300 and metric["active_series"] == 100
+
+
+async def test_the_driver_passes_each_hosts_probe_overhead_to_the_analysis() -> None:
+    from control_plane.experiment_driver import ExperimentDriver
+    from control_plane.phases import Phase
+
+    probe = {"baseline": {"collector_cpu_percent": 4.0}, "candidate": {"collector_cpu_percent": 5.0}}
+
+    class Store:
+        def __init__(self) -> None:
+            self.analysis: dict[str, Any] = {}
+
+        async def task_states(self, experiment_id: str, tx: Any = None) -> list[dict[str, Any]]:
+            return [{"host_id": "h1", "status": "completed", "error": None, "result": {"overhead": probe}}]
+
+        async def measurements(self, experiment_id: str, tx: Any = None) -> list[dict[str, Any]]:
+            return run("h1")
+
+        async def set_analysis(self, experiment_id: str, analysis: dict[str, Any], tx: Any) -> None:
+            self.analysis = analysis
+
+    class Service:
+        prices = PRICES
+
+        def __init__(self) -> None:
+            self.moves: list[str] = []
+
+        async def move(self, tx: Any, row: dict[str, Any], phase: Phase, reason: str) -> None:
+            self.moves.append(reason)
+
+    service, store = Service(), Store()
+    driver = ExperimentDriver(cast(Any, None), cast(Any, store), cast(Any, service))
+    row = {"id": "e", "phase": Phase.ANALYZING, "spec": SPEC, "running_at": 0, "analyzing_at": 5000}
+    await driver.advance(None, row)  # type: ignore[arg-type]
+    assert store.analysis["collector_overhead"]["cpu_ratio"] == 1.25
+    assert service.moves[0].startswith("verdict promote: 95.0% fewer billed series")
