@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from agent.client import Reporter
 from agent.collector import ApplyError, Collector, one_line, parse_config, sha256_text
 from agent.keeprefresh import MIN_EXPERIMENT_REFRESH_SECONDS, KeepListRefresher, Refreshers
 from agent.payloads import ExperimentPlan, TaskError, collection_interval
+from agent.probe import measure_alone
 from agent.state import StateDir, atomic_write, read_text
 from phoenix_common import wire
 from phoenix_common.keeplist import render_keep_file
@@ -116,6 +118,7 @@ class Experiment:
         self.measure_from: float | None = None
         self.finished_at: float | None = None
         self.load: Any = None
+        self.overhead: dict[str, dict[str, Any]] = {}
 
     def kept(self) -> dict[str, list[str]]:
         """Variant -> the processes its keep list holds now."""
@@ -201,6 +204,8 @@ class Experiment:
             for role, refresher in self.refreshers.items():
                 refresh_tasks.append(asyncio.create_task(refresher.run(primed=True), name=f"keep-{role}"))
             await self._sample_loop()
+            if plan.overhead_probe > 0 and not self.stop_requested:
+                await self._probe_overhead()
         finally:
             for task in refresh_tasks:
                 task.cancel()
@@ -224,6 +229,37 @@ class Experiment:
             self.finished_at = time.time()
         return self.summary()
 
+    async def _scrape_pair(self, interval_hint: float | None) -> dict[str, str | measure.MeasureError]:
+        """Every variant's exposition, from the same collection when they can be had.
+
+        The variants are scraped one after the other; a collection that lands in between puts one a
+        whole interval ahead, and the pair's rates would disagree for that sample and the next. So the
+        variants behind the newest are scraped again, a few times at most.
+        """
+        tolerance = 0.5 * (interval_hint or self.plan.interval)
+        texts: dict[str, str | measure.MeasureError] = {}
+        newest: dict[str, float] = {}
+        pending = [s for s in self.plan.variants]
+        for attempt in range(4):
+            for spec in pending:
+                try:
+                    text = await measure.scrape(self.session, spec.prometheus_endpoint)
+                except measure.MeasureError as exc:
+                    texts[spec.role] = exc
+                    continue
+                texts[spec.role] = text
+                stamp = measure.newest_timestamp(text)
+                if stamp is not None:
+                    newest[spec.role] = stamp
+            if len(newest) < 2:
+                break
+            top = max(newest.values())
+            pending = [s for s in self.plan.variants if newest.get(s.role, top) < top - tolerance]
+            if not pending:
+                break
+            await asyncio.sleep(0.2 * (attempt + 1))
+        return texts
+
     async def _sample_loop(self) -> None:
         plan = self.plan
         assert self.started_at is not None and self.measure_from is not None
@@ -232,8 +268,11 @@ class Experiment:
         collector = self.collector
         grace = max(2.0, 2 * (interval_hint or 1.0))
         snapshots: dict[str, measure.Snapshot | None] = {s.role: None for s in plan.variants}
+        billing = {s.role: measure.BillingCounter(plan.billing_window) for s in plan.variants}
         usage = measure.CollectorUsage(await collector.supervisor.pid())
+        agent_usage = measure.CollectorUsage(os.getpid())
         tick = self.started_at
+        last_tick = time.monotonic()
         while True:
             tick += plan.interval
             now = time.time()
@@ -244,13 +283,21 @@ class Experiment:
             if current_pid != usage.pid:
                 usage.set_pid(current_pid)
             own = usage.sample()
+            mine = agent_usage.sample()
+            own["agent_cpu_percent"] = mine["collector_cpu_percent"]
+            own["agent_memory_bytes"] = mine["collector_memory_bytes"]
+            reloaded = collector.reloaded_at > last_tick
+            last_tick = time.monotonic()
+            texts = await self._scrape_pair(interval_hint)
             batch = []
             for spec in plan.variants:
                 stats = self.stats[spec.role]
                 reference = snapshots[spec.role]
                 primed = reference is not None
                 try:
-                    text = await measure.scrape(self.session, spec.prometheus_endpoint)
+                    text = texts[spec.role]
+                    if isinstance(text, measure.MeasureError):
+                        raise text
                     refresher = self.refreshers.get(spec.role)
                     sample, snapshots[spec.role] = measure.summarize(
                         text,
@@ -260,6 +307,7 @@ class Experiment:
                         critical=plan.critical,
                         kept=refresher.current if refresher else None,
                         collection_interval=interval_hint,
+                        billing=billing[spec.role],
                     )
                 except measure.MeasureError as exc:
                     stats.scrape_errors += 1
@@ -267,6 +315,7 @@ class Experiment:
                     log.warning("experiment_scrape_failed", variant=spec.role, error=stats.last_error)
                     continue
                 sample.update(own)
+                sample["reloaded"] = reloaded
                 if sample["active_series"] == 0 and time.monotonic() - collector.reloaded_at < grace:
                     # Just reloaded (a keep-list change): the exporter is empty until its next collection.
                     stats.skipped_after_reload += 1
@@ -281,6 +330,14 @@ class Experiment:
             if batch:
                 self.reporter.measurements(plan.experiment_id, self.task_id, batch)
                 self.posted += len(batch)
+
+    async def _probe_overhead(self) -> None:
+        """Each arm alone in a probe collector for overhead_probe seconds (agent/probe.py)."""
+        for spec in self.plan.variants:
+            self.overhead[spec.role] = await measure_alone(
+                self.collector.settings.binary, spec.config, spec.role, self.plan.overhead_probe
+            )
+        log.info("experiment_overhead_probed", overhead=self.overhead)
 
     def summary(self) -> dict[str, Any]:
         """The raw figures the experiment measured; the control plane derives the comparison."""
@@ -308,6 +365,8 @@ class Experiment:
             },
             "restored_config_hash": self.restored_hash,
         }
+        if self.overhead:
+            out["overhead"] = self.overhead
         if self.restore_error:
             out["restore_error"] = self.restore_error
         return out

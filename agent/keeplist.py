@@ -59,6 +59,7 @@ class KeepListTracker:
         cpu_total: float | None = None,
         memory_total: float | None = None,
         min_margin: float = 1e-6,
+        coverage_target: float | None = None,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
@@ -81,6 +82,9 @@ class KeepListTracker:
         self.spike_weight = spike_weight
         self.ewma_alpha = ewma_alpha
         self.min_margin = min_margin
+        if coverage_target is not None and not 0 < coverage_target <= 100:
+            raise ValueError(f"coverage_target must be a percentage in (0, 100], got {coverage_target!r}")
+        self.coverage_target = coverage_target / 100.0 if coverage_target is not None else None
         self.cpu_total = cpu_total if cpu_total and cpu_total > 0 else _host_cpu_total()
         self.memory_total = memory_total if memory_total and memory_total > 0 else _host_memory_total()
         for name in critical:
@@ -135,6 +139,8 @@ class KeepListTracker:
         self, cpu_rates: Mapping[str, float], memory: Mapping[str, float], now: float
     ) -> list[str] | None:
         """Feed one measurement; return the new sorted keep list if the selection changed, else None."""
+        if self.coverage_target is not None:
+            return self._update_by_coverage(cpu_rates, now)
         present = [n for n in {*cpu_rates, *memory} if valid_process_name(n)]
         scores: dict[str, float] = {}
         for name in present:
@@ -169,6 +175,60 @@ class KeepListTracker:
         self._selected = selected
 
         new = sorted(critical | set(selected))
+        if new == self._current:
+            return None
+        self._current = new
+        return list(new)
+
+    def _update_by_coverage(self, cpu_rates: Mapping[str, float], now: float) -> list[str] | None:
+        """The fewest names (at most k) whose smoothed CPU covers the target share, with hysteresis.
+
+        Names are ranked by their smoothed (EWMA) CPU. A newcomer enters when the names ranked above
+        it cover less than the target; an incumbent stays while those ranked above it cover less than
+        a looser target (halfway from the target to 100%), or while it is held for min_hold_seconds.
+        Critical names are always kept and count as covered.
+        """
+        assert self.coverage_target is not None
+        smoothed: dict[str, float] = {}
+        for name, rate in cpu_rates.items():
+            if not valid_process_name(name):
+                continue
+            cpu = max(float(rate or 0.0), 0.0)
+            state = self._states.get(name)
+            ewma = cpu if state is None else self.ewma_alpha * cpu + (1 - self.ewma_alpha) * state.ewma
+            self._states[name] = _State(ewma=ewma, score=ewma)
+            smoothed[name] = ewma
+        for name in [n for n in self._states if n not in smoothed]:
+            del self._states[name]
+        critical = set(self.critical)
+        total = sum(smoothed.values())
+        ranked = sorted((n for n in smoothed if n not in critical), key=lambda n: (-smoothed[n], n))
+        enter = self.coverage_target
+        stay = enter + (1.0 - enter) / 2.0
+
+        def prefix(target: float) -> set[str]:
+            covered = sum(smoothed.get(n, 0.0) for n in critical)
+            chosen: set[str] = set()
+            for name in ranked:
+                if (
+                    total <= 0
+                    or covered >= target * total * (1 - 1e-9)
+                    or len(chosen) >= self.k
+                    or smoothed[name] <= 0
+                ):
+                    break
+                chosen.add(name)
+                covered += smoothed[name]
+            return chosen
+
+        entering, staying = prefix(enter), prefix(stay)
+        held = {
+            n for n, since in self._selected.items() if n in smoothed and now - since < self.min_hold_seconds
+        }
+        keep = entering | (set(self._selected) & (staying | held))
+        keep = set(sorted(keep, key=lambda n: (-smoothed.get(n, 0.0), n))[: self.k])
+        self._selected = {n: self._selected.get(n, now) for n in keep}
+        new = sorted(critical | keep)
         if new == self._current:
             return None
         self._current = new

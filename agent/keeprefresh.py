@@ -56,7 +56,11 @@ class KeepListRefresher:
         self.period = period
         self.first_delay = min(period, max(MIN_EXPERIMENT_REFRESH_SECONDS, 2 * (collection_interval or 10.0)))
         self.tracker = keeplist.KeepListTracker(
-            spec.strategy, spec.k, spec.critical, min_hold_seconds=min_hold_seconds
+            spec.strategy,
+            spec.k,
+            spec.critical,
+            min_hold_seconds=min_hold_seconds,
+            coverage_target=spec.coverage_target if spec.strategy == "intelligent" else None,
         )
         self.current: list[str] = self._file_names() or sorted(set(spec.initial))
         self.refreshes = 0

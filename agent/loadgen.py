@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import itertools
 import math
 import os
 import random
@@ -118,6 +119,7 @@ class LoadProfile:
         self._task: asyncio.Task[None] | None = None
         self._started = False
         self._names = self._plan_names()
+        self._runs = itertools.count(1)
 
     # -- what the profile runs -------------------------------------------------------------
 
@@ -135,7 +137,7 @@ class LoadProfile:
         elif self.name == "high-cardinality":
             names = [f"phx-hc-{i:02d}" for i in range(min(self._count(50), MAX_CHILDREN))]
         elif self.name == "process-churn":
-            names = [f"phx-churn-{i:02d}" for i in range(self._count(12))]
+            names = [s[0] for s in _SERVICES] + [f"phx-churn-{i:02d}" for i in range(self._count(8))]
         else:
             names = [*_QUIET, SPIKY]
         return tuple(sorted(names))
@@ -148,7 +150,7 @@ class LoadProfile:
                 _Worker(name, duty=0.02, memory_kb=(4 + 4 * (i % 4)) * mib)
                 for i, name in enumerate(self._names)
             ]
-        if self.name == "realistic":
+        if self.name in ("realistic", "process-churn"):
             return [_Worker(name, duty=duty, memory_kb=mem * mib) for name, duty, mem in _SERVICES]
         if self.name == "high-cardinality":
             # Nearly idle: these exist to multiply series, not load.
@@ -181,13 +183,15 @@ class LoadProfile:
             )
             return self._rng.uniform(2.0, 5.0) / self.scale, job
         if self.name == "process-churn":
+            # Cron-like jobs: every second or two a new pid, each with its own command line (a run
+            # number), living from under a collection interval to several of them.
             job = _Worker(
-                self._rng.choice(self._names),
-                duty=0.03,
+                self._rng.choice([n for n in self._names if n.startswith("phx-churn-")]),
+                duty=0.04,
                 memory_kb=self._rng.randint(1, 8) * 1024,
-                lifetime=self._rng.uniform(0.5, 2.5),
+                lifetime=self._rng.uniform(0.5, 12.0),
             )
-            return self._rng.uniform(0.15, 0.45) / self.scale, job
+            return self._rng.uniform(0.5, 2.0) / self.scale, job
         return None
 
     # -- public face -----------------------------------------------------------------------
@@ -301,6 +305,8 @@ class LoadProfile:
             f"{worker.spike_every:.3f}",
             f"{worker.spike_seconds:.3f}",
             str(worker.memory_kb),
+            # A command line of its own for every child (cron jobs are runs of a schedule).
+            f"--run={next(self._runs)}",
         ]
 
     async def _check_binary(self, name: str) -> None:

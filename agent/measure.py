@@ -7,7 +7,7 @@ import os
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -97,6 +97,15 @@ def parse_exposition(text: str) -> list[Series]:
     return out
 
 
+def newest_timestamp(text: str) -> float | None:
+    """The newest exposition timestamp in `text` (seconds), None without timestamps or on bad text."""
+    try:
+        stamps = [s.timestamp for s in parse_exposition(text) if s.timestamp is not None]
+    except MeasureError:
+        return None
+    return max(stamps) if stamps else None
+
+
 # -- scraping --------------------------------------------------------------------------------------
 
 
@@ -123,6 +132,11 @@ ProcessKey = tuple[str, str]  # (name, pid), or (name, "agg:<labels>") for an ag
 Identity = tuple[tuple[str, str], ...]  # a series' labels without its datapoint attributes
 
 
+SeriesKey = tuple[str, Identity]  # a series: metric name and its full label set
+# CPU time states that are CPU spent: hostmetrics also reports `wait` (I/O wait), which is not.
+CPU_STATES = frozenset({"user", "system"})
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """What one summary leaves for the next: the reference point for rates."""
@@ -133,6 +147,9 @@ class Snapshot:
     active_series: int = 0
     interval: float | None = None  # the last observed interval between two collections
     cpu_rates: Mapping[str, float] = field(default_factory=dict)  # last computed, reused on no news
+    # Cumulative user+system CPU per series, for rates read the way a backend's rate() reads them.
+    counters: Mapping[SeriesKey, float] = field(default_factory=dict)
+    cpu_total_rate: float = 0.0
 
 
 def _process_of(labels: Mapping[str, str]) -> ProcessKey | None:
@@ -170,6 +187,26 @@ class _Digest:
     names: set[str] = field(default_factory=set)
     cpu: dict[ProcessKey, float] = field(default_factory=dict)
     memory: dict[ProcessKey, float] = field(default_factory=dict)
+    counters: dict[SeriesKey, float] = field(default_factory=dict)  # user+system CPU series
+    counter_names: dict[SeriesKey, str] = field(default_factory=dict)
+
+
+def _count_cpu(series: Sequence[Series], d: _Digest) -> None:
+    """The user+system CPU counters of every series the exposition holds, stale ones included: a series
+    not updated in this collection still holds its last value, so when it is updated again its increase
+    is measured from that value, as a backend reads it."""
+    for s in series:
+        if s.name not in CPU_METRICS or s.labels.get("state", "user") not in CPU_STATES:
+            continue
+        if not math.isfinite(s.value):
+            continue
+        process = _process_of(s.labels)
+        key = (s.name, tuple(sorted(s.labels.items())))
+        # Every CPU series counts in the total, even one whose process name could not be read. Each
+        # label set is its own counter, as in a backend: a kernel worker that renames itself with its
+        # work queue starts a new series, whose first point has nothing to be compared with.
+        d.counters[key] = s.value
+        d.counter_names[key] = process[0] if process else ""
 
 
 def _fresh(series: Sequence[Series], tolerance: float) -> list[Series]:
@@ -245,51 +282,37 @@ def _pick_live(
 
 
 def _advance(d: _Digest, previous: Snapshot | None, now: float) -> Snapshot:
-    """The new reference point, with CPU rates per name since `previous` when there is one."""
+    """The new reference point, with CPU rates per name since `previous` when there is one.
+
+    Rates are read the way a backend's rate() reads counters: per series, the increase since the
+    previous scrape (a decrease is a reset, and then the new value is the increase); a series new in
+    this scrape contributes nothing yet. Only user and system time count as CPU.
+    """
     if previous is None:
-        return Snapshot(ts=now, data_ts=d.data_ts, cpu_seconds=d.cpu, active_series=d.active)
+        return Snapshot(
+            ts=now, data_ts=d.data_ts, cpu_seconds=d.cpu, active_series=d.active, counters=d.counters
+        )
     if d.data_ts is not None and previous.data_ts is not None:
         elapsed = d.data_ts - previous.data_ts
     else:
         elapsed = now - previous.ts
     unchanged = elapsed <= 0
-    if d.data_ts is None and d.cpu and d.cpu == dict(previous.cpu_seconds):
+    if d.data_ts is None and d.counters and d.counters == dict(previous.counters):
         # Without timestamps, identical cumulative counters mean the collector has not run since.
         unchanged = True
     if unchanged:
         # No collection since the reference: keep it, so the next rates span the whole gap.
-        return Snapshot(
-            ts=previous.ts,
-            data_ts=previous.data_ts,
-            cpu_seconds=previous.cpu_seconds,
-            active_series=d.active,
-            interval=previous.interval,
-            cpu_rates=previous.cpu_rates,
-        )
-    # Real processes are matched by pid alone: a kernel worker's name changes with its work queue.
-    by_pid: dict[str, float] = {}
-    for (_, pid), total in previous.cpu_seconds.items():
-        if _is_real_pid(pid):
-            by_pid[pid] = max(total, by_pid.get(pid, 0.0))
+        return replace(previous, active_series=d.active)
     rates: dict[str, float] = {}
-    # No process can have spent more CPU than every core for the whole interval: a larger jump is a
-    # series that became visible (a process newly kept, a member joining the roll-up), not CPU spent.
-    ceiling = elapsed * (os.cpu_count() or 1) * 1.05
-    for process, total in d.cpu.items():
-        if _is_real_pid(process[1]):
-            before = by_pid.get(process[1])
-            if before is None or total < before:
-                # A pid not seen before started since the reference (or was reused): all its time is
-                # new, unless it is more than it could have spent, i.e. it was there all along.
-                delta = total if total <= ceiling else 0.0
-            else:
-                delta = total - before
-        else:
-            # A roll-up shrinks when members exit or get kept; only its growth is CPU spent.
-            before = previous.cpu_seconds.get(process)
-            growth = 0.0 if before is None else max(0.0, total - before)
-            delta = growth if growth <= ceiling else 0.0
-        rates[process[0]] = rates.get(process[0], 0.0) + delta / elapsed
+    total = 0.0
+    for key, value in d.counters.items():
+        before = previous.counters.get(key)
+        # New series: nothing yet; a decrease: a reset, the new value is all increase.
+        increase = 0.0 if before is None else (value - before if value >= before else value)
+        name = d.counter_names[key]
+        if name:
+            rates[name] = rates.get(name, 0.0) + increase / elapsed
+        total += increase
     return Snapshot(
         ts=now,
         data_ts=d.data_ts,
@@ -297,6 +320,8 @@ def _advance(d: _Digest, previous: Snapshot | None, now: float) -> Snapshot:
         active_series=d.active,
         interval=elapsed,
         cpu_rates=rates,
+        counters=d.counters,
+        cpu_total_rate=total / elapsed,
     )
 
 
@@ -318,6 +343,7 @@ def summarize(
     kept: Sequence[str] | None = None,
     now: float | None = None,
     collection_interval: float | None = None,
+    billing: BillingCounter | None = None,
 ) -> tuple[dict[str, Any], Snapshot]:
     """Turn one scrape into a Sample (docs/contracts.md) and the Snapshot the next call needs.
 
@@ -331,7 +357,9 @@ def summarize(
     # One collection reads processes one by one over a fraction of the interval; the points of the
     # collection before are at least a whole interval older.
     tolerance = 0.9 * (collection_interval if collection_interval and collection_interval > 0 else 1.0)
-    d = _digest(_fresh(parse_exposition(text), tolerance))
+    parsed = parse_exposition(text)
+    d = _digest(_fresh(parsed, tolerance))
+    _count_cpu(parsed, d)
     reference = _advance(d, previous, now)
     # Every process in this scrape gets a rate: 0 when idle, none at all without a reference yet.
     rates = {n: reference.cpu_rates.get(n, 0.0) for n in d.names} if previous is not None else {}
@@ -349,12 +377,78 @@ def summarize(
         "process_cpu_seconds_rate": {n: round(r, 6) for n, r in sorted(rates.items())},
         "process_memory_bytes": {n: int(v) for n, v in sorted(_by_name(d.memory).items())},
         "process_cpu_seconds_total": {n: round(v, 6) for n, v in sorted(_by_name(d.cpu).items())},
+        "memory_total_bytes": int(sum(d.memory.values())),
         "kept_processes": sorted(n for n in d.names if n != OTHER),
         "critical_present": {n: n in d.names for n in critical},
     }
+    if previous is not None:
+        sample["cpu_total_rate"] = round(reference.cpu_total_rate, 6)
     if kept is not None:
         sample["keep_list"] = sorted(set(kept))
+    if billing is not None:
+        sample.update(billing.observe(parsed, now))
     return sample, reference
+
+
+# -- billing -----------------------------------------------------------------------------------------
+
+
+class BillingCounter:
+    """What a backend bills for one pipeline's output, counted from the expositions it serves.
+
+    A series (metric name and label set) is billed while it received a datapoint in the trailing
+    `window` (Grafana Cloud: 20 minutes). A datapoint is a series' sample with a timestamp not seen
+    before (the exporter repeats a gone series' last sample until it expires, and no backend ingests a
+    repeat); without exposition timestamps every scrape is a datapoint, as a scraping backend stores it.
+    """
+
+    def __init__(self, window: float) -> None:
+        if not window > 0:
+            raise ValueError(f"billing window must be positive, got {window!r}")
+        self.window = window
+        self.started: float | None = None
+        self._last_scrape: float | None = None
+        self._newest: dict[SeriesKey, float] = {}  # series -> time of its newest datapoint
+        self._created: dict[SeriesKey, float] = {}  # series -> when it was first seen (not at start)
+
+    def observe(self, series: Sequence[Series], now: float) -> dict[str, Any]:
+        """Count one scrape taken at `now`; the billing figures of the sample."""
+        first = self.started is None
+        if first:
+            self.started = now
+        assert self.started is not None
+        points = 0
+        for s in series:
+            if s.name in META_SERIES:
+                continue
+            key = (s.name, tuple(sorted(s.labels.items())))
+            at = now if s.timestamp is None else s.timestamp
+            newest = self._newest.get(key)
+            if newest is not None and at <= newest:
+                continue
+            points += 1
+            self._newest[key] = at
+            if newest is None and not first and key not in self._created:
+                self._created[key] = now
+        horizon = now - self.window
+        for key in [k for k, at in self._newest.items() if at <= horizon]:
+            del self._newest[key]
+            self._created.pop(key, None)
+        for key in [k for k, at in self._created.items() if at <= horizon]:
+            del self._created[key]
+        observed = now - self.started
+        out: dict[str, Any] = {
+            "billed_series": len(self._newest),
+            "billing_window_seconds": self.window,
+            "observed_seconds": round(observed, 3),
+            "new_series_per_hour": round(3600.0 * len(self._created) / min(self.window, observed), 3)
+            if observed > 0
+            else 0.0,
+        }
+        if self._last_scrape is not None and now > self._last_scrape:
+            out["datapoints_per_minute"] = round(60.0 * points / (now - self._last_scrape), 3)
+        self._last_scrape = now
+        return out
 
 
 # -- the collector's own cost ------------------------------------------------------------------------

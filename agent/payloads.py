@@ -199,6 +199,8 @@ class ExperimentPlan:
     baseline: Variant
     candidate: Variant
     merged_yaml: str
+    billing_window: float = wire.DEFAULT_BILLING_WINDOW
+    overhead_probe: float = 0.0
 
     @property
     def variants(self) -> tuple[Variant, Variant]:
@@ -229,4 +231,6 @@ class ExperimentPlan:
             baseline,
             candidate,
             merged,
+            billing_window=body.billing_window_seconds,
+            overhead_probe=body.overhead_probe_seconds,
         )

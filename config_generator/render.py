@@ -86,6 +86,99 @@ def _exporter(port: int, p: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# What a non-critical process keeps in the tiered pipeline: CPU time (user and system; `wait` is I/O
+# wait, not CPU) and resident memory. Critical processes keep every metric the receiver sends.
+TIER_METRICS = ("process.cpu.time", "process.memory.usage")
+# Monotonic counters among TIER_METRICS: summed as deltas, then accumulated again.
+TIER_COUNTERS = ("process.cpu.time",)
+# Resource attributes a critical process drops: a process may rewrite its command line (postgres
+# does), and every rewrite would be a new series.
+CRITICAL_DROPPED = ("process.command_line", "process.command")
+
+
+def _tiers(
+    processors: dict[str, Any], chain: list[str], v: str, keep_path: str, critical: list[str]
+) -> list[str]:
+    """The tiered roll-up: add its processors to `processors` and the main `chain`; return the chain of
+    the critical pipeline ([] without critical processes).
+
+    Main pipeline (every non-critical process): keep TIER_METRICS without the `wait` state; turn CPU
+    counters into deltas per process (cumulativetodelta, keyed by the process's full identity, first
+    point dropped as a backend's rate() has nothing to compare it with); reduce the resource to the
+    executable name, which is `other` for a name not in the keep file; merge equal resources
+    (groupbyattrs) and sum their points (aggregate_on_attributes, which merges equal timestamps only,
+    so points get time 0 first and the current time once summed); accumulate the deltas again
+    (deltatocumulative). A process that exits or changes tier only stops adding to its sum: no counter
+    of the output falls unless the collector restarts (a true reset, with a new start time).
+    """
+    name = f'resource.attributes["{NAME_ATTR}"]'
+    is_critical = f"ContainsValue({ottl_list(critical)}, {name})" if critical else None
+    not_tier = " and ".join(f'metric.name != "{m}"' for m in TIER_METRICS)
+    drop_metrics = [not_tier] + ([is_critical] if is_critical else [])
+    processors[f"filter/{v}-tier"] = {
+        "error_mode": "ignore",
+        "metrics": {
+            "metric": drop_metrics,
+            "datapoint": ['metric.name == "process.cpu.time" and attributes["state"] == "wait"'],
+        },
+    }
+    processors[f"cumulativetodelta/{v}"] = {
+        "include": {"metrics": list(TIER_COUNTERS), "match_type": "strict"},
+        "initial_value": "drop",
+    }
+    not_kept = f'not ContainsValue(${{file:{keep_path}}}, attributes["{NAME_ATTR}"])'
+    processors[f"transform/{v}"] = {
+        "error_mode": "ignore",
+        "metric_statements": [
+            {
+                "context": "resource",
+                "statements": [
+                    f'keep_keys(attributes, ["{NAME_ATTR}"])',
+                    f'set(attributes["{NAME_ATTR}"], "{OTHER}") where {not_kept}',
+                ],
+            },
+            {
+                "context": "datapoint",
+                "statements": ["set(time_unix_nano, 0)", "set(start_time_unix_nano, 0)"],
+            },
+        ],
+    }
+    processors[f"groupbyattrs/{v}"] = {}
+    dims = ", ".join(f'"{a}"' for a in ROLLUP_LABELS)
+    processors[f"transform/{v}-rollup"] = {
+        "error_mode": "ignore",
+        "metric_statements": [
+            {"context": "metric", "statements": [f'aggregate_on_attributes("sum", [{dims}])']},
+            {"context": "datapoint", "statements": ["set(time, Now()) where time_unix_nano == 0"]},
+        ],
+    }
+    processors[f"deltatocumulative/{v}"] = {}
+    chain += [
+        f"filter/{v}-tier",
+        f"cumulativetodelta/{v}",
+        f"transform/{v}",
+        f"groupbyattrs/{v}",
+        f"transform/{v}-rollup",
+        f"deltatocumulative/{v}",
+    ]
+    if not critical:
+        return []
+    processors[f"filter/{v}-critical"] = {
+        "error_mode": "ignore",
+        "metrics": {"metric": [f"not {is_critical}"]},
+    }
+    processors[f"transform/{v}-critical"] = {
+        "error_mode": "ignore",
+        "metric_statements": [
+            {
+                "context": "resource",
+                "statements": [f'delete_key(attributes, "{a}")' for a in CRITICAL_DROPPED],
+            }
+        ],
+    }
+    return [f"memory_limiter/{v}", f"filter/{v}-critical", f"transform/{v}-critical"]
+
+
 def build_config(
     template: Template, p: Mapping[str, Any], variant: str, shipping: Shipping | None = None
 ) -> dict[str, Any]:
@@ -100,6 +193,7 @@ def build_config(
         },
     }
     chain = [f"memory_limiter/{v}"]
+    critical_pipeline: list[str] = []
     exporters: dict[str, Any] = {f"prometheus/{v}": _exporter(p["prometheus_port"], p)}
     pipelines: dict[str, Any] = {}
 
@@ -107,45 +201,7 @@ def build_config(
         critical = p.get("critical_processes") or []
         not_kept = _not_kept(p["keep_list_path"], critical)
         if template.rollup:
-            # Non-kept processes lose their identity (pid, command line, ...) and become `other`;
-            # groupbyattrs merges those identical resources into one, and aggregate_on_attributes
-            # sums their datapoints, so the sum over all series equals the baseline's.
-            # The aggregation only merges datapoints with equal timestamps, and each process is
-            # read at its own instant, so rolled datapoints get time 0 first and the current time
-            # once they are summed.
-            rolled = f'resource.attributes["{NAME_ATTR}"] == "{OTHER}" and {NO_PID}'
-            processors[f"transform/{v}"] = {
-                "error_mode": "ignore",
-                "metric_statements": [
-                    {
-                        "context": "resource",
-                        "statements": [
-                            f'keep_keys(resource.attributes, ["{NAME_ATTR}"]) where {not_kept}',
-                            f'set(resource.attributes["{NAME_ATTR}"], "{OTHER}") where {not_kept}',
-                        ],
-                    },
-                    {
-                        "context": "datapoint",
-                        "statements": [f"set(datapoint.time_unix_nano, 0) where {rolled}"],
-                    },
-                ],
-            }
-            processors[f"groupbyattrs/{v}"] = {}
-            dims = ", ".join(f'"{a}"' for a in ROLLUP_LABELS)
-            processors[f"transform/{v}-rollup"] = {
-                "error_mode": "ignore",
-                "metric_statements": [
-                    {
-                        "context": "metric",
-                        "statements": [f'aggregate_on_attributes("sum", [{dims}]) where {rolled}'],
-                    },
-                    {
-                        "context": "datapoint",
-                        "statements": ["set(datapoint.time, Now()) where datapoint.time_unix_nano == 0"],
-                    },
-                ],
-            }
-            chain += [f"transform/{v}", f"groupbyattrs/{v}", f"transform/{v}-rollup"]
+            critical_pipeline = _tiers(processors, chain, v, p["keep_list_path"], critical)
         else:
             processors[f"filter/{v}"] = {"error_mode": "ignore", "metrics": {"metric": [not_kept]}}
             chain.append(f"filter/{v}")
@@ -186,10 +242,17 @@ def build_config(
         processors.update(shipping.processors)
         pipelines.update(shipping.pipelines)
         extensions.update(shipping.extensions)
-    pipelines = {
-        f"metrics/{v}": {"receivers": [RECEIVER], "processors": chain, "exporters": main_exporters},
-        **pipelines,
+    main: dict[str, Any] = {
+        f"metrics/{v}": {"receivers": [RECEIVER], "processors": chain, "exporters": main_exporters}
     }
+    if critical_pipeline:
+        # Critical processes bypass the roll-up: their counters are the receiver's own, per pid.
+        main[f"metrics/{v}-critical"] = {
+            "receivers": [RECEIVER],
+            "processors": [*critical_pipeline, f"resource/{v}", f"batch/{v}"],
+            "exporters": list(main_exporters),
+        }
+    pipelines = {**main, **pipelines}
 
     return {
         "receivers": {
@@ -295,6 +358,8 @@ def render(
             "initial": list(p.get("critical_processes") or []),
             "refresh_seconds": p["refresh_seconds"],
         }
+        if "cpu_coverage_target_percent" in p:
+            keep_list["coverage_target"] = p["cpu_coverage_target_percent"]
     return Rendered(
         template=template.name,
         variant=variant,

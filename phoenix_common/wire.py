@@ -21,6 +21,10 @@ STRATEGIES = ("topk", "adaptive", "intelligent")
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
 MAX_EXPERIMENT_SECONDS = 7 * 24 * 3600.0
 MIN_SAMPLE_INTERVAL = 1.0
+# Billed series are distinct label sets with data in a trailing window (Grafana Cloud: 20 minutes).
+DEFAULT_BILLING_WINDOW = 1200.0
+MIN_BILLING_WINDOW = 60.0
+MAX_BILLING_WINDOW = 86400.0
 # Unix seconds from 2000 to 2200: anything else is a broken clock or a broken client.
 TS_RANGE = (946_684_800, 7_258_118_400)
 
@@ -56,6 +60,9 @@ class KeepList(Struct, frozen=True):
     critical: Strings = []
     initial: Strings = []
     refresh_seconds: Annotated[float, Meta(gt=0, le=MAX_EXPERIMENT_SECONDS)] = 120.0
+    # Intelligent strategy: keep the fewest names whose smoothed CPU covers this share (percent),
+    # at most k of them. None: keep the k largest.
+    coverage_target: Annotated[float, Meta(gt=0, le=100)] | None = None
 
     def __post_init__(self) -> None:
         if not self.path.startswith("/"):
@@ -153,6 +160,12 @@ class ExperimentStart(Struct, frozen=True):
     ] = 10.0
     critical_processes: Strings = []
     load_profile: str | None = None
+    # The trailing window over which the agent counts billed series (distinct label sets with data).
+    billing_window_seconds: Annotated[
+        float, _says(f"must be between {MIN_BILLING_WINDOW:g} and {MAX_BILLING_WINDOW:g}", ge=MIN_BILLING_WINDOW, le=MAX_BILLING_WINDOW)
+    ] = DEFAULT_BILLING_WINDOW
+    # Seconds each arm runs alone in a probe collector at the end, to measure its own overhead (0: none).
+    overhead_probe_seconds: Annotated[float, _says("must be between 0 and 600", ge=0, le=600)] = 0.0
     secret_files: SecretFiles = {}
     secret_error: str | None = None
 
@@ -193,6 +206,17 @@ class Sample(Struct, frozen=True):
     kept_processes: Strings | None = None
     critical_present: Annotated[dict[str, bool], _says("must map names to booleans")] | None = None
     keep_list: Strings | None = None
+    # Billing figures, counted from the output (docs/contracts.md#sample).
+    billed_series: NonNegative | None = None
+    billing_window_seconds: NonNegative | None = None
+    observed_seconds: NonNegative | None = None
+    new_series_per_hour: NonNegative | None = None
+    datapoints_per_minute: NonNegative | None = None
+    cpu_total_rate: NonNegative | None = None
+    memory_total_bytes: NonNegative | None = None
+    reloaded: bool | None = None
+    agent_cpu_percent: NonNegative | None = None
+    agent_memory_bytes: NonNegative | None = None
 
 
 class Measurements(Struct, frozen=True):

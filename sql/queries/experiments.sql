@@ -64,7 +64,7 @@ ORDER BY host_id;
 
 -- name: experiment_task_states
 -- Per host, the state of the experiment's latest start task.
-SELECT DISTINCT ON (host_id) host_id, status, error, attempts, started_at, completed_at
+SELECT DISTINCT ON (host_id) host_id, status, error, attempts, started_at, completed_at, result
 FROM tasks
 WHERE experiment_id = %(id)s AND type = 'experiment' AND action = 'start'
 ORDER BY host_id, created_at DESC;

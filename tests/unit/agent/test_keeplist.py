@@ -137,3 +137,43 @@ def test_k_zero_intelligent_keeps_only_critical() -> None:
 def test_bad_settings_are_rejected_with_a_clear_reason(args: tuple, kw: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         KeepListTracker(*args, **kw)
+
+
+# -- intelligent: the fewest names that cover a CPU target, with hysteresis ---------------------------
+
+
+def _coverage_tracker(k: int = 40, hold: float = 0.0) -> KeepListTracker:
+    return KeepListTracker(
+        "intelligent", k, ["crit"], coverage_target=90, min_hold_seconds=hold, ewma_alpha=1.0, cpu_total=2
+    )
+
+
+def test_coverage_target_keeps_the_fewest_names_that_reach_it() -> None:
+    tracker = _coverage_tracker()
+    cpu = {"crit": 0.1, "a": 0.5, "b": 0.3, "c": 0.05, "d": 0.03, "e": 0.02}
+    # crit 0.1 + a 0.5 + b 0.3 = 0.9 of 1.0: exactly the target, c/d/e are left to `other`.
+    assert tracker.update(cpu, {}, 0.0) == ["a", "b", "crit"]
+
+
+def test_a_kept_name_stays_until_it_falls_outside_the_looser_target() -> None:
+    tracker = _coverage_tracker()
+    tracker.update({"crit": 0.1, "a": 0.5, "b": 0.3, "c": 0.1}, {}, 0.0)  # a, b (0.9 of 1.0)
+    # c rises above b a little: b still sits inside the names covering 95% (halfway to 100%), so it stays,
+    # and c enters because the names above it no longer reach 90%.
+    assert tracker.update({"crit": 0.1, "a": 0.5, "b": 0.19, "c": 0.21}, {}, 1.0) == ["a", "b", "c", "crit"]
+    # b goes idle: it no longer helps reach even the looser target, so it leaves.
+    assert tracker.update({"crit": 0.1, "a": 0.5, "b": 0.0, "c": 0.4}, {}, 2.0) == ["a", "c", "crit"]
+
+
+def test_coverage_selection_is_capped_at_k_and_honours_the_hold() -> None:
+    capped = _coverage_tracker(k=2)
+    cpu = {f"n{i}": 0.1 for i in range(10)}
+    assert len(capped.update(cpu, {}, 0.0) or []) == 3  # two names + the critical one
+    held = _coverage_tracker(hold=60.0)
+    held.update({"a": 0.9, "b": 0.1}, {}, 0.0)
+    assert held.update({"a": 0.1, "b": 0.9}, {}, 10.0) == ["a", "b", "crit"]  # a is held, b enters
+
+
+def test_coverage_target_must_be_a_percentage() -> None:
+    with pytest.raises(ValueError, match="coverage_target"):
+        KeepListTracker("intelligent", 3, [], coverage_target=150)
