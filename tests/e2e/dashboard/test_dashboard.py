@@ -6,6 +6,7 @@ import gzip
 import re
 import time
 from collections.abc import Iterator
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,12 @@ def experiment(api: Service, experiment_id: str) -> dict[str, Any]:
     status, answer, _ = http_json("GET", f"{api.url}/api/v1/experiments/{experiment_id}")
     assert status == 200, answer
     return answer
+
+
+def pct(value: float) -> str:
+    """What the dashboard's pct(value, 2) shows: ICU rounds the shortest decimal half away from zero."""
+    rounded = Decimal(str(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return f"{rounded:,.2f}".rstrip("0").rstrip(".") + " %"
 
 
 def money(value: float) -> str:
@@ -385,7 +392,8 @@ def test_live_experiment_chart_analysis_and_promotion(stack: Stack, page: Any, a
         "baseline": {**shared, "prometheus_port": free_port()},
         "candidate": {**shared, "prometheus_port": free_port(), "observe_port": free_port(), "k": 10},
     }
-    # Criteria anyone passes, so that the Promote button is the one under test.
+    # Criteria anyone passes, so that the Promote button is the one under test. The run is shorter than
+    # one billing window: the analysis is extrapolated, and the page promotes it only with force.
     exp = create_experiment(
         api,
         "topk vs baseline",
@@ -395,8 +403,12 @@ def test_live_experiment_chart_analysis_and_promotion(stack: Stack, page: Any, a
         duration=12,
         sample_interval=1,
         parameters=parameters,
-        min_reduction_percent=0,
+        billing_window="1m",
+        min_billed_reduction_percent=0,
         min_cpu_coverage_percent=0,
+        min_cpu_coverage_p10_percent=0,
+        max_cpu_rate_deviation_percent=100,
+        min_samples_per_host=1,
         max_collector_overhead_percent=100,
     )
     open_page(page, api, f"experiments/{exp['id']}")
@@ -418,7 +430,26 @@ def test_live_experiment_chart_analysis_and_promotion(stack: Stack, page: Any, a
     assert status == 200 and analysis["final"], analysis
     expect(page.locator("#verdict")).to_have_attribute("data-verdict", analysis["verdict"])
     figures = page.locator("[data-analysis='fleet']")
-    expect(figures).to_contain_text(f"{analysis['fleet']['series_reduction_percent']:.2f} %")
+    billed = analysis["fleet"]["billed_series_reduction_percent"]
+    expect(figures.locator("tr[data-figure='billed_series_reduction_percent']")).to_contain_text(pct(billed))
+    # The billing charts are drawn from what the agent measured: billed series if it reports them.
+    status, results, _ = http_json("GET", f"{api.url}/api/v1/experiments/{exp['id']}/results")
+    assert status == 200, results
+    reported = any(
+        p.get("billed_series") is not None
+        for v in results["time_series"].values()
+        for arm in v.values()
+        for p in arm
+    )
+    billed_chart = page.locator("#billed-chart")
+    if reported:
+        expect(billed_chart).to_have_attribute("data-points", re.compile(r"^[1-9]\d*$"))
+    else:
+        expect(billed_chart.locator("figcaption")).to_contain_text("do not report billed_series")
+        expect(figures.locator("tr[data-figure='billed_series_reduction_percent']")).to_contain_text(
+            "from snapshots"
+        )
+    expect(page.locator("#coverage-chart")).to_have_attribute("data-points", re.compile(r"^[1-9]\d*$"))
     expect(figures).to_contain_text(money(analysis["cost"]["monthly_before"]))
     expect(figures).to_contain_text(money(analysis["cost"]["annual_savings"]))
     for criterion in analysis["criteria"]:
@@ -427,9 +458,11 @@ def test_live_experiment_chart_analysis_and_promotion(stack: Stack, page: Any, a
         )
     expect(page.locator(".timeline li[data-step='completed']")).to_have_class(re.compile("step-done"))
 
-    assert analysis["verdict"] == "promote", analysis["criteria"]
+    assert analysis["verdict"] == "promote", [c for c in analysis["criteria"] if not c["passed"]]
+    assert analysis["extrapolated"] is True, analysis
+    expect(page.locator("#extrapolated")).to_contain_text("cannot be promoted without force")
     page.once("dialog", lambda dialog: dialog.accept())
-    page.get_by_role("button", name="Promote").click()
+    page.get_by_role("button", name="Promote anyway").click()
     expect(page.locator("[data-outcome='promote']")).to_contain_text("Promoted: dep")
     promoted = experiment(api, exp["id"])["promoted_deployments"]
     assert len(promoted) == 1

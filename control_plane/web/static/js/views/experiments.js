@@ -5,6 +5,7 @@ import { badge, h, replace, table } from "../dom.js";
 import { duration, pct, phaseLabel, timeAgo } from "../format.js";
 import { Refresher } from "../live.js";
 import { pageHeader, problemBox } from "./common.js";
+import { createExperimentPanel } from "./experiment-form.js";
 
 export function phaseBadge(phase) {
   return badge(phaseLabel(phase), `phase-${phase}`);
@@ -19,16 +20,22 @@ function targets(e) {
 
 function outcome(e) {
   const s = e.summary;
-  if (!s || (s.verdict == null && s.series_reduction_percent == null)) return h("span", { class: "muted" }, "—");
+  const billed = s && s.billed_series_reduction_percent;
+  if (!s || (s.verdict == null && s.series_reduction_percent == null && billed == null)) {
+    return h("span", { class: "muted" }, "—");
+  }
   return [s.verdict ? [badge(s.verdict, `verdict-${s.verdict}`), " "] : null,
-    `${pct(s.series_reduction_percent)} fewer series`];
+    billed != null ? `${pct(billed)} fewer billed series` : `${pct(s.series_reduction_percent)} fewer series`,
+    s.extrapolated ? [" ", badge("extrapolated", "extrapolated")] : null];
 }
 
 export async function mount(main) {
   const holder = h("div");
+  const refresher = new Refresher(load);
+  const { panel, outcome: created } = await createExperimentPanel(() => refresher.request());
   replace(main, pageHeader("Experiments"),
-    h("p", { class: "muted" }, "Create experiments with the CLI or POST /api/v1/experiments; watch and act on them here."),
-    holder);
+    h("p", { class: "muted" }, "Create an experiment here, with the CLI or POST /api/v1/experiments; watch and act on it here."),
+    panel, created, holder);
 
   async function load() {
     let experiments;
@@ -57,7 +64,6 @@ export async function mount(main) {
     }));
   }
 
-  const refresher = new Refresher(load);
   await load();
   return {
     onEvent(event) {
