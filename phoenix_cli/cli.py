@@ -225,11 +225,54 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param-baseline", action="append", type=parse_param, metavar="K=V")
     p.add_argument("--param-candidate", action="append", type=parse_param, metavar="K=V")
     p.add_argument(
-        "--min-reduction", type=_number, metavar="PCT", help="series reduction needed (default 50)"
+        "--billing-window",
+        metavar="D",
+        help="window a backend bills distinct series over, e.g. 20m (default 20m, at least 1m); "
+        "a run shorter than one window is extrapolated and cannot be promoted without --force",
     )
-    p.add_argument("--min-cpu-coverage", type=_number, metavar="PCT", help="CPU coverage needed (default 90)")
     p.add_argument(
-        "--max-collector-overhead", type=_number, metavar="PCT", help="collector CPU allowed (default 25)"
+        "--overhead-probe",
+        metavar="D",
+        help="at the end, run each arm alone this long to measure its collector's overhead (default 0: off)",
+    )
+    p.add_argument(
+        "--min-reduction",
+        type=_number,
+        metavar="PCT",
+        help="billed-series reduction needed, on the p95 (default 70)",
+    )
+    p.add_argument(
+        "--min-cpu-coverage", type=_number, metavar="PCT", help="mean CPU coverage needed (default 95)"
+    )
+    p.add_argument(
+        "--min-cpu-coverage-p10",
+        type=_number,
+        metavar="PCT",
+        help="10th percentile of the per-pair CPU coverage needed (default 90)",
+    )
+    p.add_argument(
+        "--max-cpu-rate-deviation",
+        type=_number,
+        metavar="PCT",
+        help="worst candidate/baseline CPU rate deviation allowed (default 1)",
+    )
+    p.add_argument(
+        "--max-collector-overhead-ratio",
+        type=_number,
+        metavar="R",
+        help="candidate/baseline collector CPU allowed, when probed (default 1.5)",
+    )
+    p.add_argument(
+        "--min-samples-per-host",
+        type=int,
+        metavar="N",
+        help="sample pairs every host needs (default 5)",
+    )
+    p.add_argument(
+        "--max-collector-overhead",
+        type=_number,
+        metavar="PCT",
+        help="shared collector CPU allowed (default: not checked)",
     )
     p.add_argument(
         "--candidate-destination",
@@ -252,7 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = leaf(exp, name, handler, text)
         p.add_argument("id", metavar="ID")
         if name == "promote":
-            p.add_argument("--force", action="store_true", help="promote even though the verdict is reject")
+            p.add_argument(
+                "--force",
+                action="store_true",
+                help="promote even though the verdict is reject or the run is extrapolated",
+            )
         if name == "analysis":
             p.add_argument(
                 "--check",

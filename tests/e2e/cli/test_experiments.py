@@ -56,6 +56,18 @@ def test_create_status_stop(env: dict[str, str]) -> None:
         "critical_processes=[sshd,postgres]",
         "--min-reduction",
         "60",
+        "--min-cpu-coverage-p10",
+        "80",
+        "--max-cpu-rate-deviation",
+        "2",
+        "--max-collector-overhead-ratio",
+        "2.5",
+        "--min-samples-per-host",
+        "3",
+        "--billing-window",
+        "5m",
+        "--overhead-probe",
+        "30s",
     )
     exp_id = created["id"]
     assert created["phase"] == "pending"
@@ -66,7 +78,16 @@ def test_create_status_stop(env: dict[str, str]) -> None:
     }
     assert created["critical_processes"] == ["sshd", "postgres"]
     assert (created["duration_seconds"], created["warmup_seconds"]) == (600, 60)
-    assert created["success_criteria"]["min_reduction_percent"] == 60
+    assert (created["billing_window_seconds"], created["overhead_probe_seconds"]) == (300, 30)
+    # --min-reduction is the billed-series reduction; criteria not given keep the API's defaults.
+    assert created["success_criteria"] == {
+        "min_billed_reduction_percent": 60,
+        "min_cpu_coverage_percent": 95,
+        "min_cpu_coverage_p10_percent": 80,
+        "max_cpu_rate_deviation_percent": 2,
+        "max_collector_overhead_ratio": 2.5,
+        "min_samples_per_host": 3,
+    }
 
     status = run_cli(env, "experiment", "status", exp_id)
     assert status.returncode == 0, status.stderr
@@ -74,7 +95,17 @@ def test_create_status_stop(env: dict[str, str]) -> None:
     assert "phase          pending since" in status.stdout
     assert "candidate      process-topk-v1 (k=5)" in status.stdout
     assert "warm-up 1m, measure 10m" in status.stdout
-    assert "series reduction >= 60 %" in status.stdout
+    assert "billing        window 5m, overhead probe 30s per arm" in status.stdout
+    criteria_line = next(line for line in status.stdout.splitlines() if line.startswith("criteria "))
+    for label in (
+        "billed series reduction >= 60 %",
+        "CPU coverage >= 95 %",
+        "CPU coverage p10 >= 80 %",
+        "CPU rate within 2 %",
+        "collector overhead <= 2.5x baseline",
+        "samples per host >= 3",
+    ):
+        assert label in criteria_line, (label, criteria_line)
 
     listed = run_cli(env, "experiment", "list", "--phase", "pending")
     assert row_of(listed.stdout.splitlines(), exp_id).split()[:2] == [exp_id, "topk"]
@@ -146,7 +177,7 @@ def test_analysis_without_measurements_and_check(env: dict[str, str]) -> None:
     result = run_cli(env, "experiment", "analysis", exp_id)
     assert result.returncode == 0
     assert "provisional" in result.stdout and "insufficient_data" in result.stdout
-    # --check passes only a final promote verdict.
+    # --check passes only a final analysis that is promotable (verdict promote on a full billing window).
     assert run_cli(env, "experiment", "analysis", exp_id, "--check").returncode == 1
     raw = cli_json(env, "experiment", "analysis", exp_id)
     assert raw["final"] is False and raw["status"] == "insufficient_data"
@@ -222,7 +253,9 @@ def test_deploy_list_and_rollback_errors(env: dict[str, str]) -> None:
 
 
 def test_cost_flow_renders_the_measured_emissions(api: Service, env: dict[str, str]) -> None:
-    for host, series in (("web-1", 1500), ("web-2", 500)):
+    # web-1 is a current agent (billed series over its window, datapoints counted per minute); web-2 an
+    # older one that sends only the snapshot and datapoints per second, priced on those and named so.
+    for host, series, billed in (("web-1", 1500, 2400), ("web-2", 500, None)):
         sample = {
             "variant": "main",
             "pipeline": "process-baseline-v1",
@@ -234,6 +267,8 @@ def test_cost_flow_renders_the_measured_emissions(api: Service, env: dict[str, s
                 "process_memory_usage_bytes": series * 0.4,
             },
         }
+        if billed is not None:
+            sample |= {"billed_series": billed, "datapoints_per_minute": series * 6.5}
         status, body, _ = http_json(
             "POST", f"{api.url}/api/v1/agent/measurements", {"samples": [sample]}, {"X-Agent-Host-ID": host}
         )
@@ -241,12 +276,25 @@ def test_cost_flow_renders_the_measured_emissions(api: Service, env: dict[str, s
     raw = cli_json(env, "cost-flow")
     now = raw["now"]
     assert now["hosts_reporting"] == 2
+    assert now["billed_series"] == pytest.approx(2400 + 500)
+    assert now["datapoints_per_minute"] == pytest.approx(1500 * 6.5 + 500 / 10 * 60)
+    assert (now["series_source"], now["datapoints_source"]) == ("mixed", "mixed")
     result = run_cli(env, "cost-flow")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "  hosts reporting  2" in lines
-    assert any(line.split() == ["active", "series", f"{now['active_series']:,.0f}"] for line in lines)
+    billed = (
+        f"  billed series    {now['billed_series']:,.0f} (snapshot: an older agent sent no billed series)"
+    )
+    assert billed in lines
+    assert any(
+        line.split()[:2] == ["datapoints/min", f"{now['datapoints_per_minute']:,.0f}"] for line in lines
+    )
     assert any(line.split()[:3] == ["monthly", "cost", f"{now['monthly_cost']:,.2f}"] for line in lines)
+    prices = raw["prices"]
+    assert (
+        f"model {prices['model']}: {prices['per_series_month']} per billed series per month" in result.stdout
+    )
     by_host = {r["key"]: r for r in now["by_host"]}
     for host in ("web-1", "web-2"):
         assert row_of(lines, host).split()[-1] == f"{by_host[host]['monthly_cost']:,.2f}"

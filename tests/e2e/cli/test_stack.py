@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from phoenix_cli.render import num
 from tests.support import free_port, http_json
 from tests.support.agents import deploy, free_ports, wait_registered, wait_running
 from tests.support.cli import LiveProcess, clean_env, cli_json, register, row_of, run_cli
@@ -135,13 +136,25 @@ def test_watch_follows_an_experiment_to_its_analysis(
         "--critical",
         "otelcol-phoenix",
         "--duration",
-        "10s",
+        "20s",
         "--warmup",
         "2s",
         "--sample-interval",
-        "1s",
+        "4s",
+        "--billing-window",
+        "1m",
+        # Lenient criteria, so the verdict is promote and what keeps it from promotion is the run being
+        # shorter than one billing window (extrapolated), which --check and promote must honour.
+        "--min-reduction",
+        "50",
         "--min-cpu-coverage",
         "0",
+        "--min-cpu-coverage-p10",
+        "0",
+        "--max-cpu-rate-deviation",
+        "100",
+        "--min-samples-per-host",
+        "3",
         *params,
     )
     exp_id = created["id"]
@@ -165,26 +178,58 @@ def test_watch_follows_an_experiment_to_its_analysis(
     lines = table.splitlines()
     for variant in ("baseline", "candidate"):
         pipeline = analysis["pipelines"][variant]
-        template, series = row_of(lines, variant).split()[1:3]
+        template, *figures = row_of(lines, variant).split()[1:7]
         assert template == pipeline["template"]
-        assert float(series.replace(",", "")) == pytest.approx(pipeline["active_series"], abs=0.01)
+        keys = ("billed_series", "billed_series_mean", "snapshot_series", "datapoints_per_minute")
+        for key, shown in zip(keys, figures, strict=False):
+            assert float(shown.replace(",", "")) == pytest.approx(pipeline[key], abs=0.01), key
     fleet, cost = analysis["fleet"], analysis["cost"]
-    assert f"series reduction        {fleet['series_reduction_percent']:.1f} %" in table
-    assert f"CPU coverage            {fleet['cpu_coverage_percent']:.1f} %" in table
-    assert f"memory coverage         {fleet['memory_coverage_percent']:.1f} %" in table
+
+    def fleet_row(key: str) -> str:
+        """The value of a `key   value` line of the fleet block."""
+        for line in lines:
+            if line.startswith(f"  {key}  "):
+                return line[len(key) + 2 :].strip()
+        raise AssertionError(f"no fleet line {key!r} in:\n{table}")
+
+    assert fleet_row("billed series reduction").startswith(
+        f"{fleet['billed_series_reduction_percent']:.1f} %"
+    )
+    assert fleet["series_reduction_percent"] == fleet["billed_series_reduction_percent"]
+    assert fleet_row("snapshot series reduction") == f"{fleet['snapshot_series_reduction_percent']:.1f} %"
+    dpm = fleet["datapoints_per_minute_reduction_percent"]
+    assert fleet_row("datapoints/min reduction") == f"{dpm:.1f} %"
+    coverage = fleet_row("CPU coverage")
+    assert coverage.startswith(f"{fleet['cpu_coverage_percent']:.1f} %")
+    assert coverage.endswith(f", p10 {fleet['cpu_coverage_p10_percent']:.1f} %")
+    assert fleet_row("memory coverage").startswith(f"{fleet['memory_coverage_percent']:.1f} %, p10 ")
+    fidelity = fleet["cpu_rate_fidelity"]
+    assert fleet_row("CPU rate fidelity").startswith(
+        f"median {num(fidelity['median'], 4)}, worst {num(fidelity['worst'], 4)} "
+        f"over {fidelity['pairs']} pair(s)"
+    )
+    assert fleet_row("samples per host").startswith(f"{fleet['samples_per_host']} ")
+    assert fleet_row("billing window").startswith("1m, measured ")
     for row in ("before", "after", "savings"):
         expected = [f"{cost['monthly_' + row]:,.2f}", f"{cost['annual_' + row]:,.2f}"]
         assert row_of(lines, row).split()[1:] == expected
-    assert f"Verdict: {analysis['verdict'].upper()}" in table
+    assert f"(price model {cost['price_model']}: " in table
+    # 20 s of a 1 m billing window: a promote verdict, final, but extrapolated and so not promotable.
+    assert analysis["extrapolated"] is True and analysis["promotable"] is False
+    assert "  EXTRAPOLATED: " in table
+    assert analysis["verdict"] == "promote", [c for c in analysis["criteria"] if not c["passed"]]
+    assert "Verdict: PROMOTE - not promotable without --force (extrapolated)" in table
     passed = sum(1 for criterion in analysis["criteria"] if criterion["passed"])
     assert table.count(" pass") == passed
-    check = run_cli(env, "experiment", "analysis", exp_id, "--check").returncode
-    assert check == (0 if analysis["verdict"] == "promote" else 1)
+    # --check exits 0 only for a final analysis that may be promoted: not an extrapolated one.
+    assert run_cli(env, "experiment", "analysis", exp_id, "--check").returncode == 1
 
     results = run_cli(env, "experiment", "results", exp_id)
     assert results.returncode == 0
     assert row_of(results.stdout.splitlines(), agent.host_id).split()[1] in ("baseline", "candidate")
 
+    refused = run_cli(env, "experiment", "promote", exp_id)
+    assert refused.returncode == 3 and "is extrapolated" in refused.stderr, refused.stderr
     promoted = run_cli(env, "experiment", "promote", exp_id, "--force")
     assert promoted.returncode == 0, promoted.stderr
     assert "candidate promoted through 1 deployment(s)" in promoted.stdout

@@ -88,8 +88,18 @@ def test_experiment_runs_every_phase_and_is_promoted_then_rolled_back(
     stack: Stack, running_agent: tuple[Any, dict[str, Any]]
 ) -> None:
     agent, baseline_deployment = running_agent
+    # 25 s is far shorter than one billing window (default 20m): the analysis is extrapolated and cannot be
+    # promoted without force, whatever its verdict. The criteria below are the spec's own, checked as
+    # applied; coverage is not what this test is about, so it is not required.
+    criteria_given = {"min_billed_reduction_percent": 50, "min_cpu_coverage_percent": 0}
     spec = spec_for(
-        agent.host_id, duration=25, warmup=3, sample_interval=1, load_profile="realistic", start=False
+        agent.host_id,
+        duration=25,
+        warmup=3,
+        sample_interval=1,
+        load_profile="realistic",
+        start=False,
+        **criteria_given,
     )
     status, created, _ = http_json("POST", f"{stack.api.url}/api/v1/experiments", spec)
     assert status == 201 and created["phase"] == "pending", created
@@ -122,19 +132,78 @@ def test_experiment_runs_every_phase_and_is_promoted_then_rolled_back(
     assert status == 200 and analysis["final"] and analysis["status"] == "ok", analysis
     (ROOT / "test-artifacts").mkdir(exist_ok=True)
     (ROOT / "test-artifacts" / "experiment-analysis.json").write_text(json.dumps(analysis, indent=2))
-    fleet = analysis["fleet"]
-    base = analysis["pipelines"]["baseline"]["active_series"]
-    cand = analysis["pipelines"]["candidate"]["active_series"]
+    status, results, _ = http_json("GET", f"{stack.api.url}/api/v1/experiments/{experiment_id}/results")
+    assert status == 200, results
+    (ROOT / "test-artifacts" / "experiment-results.json").write_text(json.dumps(results, indent=2))
+    fleet, pipelines = analysis["fleet"], analysis["pipelines"]
+    # The reduction is on the billed series (distinct series over the billing window, at their p95),
+    # not on the snapshot; the snapshot's reduction is kept beside it, named so.
+    base, cand = pipelines["baseline"]["billed_series"], pipelines["candidate"]["billed_series"]
     assert 0 < cand < base
-    assert fleet["series_reduction_percent"] == pytest.approx(100 * (1 - cand / base), abs=0.01)
+    billed = 100 * (1 - cand / base)
+    assert fleet["billed_series_reduction_percent"] == pytest.approx(billed, abs=0.01)
+    assert fleet["series_reduction_percent"] == fleet["billed_series_reduction_percent"]
+    snap_base, snap_cand = pipelines["baseline"]["snapshot_series"], pipelines["candidate"]["snapshot_series"]
+    assert 0 < snap_cand < snap_base <= base, "a snapshot never holds more series than the billing window"
+    snapshot = 100 * (1 - snap_cand / snap_base)
+    assert fleet["snapshot_series_reduction_percent"] == pytest.approx(snapshot, abs=0.01)
+    # Datapoints per minute are counted from each arm's output, not derived from its series.
+    dpm_base = pipelines["baseline"]["datapoints_per_minute"]
+    dpm_cand = pipelines["candidate"]["datapoints_per_minute"]
+    assert 0 < dpm_cand < dpm_base
+    assert fleet["datapoints_per_minute_reduction_percent"] == pytest.approx(
+        100 * (1 - dpm_cand / dpm_base), abs=0.01
+    )
     assert fleet["critical_missing"] == []
     assert fleet["cpu_coverage_percent"] > 0
-    assert fleet["cpu_totals_ratio"] == pytest.approx(1.0, abs=0.01), "the 'other' roll-up keeps CPU totals"
-    assert fleet["memory_totals_ratio"] == pytest.approx(1.0, abs=0.01), "the roll-up keeps memory totals"
+    assert 0 <= fleet["cpu_coverage_p10_percent"] <= fleet["cpu_coverage_percent"] <= 100
     host = analysis["hosts"][agent.host_id]
+    assert fleet["samples_per_host"] == host["pairs"] >= 5
+    # CPU totals are compared as rates (cpu_total_rate, as a backend's rate() reads them), pair by pair.
+    fidelity = fleet["cpu_rate_fidelity"]
+    assert fidelity["pairs"] + fidelity["reload_pairs"] >= 5
+    assert fleet["cpu_totals_ratio"] == fidelity["median"]
+    assert fidelity["median"] == pytest.approx(1.0, abs=0.01), "the 'other' roll-up keeps the CPU rate"
+    assert fleet["cpu_rate_deviation_percent"] == pytest.approx(abs(fidelity["worst"] - 1) * 100, abs=0.01)
+    assert fleet["memory_totals_ratio"] == pytest.approx(1.0, abs=0.01), "the roll-up keeps memory totals"
     assert "otelcol-phoenix" in host["critical_running"] and "otelcol-phoenix" in host["kept_processes"]
-    assert analysis["cost"]["monthly_after"] < analysis["cost"]["monthly_before"]
-    assert {c["name"] for c in analysis["criteria"]} >= {"series_reduction_percent", "cpu_coverage_percent"}
+    # Cost: each arm's billed series (p95) and measured datapoints per minute, under the named price model.
+    cost = analysis["cost"]
+    assert (cost["billed_series_before"], cost["billed_series_after"]) == (base, cand)
+    assert (cost["datapoints_per_minute_before"], cost["datapoints_per_minute_after"]) == (dpm_base, dpm_cand)
+    assert cost["price_model"] == "both"
+    for side, series, dpm in (("before", base, dpm_base), ("after", cand, dpm_cand)):
+        monthly = (
+            series * cost["price_per_series_month"]
+            + dpm * 60 * 24 * 30 / 1e6 * cost["price_per_million_datapoints"]
+        )
+        assert cost[f"monthly_{side}"] == pytest.approx(monthly, abs=0.01)
+    assert cost["monthly_after"] < cost["monthly_before"]
+    criteria = {c["name"]: c for c in analysis["criteria"]}
+    assert set(criteria) >= {
+        "billed_series_reduction_percent",
+        "cpu_coverage_percent",
+        "cpu_coverage_p10_percent",
+        "cpu_rate_deviation_percent",
+        "critical_processes_missing",
+        "samples_per_host",
+        "collector_overhead_ratio",
+    }
+    # The spec's criteria are applied, the rest keep their defaults; collector overhead without a probe
+    # passes, unmeasured.
+    assert criteria["billed_series_reduction_percent"]["threshold"] == 50
+    assert criteria["cpu_coverage_percent"]["threshold"] == 0
+    assert criteria["cpu_rate_deviation_percent"]["threshold"] == 1
+    assert criteria["samples_per_host"]["threshold"] == 5
+    assert criteria["collector_overhead_ratio"]["measured"] is False
+    failed = {name for name, c in criteria.items() if not c["passed"]}
+    assert analysis["verdict"] == ("reject" if failed else "promote")
+    assert set(host["failed_criteria"]) == failed, "one host: the fleet fails exactly what the host fails"
+    # Shorter than one billing window: extrapolated, so not promotable whatever the verdict.
+    assert analysis["billing_window_seconds"] == 1200
+    assert analysis["running_seconds"] < analysis["billing_window_seconds"]
+    assert analysis["extrapolated"] is True and analysis["promotable"] is False
+    assert any("billing window" in reason for reason in analysis["extrapolated_reasons"])
 
     status, text, _ = http_json("GET", f"{stack.api.url}/metrics")
     assert f'phoenix_experiment_phase{{experiment_id="{experiment_id}"}} 5.0' in text
@@ -149,6 +218,14 @@ def test_experiment_runs_every_phase_and_is_promoted_then_rolled_back(
         timeout=60,
     )
 
+    # Not promotable (extrapolated, whatever the verdict): 409 unless forced. A reject verdict is named
+    # first; a promote verdict is refused for the extrapolation (tests/e2e/cli/test_stack.py has one).
+    status, refused, _ = http_json("POST", f"{stack.api.url}/api/v1/experiments/{experiment_id}/promote", {})
+    assert status == 409, refused
+    if analysis["verdict"] == "promote":
+        assert refused["reason"] == "extrapolated" and "billing window" in refused["detail"], refused
+    else:
+        assert "verdict is reject" in refused["detail"], refused
     status, promoted, _ = http_json(
         "POST", f"{stack.api.url}/api/v1/experiments/{experiment_id}/promote", {"force": True}
     )
