@@ -272,7 +272,6 @@ class Experiment:
         usage = measure.CollectorUsage(await collector.supervisor.pid())
         agent_usage = measure.CollectorUsage(os.getpid())
         tick = self.started_at
-        last_tick = time.monotonic()
         while True:
             tick += plan.interval
             now = time.time()
@@ -286,8 +285,12 @@ class Experiment:
             mine = agent_usage.sample()
             own["agent_cpu_percent"] = mine["collector_cpu_percent"]
             own["agent_memory_bytes"] = mine["collector_memory_bytes"]
-            reloaded = collector.reloaded_at > last_tick
-            last_tick = time.monotonic()
+            # A reload rebuilds the pipelines: the rolled counters restart, and need two collections
+            # before they add deltas again; samples until then are marked.
+            reloaded = (
+                time.monotonic() - collector.reloaded_at
+                < 3 * (interval_hint or plan.interval) + plan.interval
+            )
             texts = await self._scrape_pair(interval_hint)
             batch = []
             for spec in plan.variants:

@@ -150,6 +150,7 @@ class Snapshot:
     # Cumulative user+system CPU per series, for rates read the way a backend's rate() reads them.
     counters: Mapping[SeriesKey, float] = field(default_factory=dict)
     cpu_total_rate: float = 0.0
+    cpu_total_seconds: float = 0.0  # the increase behind cpu_total_rate
 
 
 def _process_of(labels: Mapping[str, str]) -> ProcessKey | None:
@@ -322,6 +323,7 @@ def _advance(d: _Digest, previous: Snapshot | None, now: float) -> Snapshot:
         cpu_rates=rates,
         counters=d.counters,
         cpu_total_rate=total / elapsed,
+        cpu_total_seconds=total,
     )
 
 
@@ -383,6 +385,9 @@ def summarize(
     }
     if previous is not None:
         sample["cpu_total_rate"] = round(reference.cpu_total_rate, 6)
+        # The increase itself: both arms' points come from one collection, but each exporter stamps
+        # them a little differently, so compare increases rather than rates over two intervals.
+        sample["cpu_total_seconds"] = round(reference.cpu_total_seconds, 6)
     if kept is not None:
         sample["keep_list"] = sorted(set(kept))
     if billing is not None:

@@ -212,6 +212,13 @@ def pair_figures(b: Sample, c: Sample, window: float, default_weight: float) -> 
     base_mem = _total(b, "memory_total_bytes", "process_memory_bytes")
     cand_mem = _total(c, "memory_total_bytes", "process_memory_bytes")
     base_billed, cand_billed = _num(b, "billed_series"), _num(c, "billed_series")
+    base_spent, cand_spent = _num(b, "cpu_total_seconds"), _num(c, "cpu_total_seconds")
+    if base_spent and cand_spent is not None:
+        # Both from one collection: the ratio of the CPU seconds each arm added, free of the small
+        # difference in how each exporter stamps the same collection.
+        cpu_ratio: float | None = cand_spent / base_spent
+    else:
+        cpu_ratio = cand_cpu / base_cpu if base_cpu and cand_cpu is not None else None
     return Pair(
         ts=float(b["ts"]),
         weight=_num(b, "interval_seconds") or default_weight,
@@ -219,7 +226,7 @@ def pair_figures(b: Sample, c: Sample, window: float, default_weight: float) -> 
         memory_coverage=_coverage(b.get("process_memory_bytes"), c.get("process_memory_bytes")),
         base_cpu=sum((b.get("process_cpu_seconds_rate") or {}).values()),
         base_memory=sum((b.get("process_memory_bytes") or {}).values()),
-        cpu_ratio=cand_cpu / base_cpu if base_cpu and cand_cpu is not None else None,
+        cpu_ratio=cpu_ratio,
         memory_ratio=cand_mem / base_mem if base_mem and cand_mem is not None else None,
         reload=bool(b.get("reloaded") or c.get("reloaded")),
         billed_reduction=100.0 * (1 - cand_billed / base_billed)

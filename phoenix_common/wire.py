@@ -162,7 +162,12 @@ class ExperimentStart(Struct, frozen=True):
     load_profile: str | None = None
     # The trailing window over which the agent counts billed series (distinct label sets with data).
     billing_window_seconds: Annotated[
-        float, _says(f"must be between {MIN_BILLING_WINDOW:g} and {MAX_BILLING_WINDOW:g}", ge=MIN_BILLING_WINDOW, le=MAX_BILLING_WINDOW)
+        float,
+        _says(
+            f"must be between {MIN_BILLING_WINDOW:g} and {MAX_BILLING_WINDOW:g}",
+            ge=MIN_BILLING_WINDOW,
+            le=MAX_BILLING_WINDOW,
+        ),
     ] = DEFAULT_BILLING_WINDOW
     # Seconds each arm runs alone in a probe collector at the end, to measure its own overhead (0: none).
     overhead_probe_seconds: Annotated[float, _says("must be between 0 and 600", ge=0, le=600)] = 0.0
@@ -213,6 +218,7 @@ class Sample(Struct, frozen=True):
     new_series_per_hour: NonNegative | None = None
     datapoints_per_minute: NonNegative | None = None
     cpu_total_rate: NonNegative | None = None
+    cpu_total_seconds: NonNegative | None = None
     memory_total_bytes: NonNegative | None = None
     reloaded: bool | None = None
     agent_cpu_percent: NonNegative | None = None

@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
@@ -75,6 +76,8 @@ class Prometheus:
     directory: Path
     port: int = field(default_factory=free_port)
     process: Process | None = None
+    # host:port exporters to scrape every second, honouring their timestamps (none: remote write only).
+    scrape: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -92,9 +95,14 @@ class Prometheus:
         # No scrape targets: everything it holds came by remote write. Batches a queue replays after an
         # outage may interleave with fresh ones, so late samples are accepted, as Mimir and
         # VictoriaMetrics accept them.
-        config.write_text(
-            "global: {scrape_interval: 1h}\nstorage:\n  tsdb:\n    out_of_order_time_window: 1h\n"
-        )
+        text = "global: {scrape_interval: 1h}\nstorage:\n  tsdb:\n    out_of_order_time_window: 1h\n"
+        if self.scrape:
+            targets = ", ".join(f'"{t}"' for t in self.scrape)
+            text += (
+                "scrape_configs:\n  - job_name: phoenix\n    scrape_interval: 1s\n"
+                f"    honor_timestamps: true\n    static_configs: [{{targets: [{targets}]}}]\n"
+            )
+        config.write_text(text)
         argv = [
             str(binary),
             f"--config.file={config}",
@@ -109,9 +117,15 @@ class Prometheus:
         if self.process is not None:
             self.process.stop()
 
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
-        return list(_get_json(url)["data"]["result"])
+    def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+        """The instant query `expr` (at Unix time `at`, else now); an error names Prometheus' reason."""
+        params = {"query": expr, **({"time": f"{at:.3f}"} if at is not None else {})}
+        try:
+            return list(
+                _get_json(f"{self.url}/api/v1/query?{urllib.parse.urlencode(params)}")["data"]["result"]
+            )
+        except urllib.error.HTTPError as exc:
+            raise AssertionError(f"Prometheus refused {expr!r}: {exc.read()[:300]!r}") from None
 
     def samples(self, selector: str, start: float, end: float) -> list[tuple[float, float]]:
         """Every raw sample of the one series `selector` picks between two Unix times."""

@@ -134,11 +134,11 @@ def test_summary_counts_series_rates_and_memory_per_name() -> None:
         _process("web", "10", 1.5, 0.5, 100e6),  # +0.5 s
         _process("web", "11", 2.0, 1.0, 50e6),  # +1.0 s
         _process("db", "20", 10.0, 2.0, 400e6),  # idle
-        _process("cron", "30", 0.2, 0.1, 1e6),  # new since the reference: all of its 0.3 s
+        _process("cron", "30", 0.2, 0.1, 1e6),  # new: as in a backend's rate(), nothing until its 2nd point
     )
     sample, snap = _summ(second, snap, now=1010.0)
     assert sample["interval_seconds"] == 10.0
-    assert sample["process_cpu_seconds_rate"] == pytest.approx({"web": 0.15, "db": 0.0, "cron": 0.03})
+    assert sample["process_cpu_seconds_rate"] == pytest.approx({"web": 0.15, "db": 0.0, "cron": 0.0})
     assert sample["active_series"] == 16 and sample["datapoints_per_second"] == pytest.approx(1.6)
     assert snap.ts == 1010.0 and snap.interval == 10.0
 
@@ -182,19 +182,21 @@ def test_stale_label_sets_of_one_pid_are_not_double_counted() -> None:
     assert first["active_series"] == 16
     assert first["process_memory_bytes"]["app"] == 80_000_000
     assert first["process_cpu_seconds_total"]["app"] == 4.0
-    # The kworker renames itself again: matched by pid, only the 0.1 s it spent is new.
+    # Each label set is its own counter, as in a backend: the kworker's series under its old name
+    # grew by 0.3 s; the one under the name it takes back grew by nothing.
     text2 = _text(
         _process("app", "9", 3.0, 1.0, 80e6, process_command="/opt/app"),
         _process("kworker/0:1-events", "12", 0.8, 0, 0),
     )
     second, _ = _summ(text2, snap, now=2.0)
-    assert second["process_cpu_seconds_rate"] == pytest.approx({"app": 0.0, "kworker/0:1-events": 0.05})
+    assert second["process_cpu_seconds_rate"] == pytest.approx({"app": 0.0, "kworker/0:1-events": 0.15})
 
 
-def test_a_reused_pid_counts_as_a_new_process_and_a_rollup_never_goes_negative() -> None:
+def test_a_reused_pid_is_a_new_series_and_a_falling_counter_is_a_reset() -> None:
     _, snap = _summ(_text(_process("a", "5", 50.0, 0, 1), _process("other", "", 100.0, 0, 1)), now=0.0)
     sample, _ = _summ(_text(_process("b", "5", 2.0, 0, 1), _process("other", "", 90.0, 0, 1)), snap, now=4.0)
-    assert sample["process_cpu_seconds_rate"] == pytest.approx({"b": 0.5, "other": 0.0})
+    # b: a new label set, nothing to compare yet; other fell: a reset, so its 90 s are the increase.
+    assert sample["process_cpu_seconds_rate"] == pytest.approx({"b": 0.0, "other": 22.5})
 
 
 def test_no_collection_between_scrapes_keeps_the_reference() -> None:
