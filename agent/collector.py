@@ -108,6 +108,8 @@ def _pipeline_exporter_endpoints(config: Mapping[str, Any], observe: bool) -> di
         if variant.endswith("-observe") != observe:
             continue
         variant = variant.removesuffix("-observe")
+        if "-" in variant:
+            continue  # metrics/<variant>-<purpose> (e.g. -critical) feeds its variant's exporter
         for exporter in pipeline.get("exporters") or []:
             spec = exporters.get(exporter) if isinstance(exporters, Mapping) else None
             if str(exporter).split("/")[0] == "prometheus" and isinstance(spec, Mapping):

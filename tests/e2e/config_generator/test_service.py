@@ -214,6 +214,7 @@ def test_generate_reads_the_experiment_from_the_control_plane(
         "critical": ["postgres", "sshd"],
         "initial": ["postgres", "sshd"],
         "refresh_seconds": 120,
+        "coverage_target": 95,
     }
     for rendered in (baseline, candidate):
         config = yaml.safe_load(rendered["config_yaml"])

@@ -98,6 +98,7 @@ def test_variants_merge_into_one_config_the_collector_accepts(
     assert set(merged["service"]["pipelines"]) == {
         "metrics/baseline",
         "metrics/candidate",
+        "metrics/candidate-critical",
         "metrics/candidate-observe",
         "metrics/topk",
         "metrics/topk-observe",
@@ -115,7 +116,15 @@ def test_component_ids_follow_the_contract(name: str, catalog: dict[str, Templat
     assert config["extensions"]["health_check"]["endpoint"] == "127.0.0.1:13133"
     for section in ("processors", "exporters"):
         for cid in config[section]:
-            assert cid.endswith(("/candidate", "/candidate-observe", "/candidate-rollup")), cid
+            assert cid.endswith(
+                (
+                    "/candidate",
+                    "/candidate-observe",
+                    "/candidate-rollup",
+                    "/candidate-tier",
+                    "/candidate-critical",
+                )
+            ), cid
     pipelines = config["service"]["pipelines"]
     expected = {"metrics/candidate"} | ({"metrics/candidate-observe"} if name in SELECTION else set())
     assert set(pipelines) == expected
@@ -170,6 +179,7 @@ def test_keep_list_metadata(catalog: dict[str, Template]) -> None:
         "critical": ["bash", "sshd"],
         "initial": ["bash", "sshd"],
         "refresh_seconds": 60,
+        "coverage_target": 95,
     }
     topk = render(catalog["process-topk-v1"], {"keep_list_path": "/srv/keep/t.yaml"}, "t")
     assert topk.keep_list is not None
