@@ -68,15 +68,13 @@ def _configs(keep_path: Path) -> tuple[dict[str, Any], str, str]:
 
 async def _pair(session: aiohttp.ClientSession, endpoints: dict[str, str]) -> dict[str, str]:
     """Both expositions from one collection (as the agent's experiment loop takes them)."""
-    texts: dict[str, str] = {}
-    for _ in range(6):
-        for role, endpoint in endpoints.items():
-            texts[role] = await measure.scrape(session, endpoint)
+
+    async def consistent() -> dict[str, str] | None:
+        texts = {role: await measure.scrape(session, endpoint) for role, endpoint in endpoints.items()}
         stamps = [measure.newest_timestamp(t) or 0.0 for t in texts.values()]
-        if max(stamps) - min(stamps) < 0.5 * INTERVAL:
-            return texts
-        await asyncio.sleep(0.3)
-    return texts
+        return texts if max(stamps) - min(stamps) < 0.5 * INTERVAL else None
+
+    return dict(await eventually(consistent, 3 * INTERVAL, "both exporters showing one collection"))
 
 
 @pytest.mark.timeout(600)
@@ -145,7 +143,19 @@ async def test_billed_series_rates_and_resets_agree_with_a_real_prometheus(
                     os.kill(proc.pid, signal.SIGHUP)
                     reloaded_at = time.time()
         await load.stop()
-        await asyncio.sleep(3)  # let Prometheus take its last scrape of what was sampled
+
+        def ingested() -> bool:
+            """Prometheus holds each arm's newest sampled collection."""
+            for role in endpoints:
+                newest = max(float(s["data_ts"] or 0.0) for s in samples[role])
+                got = prometheus.query(
+                    f'max(timestamp(process_memory_usage_bytes{{phoenix_variant="{role}"}}))', at=time.time()
+                )
+                if not got or float(got[0]["value"][1]) < newest - 1e-3:
+                    return False
+            return True
+
+        await eventually(ingested, 30, "Prometheus to scrape the last sampled collection")
 
         # 1. Billed series agree with Prometheus' own count over the same window.
         metrics = {r: {m for s in samples[r] for m in s["series_per_metric"]} for r in endpoints}
