@@ -229,26 +229,30 @@ class Experiment:
             self.finished_at = time.time()
         return self.summary()
 
-    async def _scrape_pair(self, interval_hint: float | None) -> dict[str, str | measure.MeasureError]:
-        """Every variant's exposition, from the same collection when they can be had.
+    async def _scrape_pair(
+        self, interval_hint: float | None
+    ) -> dict[str, list[measure.Series] | measure.MeasureError]:
+        """Every variant's exposition, parsed, from the same collection when they can be had.
 
         The variants are scraped one after the other; a collection that lands in between puts one a
         whole interval ahead, and the pair's rates would disagree for that sample and the next. So the
         variants behind the newest are scraped again, a few times at most.
         """
         tolerance = 0.5 * (interval_hint or self.plan.interval)
-        texts: dict[str, str | measure.MeasureError] = {}
+        read: dict[str, list[measure.Series] | measure.MeasureError] = {}
         newest: dict[str, float] = {}
-        pending = [s for s in self.plan.variants]
+        pending = list(self.plan.variants)
         for attempt in range(4):
             for spec in pending:
                 try:
-                    text = await measure.scrape(self.session, spec.prometheus_endpoint)
+                    series = measure.parse_exposition(
+                        await measure.scrape(self.session, spec.prometheus_endpoint)
+                    )
                 except measure.MeasureError as exc:
-                    texts[spec.role] = exc
+                    read[spec.role] = exc
                     continue
-                texts[spec.role] = text
-                stamp = measure.newest_timestamp(text)
+                read[spec.role] = series
+                stamp = measure.newest_timestamp(series)
                 if stamp is not None:
                     newest[spec.role] = stamp
             if len(newest) < 2:
@@ -258,7 +262,7 @@ class Experiment:
             if not pending:
                 break
             await asyncio.sleep(0.2 * (attempt + 1))
-        return texts
+        return read
 
     async def _sample_loop(self) -> None:
         plan = self.plan
@@ -291,14 +295,14 @@ class Experiment:
                 time.monotonic() - collector.reloaded_at
                 < 3 * (interval_hint or plan.interval) + plan.interval
             )
-            texts = await self._scrape_pair(interval_hint)
+            read = await self._scrape_pair(interval_hint)
             batch = []
             for spec in plan.variants:
                 stats = self.stats[spec.role]
                 reference = snapshots[spec.role]
                 primed = reference is not None
                 try:
-                    text = texts[spec.role]
+                    text = read[spec.role]
                     if isinstance(text, measure.MeasureError):
                         raise text
                     refresher = self.refreshers.get(spec.role)

@@ -97,12 +97,9 @@ def parse_exposition(text: str) -> list[Series]:
     return out
 
 
-def newest_timestamp(text: str) -> float | None:
-    """The newest exposition timestamp in `text` (seconds), None without timestamps or on bad text."""
-    try:
-        stamps = [s.timestamp for s in parse_exposition(text) if s.timestamp is not None]
-    except MeasureError:
-        return None
+def newest_timestamp(series: Sequence[Series]) -> float | None:
+    """The newest exposition timestamp of `series` (seconds), None when the exporter sends none."""
+    stamps = [s.timestamp for s in series if s.timestamp is not None]
     return max(stamps) if stamps else None
 
 
@@ -336,7 +333,7 @@ def _by_name(values: Mapping[ProcessKey, float]) -> dict[str, float]:
 
 
 def summarize(
-    text: str,
+    text: str | Sequence[Series],
     *,
     variant: str,
     pipeline: str,
@@ -347,7 +344,8 @@ def summarize(
     collection_interval: float | None = None,
     billing: BillingCounter | None = None,
 ) -> tuple[dict[str, Any], Snapshot]:
-    """Turn one scrape into a Sample (docs/contracts.md) and the Snapshot the next call needs.
+    """Turn one scrape (its text, or the series parse_exposition made of it) into a Sample
+    (docs/contracts.md) and the Snapshot the next call needs.
 
     Rates divide by the interval between the two collections the scrapes saw: the difference of the
     exposition timestamps when the exporter sends them, else of the scrape wall-clock times. When
@@ -359,7 +357,7 @@ def summarize(
     # One collection reads processes one by one over a fraction of the interval; the points of the
     # collection before are at least a whole interval older.
     tolerance = 0.9 * (collection_interval if collection_interval and collection_interval > 0 else 1.0)
-    parsed = parse_exposition(text)
+    parsed = parse_exposition(text) if isinstance(text, str) else text
     d = _digest(_fresh(parsed, tolerance))
     _count_cpu(parsed, d)
     reference = _advance(d, previous, now)

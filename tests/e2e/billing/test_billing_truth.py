@@ -71,7 +71,7 @@ async def _pair(session: aiohttp.ClientSession, endpoints: dict[str, str]) -> di
 
     async def consistent() -> dict[str, str] | None:
         texts = {role: await measure.scrape(session, endpoint) for role, endpoint in endpoints.items()}
-        stamps = [measure.newest_timestamp(t) or 0.0 for t in texts.values()]
+        stamps = [measure.newest_timestamp(measure.parse_exposition(t)) or 0.0 for t in texts.values()]
         return texts if max(stamps) - min(stamps) < 0.5 * INTERVAL else None
 
     return dict(await eventually(consistent, 3 * INTERVAL, "both exporters showing one collection"))
