@@ -11,116 +11,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from control_plane.pricing import Prices
+from control_plane.stats import mean, mean_maps, number, rank, reduction, rounded, weighted_mean
+from control_plane.verdict import criteria_of, fleet_criteria, host_criteria, worst_host
 from phoenix_common.wire import DEFAULT_BILLING_WINDOW, OTHER
 
 Sample = Mapping[str, Any]
-MINUTES_PER_MONTH = 60 * 24 * 30
-SECONDS_PER_MONTH = MINUTES_PER_MONTH * 60
-PRICE_MODELS = ("per_series", "per_datapoint", "both")
-DEFAULT_CRITERIA: dict[str, float] = {
-    "min_billed_reduction_percent": 70.0,
-    "min_cpu_coverage_percent": 95.0,
-    "min_cpu_coverage_p10_percent": 90.0,
-    "max_cpu_rate_deviation_percent": 1.0,
-    "max_collector_overhead_ratio": 1.5,
-    "min_samples_per_host": 5.0,
-}
-# Spec keys of earlier releases: min_reduction_percent is the billed reduction now; the collector's CPU
-# percent is still checked when a spec names it.
-LEGACY_CRITERIA = {"min_reduction_percent": "min_billed_reduction_percent"}
-OPTIONAL_CRITERIA = ("max_collector_overhead_percent",)
 BOOTSTRAP_RESAMPLES = 300
 BOOTSTRAP_MAX_PAIRS = 2000
 Z95 = 1.959964
-
-
-@dataclass(frozen=True)
-class Prices:
-    """What a backend charges, and for what: billed series per month, datapoints, or both."""
-
-    per_series_month: float
-    per_million_datapoints: float
-    model: str = "both"
-
-    def monthly(self, billed_series: float, datapoints_per_minute: float | None) -> float:
-        """Monthly cost of `billed_series` (the p95 a backend bills) and measured datapoints per minute."""
-        series = billed_series * self.per_series_month if self.model != "per_datapoint" else 0.0
-        points = (
-            (datapoints_per_minute or 0.0) * MINUTES_PER_MONTH / 1e6 * self.per_million_datapoints
-            if self.model != "per_series"
-            else 0.0
-        )
-        return series + points
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "price_model": self.model,
-            "price_per_series_month": self.per_series_month,
-            "price_per_million_datapoints": self.per_million_datapoints,
-        }
-
-    def cost(
-        self,
-        before: tuple[float, float | None],
-        after: tuple[float, float | None],
-    ) -> dict[str, Any]:
-        """Monthly and annual cost before and after, each from (billed series, datapoints per minute)."""
-        b, a = self.monthly(*before), self.monthly(*after)
-        return {
-            **self.describe(),
-            "billed_series_before": round(before[0], 2),
-            "billed_series_after": round(after[0], 2),
-            "datapoints_per_minute_before": _r(before[1], 2),
-            "datapoints_per_minute_after": _r(after[1], 2),
-            "monthly_before": round(b, 4),
-            "monthly_after": round(a, 4),
-            "monthly_savings": round(b - a, 4),
-            "annual_before": round(b * 12, 4),
-            "annual_after": round(a * 12, 4),
-            "annual_savings": round((b - a) * 12, 4),
-        }
-
-
-# --- small figures ------------------------------------------------------------------------------
-
-
-def _r(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def _num(sample: Sample, key: str) -> float | None:
-    value = sample.get(key)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _mean(values: Sequence[float]) -> float | None:
-    return statistics.fmean(values) if values else None
-
-
-def rank(values: Sequence[float], q: float) -> float | None:
-    """The q-quantile by nearest rank: the smallest value with at least q of the values at or below it."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
-def _reduction(before: float | None, after: float | None) -> float | None:
-    if before is None or after is None or before <= 0:
-        return None
-    return round(100.0 * (1 - after / before), 3)
-
-
-def _weighted_mean(values: Sequence[tuple[float, float]]) -> float | None:
-    """Mean of (value, weight) pairs."""
-    total = sum(w for _, w in values)
-    return sum(v * w for v, w in values) / total if total > 0 else None
-
-
-def _mean_maps(maps: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    """Per key, the mean over the samples (a key absent from a sample counts as zero)."""
-    keys = {k for m in maps for k in m}
-    return {k: statistics.fmean(float(m.get(k, 0.0)) for m in maps) for k in keys} if maps else {}
 
 
 def _seconds(start: Any, end: Any) -> float | None:
@@ -177,7 +76,7 @@ def _coverage(base: Mapping[str, float] | None, cand: Mapping[str, float] | None
 
 def _total(sample: Sample, key: str, per_process: str) -> float | None:
     """A sample's total: the measured one, else the sum of its per-process map (older agents)."""
-    value = _num(sample, key)
+    value = number(sample, key)
     if value is not None:
         return value
     per = sample.get(per_process)
@@ -185,8 +84,8 @@ def _total(sample: Sample, key: str, per_process: str) -> float | None:
 
 
 def _full(sample: Sample, window: float) -> bool:
-    observed = _num(sample, "observed_seconds")
-    return observed is not None and observed >= (_num(sample, "billing_window_seconds") or window)
+    observed = number(sample, "observed_seconds")
+    return observed is not None and observed >= (number(sample, "billing_window_seconds") or window)
 
 
 @dataclass(frozen=True)
@@ -211,8 +110,8 @@ def pair_figures(b: Sample, c: Sample, window: float, default_weight: float) -> 
     cand_cpu = _total(c, "cpu_total_rate", "process_cpu_seconds_rate")
     base_mem = _total(b, "memory_total_bytes", "process_memory_bytes")
     cand_mem = _total(c, "memory_total_bytes", "process_memory_bytes")
-    base_billed, cand_billed = _num(b, "billed_series"), _num(c, "billed_series")
-    base_spent, cand_spent = _num(b, "cpu_total_seconds"), _num(c, "cpu_total_seconds")
+    base_billed, cand_billed = number(b, "billed_series"), number(c, "billed_series")
+    base_spent, cand_spent = number(b, "cpu_total_seconds"), number(c, "cpu_total_seconds")
     if base_spent and cand_spent is not None:
         # Both from one collection: the ratio of the CPU seconds each arm added, free of the small
         # difference in how each exporter stamps the same collection.
@@ -221,7 +120,7 @@ def pair_figures(b: Sample, c: Sample, window: float, default_weight: float) -> 
         cpu_ratio = cand_cpu / base_cpu if base_cpu and cand_cpu is not None else None
     return Pair(
         ts=float(b["ts"]),
-        weight=_num(b, "interval_seconds") or default_weight,
+        weight=number(b, "interval_seconds") or default_weight,
         cpu_coverage=_coverage(b.get("process_cpu_seconds_rate"), c.get("process_cpu_seconds_rate")),
         memory_coverage=_coverage(b.get("process_memory_bytes"), c.get("process_memory_bytes")),
         base_cpu=sum((b.get("process_cpu_seconds_rate") or {}).values()),
@@ -249,8 +148,8 @@ def coverage_series(
         out[host] = [
             {
                 "ts": p.ts,
-                "cpu_coverage_percent": _r(p.cpu_coverage),
-                "memory_coverage_percent": _r(p.memory_coverage),
+                "cpu_coverage_percent": rounded(p.cpu_coverage),
+                "memory_coverage_percent": rounded(p.memory_coverage),
             }
             for p in (pair_figures(b, c, window, interval) for b, c in pairs)
         ]
@@ -262,7 +161,7 @@ def coverage_series(
 
 def summarize_arm(samples: Sequence[Sample], window: float) -> dict[str, Any]:
     """Figures of one host's samples of one arm (pipeline)."""
-    with_billed = [s for s in samples if _num(s, "billed_series") is not None]
+    with_billed = [s for s in samples if number(s, "billed_series") is not None]
     full = [s for s in with_billed if _full(s, window)]
     if full:
         billed_values, source, extrapolated = [float(s["billed_series"]) for s in full], "measured", False
@@ -274,7 +173,7 @@ def summarize_arm(samples: Sequence[Sample], window: float) -> dict[str, Any]:
         )
     else:
         # An agent from before billed series: the snapshot is all there is.
-        billed_values = [float(s["active_series"]) for s in samples if _num(s, "active_series") is not None]
+        billed_values = [float(s["active_series"]) for s in samples if number(s, "active_series") is not None]
         source, extrapolated = "snapshot", True
     seen: dict[str, list[bool]] = {}
     for s in samples:
@@ -283,13 +182,13 @@ def summarize_arm(samples: Sequence[Sample], window: float) -> dict[str, Any]:
     kept = {p for s in samples for p in s.get("kept_processes") or [] if p != OTHER}
 
     def mean_of(key: str, digits: int = 3) -> float | None:
-        return _r(_mean([v for s in samples if (v := _num(s, key)) is not None]), digits)
+        return rounded(mean([v for s in samples if (v := number(s, key)) is not None]), digits)
 
     return {
         "samples": len(samples),
         "billed_series": {
-            "mean": _r(_mean(billed_values), 2),
-            "p95": _r(rank(billed_values, 0.95), 2),
+            "mean": rounded(mean(billed_values), 2),
+            "p95": rounded(rank(billed_values, 0.95), 2),
             "samples": len(billed_values),
             "source": source,
         },
@@ -299,7 +198,7 @@ def summarize_arm(samples: Sequence[Sample], window: float) -> dict[str, Any]:
         "new_series_per_hour": mean_of("new_series_per_hour", 2),
         "series_per_metric": {
             k: round(v, 2)
-            for k, v in sorted(_mean_maps([s.get("series_per_metric") or {} for s in samples]).items())
+            for k, v in sorted(mean_maps([s.get("series_per_metric") or {} for s in samples]).items())
         },
         "kept_processes": sorted(kept),
         # Share of samples in which each critical process was seen: one scrape that missed a process
@@ -357,7 +256,7 @@ def compare_host(
     base_seen, cand_seen = base["critical_present"], cand["critical_present"]
     running = {name for name in critical if base_seen.get(name, 0.0) >= 0.5}
     missing = sorted(name for name in running if cand_seen.get(name, 0.0) < 0.9 * base_seen[name])
-    billed = _reduction(base["billed_series"]["p95"], cand["billed_series"]["p95"])
+    billed = reduction(base["billed_series"]["p95"], cand["billed_series"]["p95"])
     collector = [v for v in (base["collector_cpu_percent"], cand["collector_cpu_percent"]) if v is not None]
     collector_mem = [
         v for v in (base["collector_memory_bytes"], cand["collector_memory_bytes"]) if v is not None
@@ -368,20 +267,20 @@ def compare_host(
         "pairs": len(pairs),
         "extrapolated": base["extrapolated"] or cand["extrapolated"],
         "billed_series_reduction_percent": billed,
-        "billed_series_mean_reduction_percent": _reduction(
+        "billed_series_mean_reduction_percent": reduction(
             base["billed_series"]["mean"], cand["billed_series"]["mean"]
         ),
-        "snapshot_series_reduction_percent": _reduction(base["snapshot_series"], cand["snapshot_series"]),
-        "datapoints_per_minute_reduction_percent": _reduction(
+        "snapshot_series_reduction_percent": reduction(base["snapshot_series"], cand["snapshot_series"]),
+        "datapoints_per_minute_reduction_percent": reduction(
             base["datapoints_per_minute"], cand["datapoints_per_minute"]
         ),
         "series_reduction_percent": billed,
         "baseline_series": base["billed_series"]["p95"],
         "candidate_series": cand["billed_series"]["p95"],
-        "cpu_coverage_percent": _r(_weighted_mean(cpu_cov)),
-        "cpu_coverage_p10_percent": _r(rank([v for v, _ in cpu_cov], 0.10)),
-        "memory_coverage_percent": _r(_weighted_mean(mem_cov)),
-        "memory_coverage_p10_percent": _r(rank([v for v, _ in mem_cov], 0.10)),
+        "cpu_coverage_percent": rounded(weighted_mean(cpu_cov)),
+        "cpu_coverage_p10_percent": rounded(rank([v for v, _ in cpu_cov], 0.10)),
+        "memory_coverage_percent": rounded(weighted_mean(mem_cov)),
+        "memory_coverage_p10_percent": rounded(rank([v for v, _ in mem_cov], 0.10)),
         "coverage_pairs": len(cpu_cov),
         "cpu_rate_fidelity": cpu_fid,
         "cpu_rate_deviation_percent": _deviation(cpu_fid),
@@ -397,7 +296,7 @@ def compare_host(
             for name in critical
         },
         # One collector process runs both arms: this is the pair's, not either arm's.
-        "collector_cpu_percent": _r(max(collector)) if collector else None,
+        "collector_cpu_percent": rounded(max(collector)) if collector else None,
         "collector_memory_bytes": max(collector_mem) if collector_mem else None,
         "collector_overhead": _host_overhead(overhead),
         "agent_cpu_percent": _max_of(base["agent_cpu_percent"], cand["agent_cpu_percent"]),
@@ -414,7 +313,7 @@ def _host_overhead(overhead: Mapping[str, Any] | None) -> dict[str, Any]:
     """Each arm's collector measured alone by the agent's probe, and the candidate/baseline CPU ratio."""
     base = (overhead or {}).get("baseline") or {}
     cand = (overhead or {}).get("candidate") or {}
-    base_cpu, cand_cpu = _num(base, "collector_cpu_percent"), _num(cand, "collector_cpu_percent")
+    base_cpu, cand_cpu = number(base, "collector_cpu_percent"), number(cand, "collector_cpu_percent")
     if base_cpu is None or cand_cpu is None:
         return {"measured": False}
     return {
@@ -422,121 +321,14 @@ def _host_overhead(overhead: Mapping[str, Any] | None) -> dict[str, Any]:
         "baseline": dict(base),
         "candidate": dict(cand),
         "cpu_ratio": round(cand_cpu / base_cpu, 4) if base_cpu > 0 else None,
-        "memory_ratio": _ratio(_num(cand, "collector_memory_bytes"), _num(base, "collector_memory_bytes")),
+        "memory_ratio": _ratio(
+            number(cand, "collector_memory_bytes"), number(base, "collector_memory_bytes")
+        ),
     }
 
 
 def _ratio(num: float | None, den: float | None) -> float | None:
     return round(num / den, 4) if num is not None and den else None
-
-
-# --- criteria -----------------------------------------------------------------------------------
-
-
-def criteria_of(spec: Mapping[str, Any]) -> dict[str, float]:
-    """The spec's success criteria over the defaults, old key names mapped to the new ones."""
-    given = dict(spec.get("success_criteria") or {})
-    for old, new in LEGACY_CRITERIA.items():
-        if old in given:
-            given.setdefault(new, given.pop(old))
-    return {**DEFAULT_CRITERIA, **{k: float(v) for k, v in given.items() if v is not None}}
-
-
-def _passes(value: float | None, op: str, threshold: float) -> bool:
-    if value is None:
-        return False
-    if op == ">=":
-        return value >= threshold
-    if op == "<=":
-        return value <= threshold
-    return value == threshold
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    op: str
-    setting: str | None
-    read: Callable[[Mapping[str, Any]], float | None]
-
-
-CHECKS = (
-    Check(
-        "billed_series_reduction_percent",
-        ">=",
-        "min_billed_reduction_percent",
-        lambda f: f["billed_series_reduction_percent"],
-    ),
-    Check("cpu_coverage_percent", ">=", "min_cpu_coverage_percent", lambda f: f["cpu_coverage_percent"]),
-    Check(
-        "cpu_coverage_p10_percent",
-        ">=",
-        "min_cpu_coverage_p10_percent",
-        lambda f: f["cpu_coverage_p10_percent"],
-    ),
-    Check(
-        "cpu_rate_deviation_percent",
-        "<=",
-        "max_cpu_rate_deviation_percent",
-        lambda f: f["cpu_rate_deviation_percent"],
-    ),
-    Check("critical_processes_missing", "==", None, lambda f: len(f["critical_missing"])),
-    Check("samples_per_host", ">=", "min_samples_per_host", lambda f: f["pairs"]),
-)
-
-
-def host_criteria(figures: Mapping[str, Any], criteria: Mapping[str, float]) -> list[dict[str, Any]]:
-    """Every per-host criterion on one host's figures."""
-    out = []
-    for check in CHECKS:
-        threshold = criteria[check.setting] if check.setting else 0.0
-        value = check.read(figures)
-        out.append(
-            {
-                "name": check.name,
-                "value": value,
-                "op": check.op,
-                "threshold": threshold,
-                "passed": _passes(value, check.op, threshold),
-            }
-        )
-    out.append(_overhead_criterion(figures["collector_overhead"], criteria))
-    if "max_collector_overhead_percent" in criteria:
-        threshold = criteria["max_collector_overhead_percent"]
-        value = figures["collector_cpu_percent"]
-        out.append(
-            {
-                "name": "collector_cpu_percent",
-                "value": value,
-                "op": "<=",
-                "threshold": threshold,
-                "passed": _passes(value or 0.0, "<=", threshold),
-            }
-        )
-    return out
-
-
-def _overhead_criterion(overhead: Mapping[str, Any], criteria: Mapping[str, float]) -> dict[str, Any]:
-    threshold = criteria["max_collector_overhead_ratio"]
-    if not overhead.get("measured"):
-        return {
-            "name": "collector_overhead_ratio",
-            "value": None,
-            "op": "<=",
-            "threshold": threshold,
-            "passed": True,
-            "measured": False,
-            "note": "not measured: both arms ran in one collector and no overhead probe ran",
-        }
-    value = overhead.get("cpu_ratio")
-    return {
-        "name": "collector_overhead_ratio",
-        "value": value,
-        "op": "<=",
-        "threshold": threshold,
-        "passed": _passes(value, "<=", threshold),
-        "measured": True,
-    }
 
 
 # --- confidence -----------------------------------------------------------------------------------
@@ -551,7 +343,7 @@ def confidence(values: Sequence[tuple[float, float]]) -> dict[str, Any] | None:
     """
     if not values:
         return None
-    estimate = _weighted_mean(values)
+    estimate = weighted_mean(values)
     if estimate is None:
         return None
     n = len(values)
@@ -563,7 +355,7 @@ def confidence(values: Sequence[tuple[float, float]]) -> dict[str, Any] | None:
         means = []
         for _ in range(BOOTSTRAP_RESAMPLES):
             draw = rng.choices(values, k=n)
-            means.append(_weighted_mean(draw) or estimate)
+            means.append(weighted_mean(draw) or estimate)
         means.sort()
         low = means[int(0.025 * BOOTSTRAP_RESAMPLES)]
         high = means[min(BOOTSTRAP_RESAMPLES - 1, math.ceil(0.975 * BOOTSTRAP_RESAMPLES) - 1)]
@@ -655,7 +447,8 @@ def analyze(
     if running is None:
         running = max(every_ts) - min(every_ts)
     fleet, pipelines = _fleet(compared, host_pairs, spec)
-    checks = _fleet_criteria(fleet, compared, criteria)
+    overhead = _fleet_overhead(compared)
+    checks = fleet_criteria(fleet, compared, criteria, overhead)
     reasons = []
     if running < billing_window:
         reasons.append(
@@ -674,7 +467,7 @@ def analyze(
         "extrapolated_reasons": reasons,
         "pipelines": pipelines,
         "fleet": fleet,
-        "collector_overhead": _fleet_overhead(compared),
+        "collector_overhead": overhead,
         "cost": prices.cost(
             (pipelines["baseline"]["billed_series"], pipelines["baseline"]["datapoints_per_minute"]),
             (pipelines["candidate"]["billed_series"], pipelines["candidate"]["datapoints_per_minute"]),
@@ -682,7 +475,7 @@ def analyze(
         "verdict": verdict,
         "promotable": verdict == "promote" and not reasons,
         "criteria": checks,
-        "worst_host": _worst_host(compared),
+        "worst_host": worst_host(compared),
         "hosts": hosts,
     }
 
@@ -699,12 +492,12 @@ def _arm_totals(hosts: Mapping[str, Any], arm: str, spec: Mapping[str, Any]) -> 
         "template": spec.get(f"{arm}_pipeline"),
         "billed_series": round(_sum(hosts, lambda d: d[arm]["billed_series"]["p95"]) or 0.0, 2),
         "billed_series_mean": round(_sum(hosts, lambda d: d[arm]["billed_series"]["mean"]) or 0.0, 2),
-        "snapshot_series": _r(snapshot, 2),
-        "datapoints_per_minute": _r(dpm, 2),
-        "new_series_per_hour": _r(_sum(hosts, lambda d: d[arm]["new_series_per_hour"]), 2),
+        "snapshot_series": rounded(snapshot, 2),
+        "datapoints_per_minute": rounded(dpm, 2),
+        "new_series_per_hour": rounded(_sum(hosts, lambda d: d[arm]["new_series_per_hour"]), 2),
         # Kept for older clients: the snapshot, and the measured datapoints per second.
         "active_series": round(snapshot or 0.0, 2),
-        "datapoints_per_second": _r(dpm / 60 if dpm is not None else None, 4),
+        "datapoints_per_second": rounded(dpm / 60 if dpm is not None else None, 4),
     }
 
 
@@ -730,7 +523,7 @@ def _fleet(
     }
     cpu_fid = _fidelity([(p.cpu_ratio, p.reload) for p in pairs if p.cpu_ratio is not None])
     mem_fid = _fidelity([(p.memory_ratio, p.reload) for p in pairs if p.memory_ratio is not None])
-    billed = _reduction(base["billed_series"], cand["billed_series"])
+    billed = reduction(base["billed_series"], cand["billed_series"])
     full_pairs = [p for p in pairs if p.full_window and p.billed_reduction is not None]
     ci_pairs = full_pairs or [p for p in pairs if p.billed_reduction is not None]
     missing = sorted(f"{h}:{p}" for h, d in hosts.items() for p in d["critical_missing"])
@@ -741,22 +534,22 @@ def _fleet(
     ]
     fleet = {
         "billed_series_reduction_percent": billed,
-        "billed_series_mean_reduction_percent": _reduction(
+        "billed_series_mean_reduction_percent": reduction(
             base["billed_series_mean"], cand["billed_series_mean"]
         ),
-        "snapshot_series_reduction_percent": _reduction(base["snapshot_series"], cand["snapshot_series"]),
-        "datapoints_per_minute_reduction_percent": _reduction(
+        "snapshot_series_reduction_percent": reduction(base["snapshot_series"], cand["snapshot_series"]),
+        "datapoints_per_minute_reduction_percent": reduction(
             _sum(both_dpm, lambda d: d["baseline"]["datapoints_per_minute"]),
             _sum(both_dpm, lambda d: d["candidate"]["datapoints_per_minute"]),
         ),
         "series_reduction_percent": billed,
         "series_reduction_spread": _spread(per_host_billed),
         "cpu_coverage_percent": _host_weighted(hosts, "cpu_coverage_percent", cpu_weight),
-        "cpu_coverage_p10_percent": _r(
+        "cpu_coverage_p10_percent": rounded(
             rank([p.cpu_coverage for p in pairs if p.cpu_coverage is not None], 0.1)
         ),
         "memory_coverage_percent": _host_weighted(hosts, "memory_coverage_percent", mem_weight),
-        "memory_coverage_p10_percent": _r(
+        "memory_coverage_p10_percent": rounded(
             rank([p.memory_coverage for p in pairs if p.memory_coverage is not None], 0.1)
         ),
         "cpu_rate_fidelity": cpu_fid,
@@ -775,9 +568,9 @@ def _fleet(
                 [(p.cpu_coverage, p.weight) for p in pairs if p.cpu_coverage is not None]
             ),
         },
-        "collector_cpu_percent_max": _r(_max_host(hosts, "collector_cpu_percent")),
+        "collector_cpu_percent_max": rounded(_max_host(hosts, "collector_cpu_percent")),
         "collector_memory_bytes_max": _max_host(hosts, "collector_memory_bytes"),
-        "agent_cpu_percent_max": _r(_max_host(hosts, "agent_cpu_percent")),
+        "agent_cpu_percent_max": rounded(_max_host(hosts, "agent_cpu_percent")),
         "agent_memory_bytes_max": _max_host(hosts, "agent_memory_bytes"),
         "hosts_failing": sorted(h for h, d in hosts.items() if not d["passed"]),
     }
@@ -791,7 +584,7 @@ def _max_host(hosts: Mapping[str, Any], key: str) -> float | None:
 
 def _host_weighted(hosts: Mapping[str, Any], key: str, weights: Mapping[str, float]) -> float | None:
     """Fleet coverage: host coverages weighted by each host's baseline usage."""
-    return _r(_weighted_mean([(d[key], weights[h]) for h, d in hosts.items() if d[key] is not None]))
+    return rounded(weighted_mean([(d[key], weights[h]) for h, d in hosts.items() if d[key] is not None]))
 
 
 def _spread(values: list[float]) -> dict[str, float] | None:
@@ -805,44 +598,22 @@ def _spread(values: list[float]) -> dict[str, float] | None:
     }
 
 
-def _fleet_criteria(
-    fleet: Mapping[str, Any], hosts: Mapping[str, Any], criteria: Mapping[str, float]
-) -> list[dict[str, Any]]:
-    """Each criterion on the fleet figure, passed only when every host passes it too."""
-    fleet_figures = {
-        **fleet,
-        "pairs": fleet["samples_per_host"],
-        "collector_cpu_percent": fleet["collector_cpu_percent_max"],
-        "collector_overhead": _fleet_overhead(hosts),
-    }
-    out = []
-    for check in host_criteria(fleet_figures, criteria):
-        failing = sorted(
-            h
-            for h, d in hosts.items()
-            for c in d["criteria"]
-            if c["name"] == check["name"] and not c["passed"]
-        )
-        out.append({**check, "passed": check["passed"] and not failing, "failing_hosts": failing})
-    return out
-
-
 def _fleet_overhead(hosts: Mapping[str, Any]) -> dict[str, Any]:
     measured = {h: d["collector_overhead"] for h, d in hosts.items() if d["collector_overhead"]["measured"]}
     shared = _max_host(hosts, "collector_cpu_percent")
     if not measured:
         return {
             "measured": False,
-            "shared_collector_cpu_percent": _r(shared),
+            "shared_collector_cpu_percent": rounded(shared),
             "shared_collector_memory_bytes": _max_host(hosts, "collector_memory_bytes"),
-            "agent_cpu_percent": _r(_max_host(hosts, "agent_cpu_percent")),
+            "agent_cpu_percent": rounded(_max_host(hosts, "agent_cpu_percent")),
             "agent_memory_bytes": _max_host(hosts, "agent_memory_bytes"),
             "note": "both arms ran in one collector; no probe",
         }
     ratios = [o["cpu_ratio"] for o in measured.values() if o["cpu_ratio"] is not None]
     arms = {
         arm: {
-            "collector_cpu_percent": _r(
+            "collector_cpu_percent": rounded(
                 max(o[arm].get("collector_cpu_percent") or 0.0 for o in measured.values())
             ),
             "collector_memory_bytes": max(
@@ -856,43 +627,7 @@ def _fleet_overhead(hosts: Mapping[str, Any]) -> dict[str, Any]:
         "hosts_measured": len(measured),
         **arms,
         "cpu_ratio": max(ratios) if ratios else None,
-        "shared_collector_cpu_percent": _r(shared),
-        "agent_cpu_percent": _r(_max_host(hosts, "agent_cpu_percent")),
+        "shared_collector_cpu_percent": rounded(shared),
+        "agent_cpu_percent": rounded(_max_host(hosts, "agent_cpu_percent")),
         "agent_memory_bytes": _max_host(hosts, "agent_memory_bytes"),
-    }
-
-
-def _worst_host(hosts: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The host that fails most criteria, then with the lowest billed reduction, then lowest coverage."""
-
-    def key(item: tuple[str, Mapping[str, Any]]) -> tuple[float, float, float, str]:
-        host, d = item
-        low = -math.inf
-        return (
-            -len(d["failed_criteria"]),
-            d["billed_series_reduction_percent"] if d["billed_series_reduction_percent"] is not None else low,
-            d["cpu_coverage_percent"] if d["cpu_coverage_percent"] is not None else low,
-            host,
-        )
-
-    if not hosts:
-        return None
-    host, d = min(hosts.items(), key=key)
-    return {
-        "host_id": host,
-        "passed": d["passed"],
-        "failed_criteria": d["failed_criteria"],
-        **{
-            k: d[k]
-            for k in (
-                "billed_series_reduction_percent",
-                "datapoints_per_minute_reduction_percent",
-                "cpu_coverage_percent",
-                "cpu_coverage_p10_percent",
-                "cpu_rate_deviation_percent",
-                "critical_missing",
-                "pairs",
-                "extrapolated",
-            )
-        },
     }

@@ -1,6 +1,6 @@
 """GET /api/v1/cost-flow: where metrics cost comes from now, and after each candidate, from measurements.
 
-Priced like the analysis (control_plane.analysis.Prices, docs/analysis.md): billed series and measured
+Priced like the analysis (control_plane.pricing.Prices, docs/analysis.md): billed series and measured
 datapoints per minute, under the configured price model.
 """
 
@@ -12,9 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
-from control_plane.analysis import Prices
 from control_plane.experiments import SERVICE
 from control_plane.jsonutil import respond
+from control_plane.pricing import Prices
 from control_plane.stores.experiments import ExperimentStore
 
 routes = web.RouteTableDef()

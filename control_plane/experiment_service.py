@@ -8,10 +8,11 @@ from typing import Any
 
 import structlog
 
-from control_plane.analysis import Prices, analyze
+from control_plane.analysis import analyze
 from control_plane.db import Database, Tx
 from control_plane.generator_client import GeneratorClient
 from control_plane.phases import ACTIVE, FINAL, Phase, check
+from control_plane.pricing import Prices
 from control_plane.queue import TaskQueue
 from control_plane.services.deployments import DeploymentService
 from control_plane.services.destinations import Target

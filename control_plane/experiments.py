@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from control_plane import destination_spec, keys, names
-from control_plane.analysis import DEFAULT_CRITERIA, LEGACY_CRITERIA, OPTIONAL_CRITERIA, coverage_series
+from control_plane.analysis import coverage_series
 from control_plane.auth import HOST_ID_KEY
 from control_plane.experiment_driver import ExperimentDriver
 from control_plane.experiment_service import ExperimentService
@@ -23,6 +23,7 @@ from control_plane.names import check_namespace, new_id
 from control_plane.phases import Phase
 from control_plane.stores.events import EventStore
 from control_plane.stores.experiments import ExperimentStore
+from control_plane.verdict import DEFAULT_CRITERIA, LEGACY_CRITERIA, OPTIONAL_CRITERIA
 from phoenix_common import wire
 from phoenix_common.problems import Problem, field, json_body
 from phoenix_common.settings import SettingsError, parse_duration

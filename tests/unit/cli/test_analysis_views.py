@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from control_plane.analysis import Prices, analyze, coverage_series
+from control_plane.analysis import analyze, coverage_series
+from control_plane.pricing import Prices
 from phoenix_cli import views
 
 SPEC = {

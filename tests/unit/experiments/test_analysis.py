@@ -9,17 +9,12 @@ from typing import Any, cast
 
 import pytest
 
-from control_plane.analysis import (
-    MINUTES_PER_MONTH,
-    Prices,
-    analyze,
-    coverage_series,
-    criteria_of,
-    pair_samples,
-)
+from control_plane.analysis import analyze, coverage_series, pair_samples
 from control_plane.cost import cost_flow, emission_figures
 from control_plane.experiment_service import ExperimentService
 from control_plane.experiments import validate_spec
+from control_plane.pricing import MINUTES_PER_MONTH, Prices
+from control_plane.verdict import criteria_of
 from phoenix_common.problems import Conflict, Problem
 
 PRICES = Prices(per_series_month=0.1, per_million_datapoints=1.0)

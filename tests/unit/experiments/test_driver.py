@@ -6,9 +6,9 @@ from typing import Any, cast
 
 import pytest
 
-from control_plane.analysis import Prices
 from control_plane.experiment_driver import ExperimentDriver
 from control_plane.phases import Phase, check
+from control_plane.pricing import Prices
 
 TX: Any = object()
 
