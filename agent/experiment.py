@@ -73,16 +73,29 @@ class _VariantStats:
         return out
 
 
+def mid_collection(when: float, collected_at: float | None, interval: float | None) -> float:
+    """The first moment from `when` on that lies halfway between two collections.
+
+    An exporter updates its series one by one as a collection arrives, so a scrape at that moment can
+    hold part of one collection and part of the one before; halfway between two it holds one whole.
+    """
+    if collected_at is None or not interval:
+        return when
+    return when + (interval / 2 - (when - collected_at)) % interval
+
+
 def refresh_period(plan: ExperimentPlan, keep: wire.KeepList) -> float:
     """Keep-list refresh period in an experiment.
 
-    The template's refresh_seconds, but at most a third of the run (and at least 5 s, and no
-    shorter than a sample interval), so that even a short run re-ranks inside its measured window.
-    The first ranking comes two collections after the start (KeepListRefresher.run), during warm-up
-    for a usual warm-up, so the measured window sees a settled keep list.
+    The template's refresh_seconds, but at most a third of the run and at most four collections (and
+    at least 5 s, and no shorter than a sample interval), so that the keep list settles during the
+    warm-up and a short run still re-ranks inside its measured window. The first ranking comes three
+    collections after the start (KeepListRefresher.prime), when new processes have a rate.
     """
+    collections = 4 * (collection_interval(plan.baseline.config) or 10.0)
     return max(
-        MIN_EXPERIMENT_REFRESH_SECONDS, min(keep.refresh_seconds, max(plan.interval, plan.duration / 3))
+        MIN_EXPERIMENT_REFRESH_SECONDS,
+        min(keep.refresh_seconds, collections, max(plan.interval, plan.duration / 3)),
     )
 
 
@@ -276,12 +289,13 @@ class Experiment:
         usage = measure.CollectorUsage(await collector.supervisor.pid())
         agent_usage = measure.CollectorUsage(os.getpid())
         tick = self.started_at
+        collected_at: float | None = None  # the newest collection seen, to read between two of them
         while True:
             tick += plan.interval
             now = time.time()
             if tick > end + 1e-6:
                 break
-            await asyncio.sleep(max(0.0, tick - now))
+            await asyncio.sleep(max(0.0, mid_collection(tick, collected_at, interval_hint) - now))
             current_pid = await collector.supervisor.pid()
             if current_pid != usage.pid:
                 usage.set_pid(current_pid)
@@ -296,6 +310,8 @@ class Experiment:
                 < 3 * (interval_hint or plan.interval) + plan.interval
             )
             read = await self._scrape_pair(interval_hint)
+            stamps = [measure.newest_timestamp(r) for r in read.values() if not isinstance(r, Exception)]
+            collected_at = max((t for t in stamps if t is not None), default=collected_at)
             batch = []
             for spec in plan.variants:
                 stats = self.stats[spec.role]

@@ -183,10 +183,11 @@ class KeepListTracker:
     def _update_by_coverage(self, cpu_rates: Mapping[str, float], now: float) -> list[str] | None:
         """The fewest names (at most k) whose smoothed CPU covers the target share, with hysteresis.
 
-        Names are ranked by their smoothed (EWMA) CPU. A newcomer enters when the names ranked above
-        it cover less than the target; an incumbent stays while those ranked above it cover less than
-        a looser target (halfway from the target to 100%), or while it is held for min_hold_seconds.
-        Critical names are always kept and count as covered.
+        Names are ranked by their smoothed (EWMA) CPU. Nothing changes while the names kept now cover
+        the target. When they do not: a newcomer enters when the names ranked above it cover less than
+        the target; an incumbent stays while those ranked above it cover less than a looser target
+        (halfway from the target to 100%), or while it is held for min_hold_seconds. Critical names are
+        always kept and count as covered.
         """
         assert self.coverage_target is not None
         smoothed: dict[str, float] = {}
@@ -221,6 +222,11 @@ class KeepListTracker:
                 covered += smoothed[name]
             return chosen
 
+        kept_share = sum(smoothed.get(n, 0.0) for n in critical | set(self._selected))
+        if self._current and total > 0 and kept_share >= enter * total * (1 - 1e-9):
+            # The names kept now still cover the target: no change, so no collector reload (each one
+            # restarts the rolled counters). A name kept but gone costs no series.
+            return None
         entering, staying = prefix(enter), prefix(stay)
         held = {
             n for n, since in self._selected.items() if n in smoothed and now - since < self.min_hold_seconds

@@ -54,7 +54,8 @@ class KeepListRefresher:
         self.keep_path = keep_path
         self.observe_endpoint = observe_endpoint
         self.period = period
-        self.first_delay = min(period, max(MIN_EXPERIMENT_REFRESH_SECONDS, 2 * (collection_interval or 10.0)))
+        # Three collections: a process is first seen in one, and has a rate (an increase) from the next.
+        self.first_delay = min(period, max(MIN_EXPERIMENT_REFRESH_SECONDS, 3 * (collection_interval or 10.0)))
         self.tracker = keeplist.KeepListTracker(
             spec.strategy,
             spec.k,
@@ -77,7 +78,7 @@ class KeepListRefresher:
             return None
 
     async def prime(self) -> None:
-        """The first ranking, soon after start: `first_delay` (two collections), not a whole period.
+        """The first ranking, soon after start: `first_delay` (three collections), not a whole period.
 
         Until it, a selection pipeline keeps only its initial (critical) processes.
         """

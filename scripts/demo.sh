@@ -40,13 +40,14 @@ for _ in $(seq 1 120); do
 done
 [[ "$running" == "$dep_hash" ]] || { echo; echo "demo: the agent did not apply the deployment; see .state/dev/logs/agent.log" >&2; exit 1; }
 
-echo "==> experiment: process-baseline-v1 vs process-intelligent-v1, load profile realistic"
+profile="${DEMO_LOAD_PROFILE:-realistic}"
+echo "==> experiment: process-baseline-v1 vs process-intelligent-v1, load profile $profile"
 exp_json=$("${phoenix[@]}" --json experiment create --name demo-cost-opt \
 	--baseline process-baseline-v1 --candidate process-intelligent-v1 --namespace default \
 	--critical postgres otelcol-phoenix \
-	--param-baseline collection_interval=5 --param-candidate collection_interval=5 --param-candidate k=12 \
+	--param-baseline collection_interval=5 --param-candidate collection_interval=5 \
 	--warmup "${DEMO_WARMUP:-20s}" --duration "${DEMO_DURATION:-90s}" --sample-interval 5s \
-	--load-profile realistic)
+	--billing-window "${DEMO_BILLING_WINDOW:-1m}" --load-profile "$profile")
 exp_id=$(printf '%s' "$exp_json" | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 echo "experiment $exp_id created; following it live (Ctrl-C leaves it running)"
 "${phoenix[@]}" experiment watch "$exp_id"

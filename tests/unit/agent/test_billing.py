@@ -113,3 +113,12 @@ def test_a_series_without_a_process_name_counts_in_the_total() -> None:
         nameless(2, t0 + 5), variant="v", pipeline="p", previous=ref, critical=[], now=t0 + 5
     )
     assert sample["cpu_total_rate"] == pytest.approx(0.2) and sample["process_cpu_seconds_rate"] == {}
+
+
+def test_samples_are_read_halfway_between_two_collections() -> None:
+    from agent.experiment import mid_collection
+
+    assert mid_collection(3.0, collected_at=0.0, interval=10.0) == 5.0
+    assert mid_collection(7.0, collected_at=0.0, interval=10.0) == 15.0
+    assert mid_collection(5.0, collected_at=100.0, interval=10.0) == 5.0  # already halfway
+    assert mid_collection(3.0, collected_at=None, interval=10.0) == 3.0  # nothing collected yet

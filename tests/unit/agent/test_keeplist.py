@@ -161,8 +161,12 @@ def test_a_kept_name_stays_until_it_falls_outside_the_looser_target() -> None:
     # c rises above b a little: b still sits inside the names covering 95% (halfway to 100%), so it stays,
     # and c enters because the names above it no longer reach 90%.
     assert tracker.update({"crit": 0.1, "a": 0.5, "b": 0.19, "c": 0.21}, {}, 1.0) == ["a", "b", "c", "crit"]
-    # b goes idle: it no longer helps reach even the looser target, so it leaves.
-    assert tracker.update({"crit": 0.1, "a": 0.5, "b": 0.0, "c": 0.4}, {}, 2.0) == ["a", "c", "crit"]
+    # b goes idle, but the names kept still cover the target: no change, so no collector reload.
+    assert tracker.update({"crit": 0.1, "a": 0.5, "b": 0.0, "c": 0.4}, {}, 2.0) is None
+    # A newcomer takes a fifth of the CPU: the kept names fall short, d enters, and b, which no longer
+    # helps reach even the looser target, leaves in the same change.
+    cpu = {"crit": 0.1, "a": 0.4, "b": 0.0, "c": 0.3, "d": 0.2}
+    assert tracker.update(cpu, {}, 3.0) == ["a", "c", "crit", "d"]
 
 
 def test_coverage_selection_is_capped_at_k_and_honours_the_hold() -> None:
