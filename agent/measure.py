@@ -132,6 +132,8 @@ Identity = tuple[tuple[str, str], ...]  # a series' labels without its datapoint
 SeriesKey = tuple[str, Identity]  # a series: metric name and its full label set
 # CPU time states that are CPU spent: hostmetrics also reports `wait` (I/O wait), which is not.
 CPU_STATES = frozenset({"user", "system"})
+# How long a counter gone from the exposition is remembered: Prometheus' default lookback.
+LOOKBACK_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,7 @@ class Snapshot:
     cpu_rates: Mapping[str, float] = field(default_factory=dict)  # last computed, reused on no news
     # Cumulative user+system CPU per series, for rates read the way a backend's rate() reads them.
     counters: Mapping[SeriesKey, float] = field(default_factory=dict)
+    seen: Mapping[SeriesKey, float] = field(default_factory=dict)  # when each counter was last read
     cpu_total_rate: float = 0.0
     cpu_total_seconds: float = 0.0  # the increase behind cpu_total_rate
 
@@ -288,19 +291,33 @@ def _advance(d: _Digest, previous: Snapshot | None, now: float) -> Snapshot:
     """
     if previous is None:
         return Snapshot(
-            ts=now, data_ts=d.data_ts, cpu_seconds=d.cpu, active_series=d.active, counters=d.counters
+            ts=now,
+            data_ts=d.data_ts,
+            cpu_seconds=d.cpu,
+            active_series=d.active,
+            counters=d.counters,
+            seen=dict.fromkeys(d.counters, now),
         )
     if d.data_ts is not None and previous.data_ts is not None:
         elapsed = d.data_ts - previous.data_ts
     else:
         elapsed = now - previous.ts
     unchanged = elapsed <= 0
-    if d.data_ts is None and d.counters and d.counters == dict(previous.counters):
+    if d.data_ts is None and d.counters and all(previous.counters.get(k) == v for k, v in d.counters.items()):
         # Without timestamps, identical cumulative counters mean the collector has not run since.
         unchanged = True
     if unchanged:
         # No collection since the reference: keep it, so the next rates span the whole gap.
         return replace(previous, active_series=d.active)
+    # A series that left the exposition (a kept name with no process for a while: the exporter expired
+    # it) is remembered for a backend's lookback, so that when it comes back its increase is measured
+    # from its last value, as rate() over a range reaching back past the gap measures it.
+    carried = {
+        k: v
+        for k, v in previous.counters.items()
+        if k not in d.counters and now - previous.seen.get(k, now) <= LOOKBACK_SECONDS
+    }
+    seen = {**{k: previous.seen.get(k, now) for k in carried}, **dict.fromkeys(d.counters, now)}
     rates: dict[str, float] = {}
     total = 0.0
     for key, value in d.counters.items():
@@ -318,7 +335,8 @@ def _advance(d: _Digest, previous: Snapshot | None, now: float) -> Snapshot:
         active_series=d.active,
         interval=elapsed,
         cpu_rates=rates,
-        counters=d.counters,
+        counters={**carried, **d.counters},
+        seen=seen,
         cpu_total_rate=total / elapsed,
         cpu_total_seconds=total,
     )

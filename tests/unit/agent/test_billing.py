@@ -122,3 +122,23 @@ def test_samples_are_read_halfway_between_two_collections() -> None:
     assert mid_collection(7.0, collected_at=0.0, interval=10.0) == 15.0
     assert mid_collection(5.0, collected_at=100.0, interval=10.0) == 5.0  # already halfway
     assert mid_collection(3.0, collected_at=None, interval=10.0) == 3.0  # nothing collected yet
+
+
+def test_a_series_that_leaves_the_exposition_and_comes_back_is_measured_from_its_last_value() -> None:
+    """A kept name with no process for a while: the exporter expired its aggregate; when a process of
+    that name runs again, its increase counts, as rate() over a range reaching past the gap counts it."""
+    t0 = 1_800_000_000.0
+    svc = lambda ts: _cpu("svc", "1", "user", ts - t0, ts)  # noqa: E731
+    job = lambda v, ts: _line(  # noqa: E731
+        "process_cpu_time_seconds_total",
+        {"process_executable_name": "cron", "state": "user"},
+        v,
+        int(ts * 1000),
+    )
+    texts = [svc(t0) + "\n" + job(2, t0), svc(t0 + 10), svc(t0 + 20) + "\n" + job(3, t0 + 20)]
+    ref = None
+    rates = []
+    for i, text in enumerate(texts):
+        sample, ref = summarize(text, variant="v", pipeline="p", previous=ref, critical=[], now=t0 + 10 * i)
+        rates.append(sample.get("process_cpu_seconds_rate"))
+    assert rates[2] == {"svc": pytest.approx(1.0), "cron": pytest.approx(0.1)}
