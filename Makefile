@@ -27,7 +27,8 @@ system-deps:
 
 ## Install everything the suite needs, then run all of it
 test: venv system-deps
-	@if command -v go >/dev/null 2>&1; then bash scripts/build-otelcol.sh; \
+	@if command -v go >/dev/null 2>&1; then bash scripts/build-otelcol.sh && \
+	(cd deploy/otelcol/keeplistprocessor && go test ./...); \
 	else echo "go not found: the collector tests will skip (fail under CI=true); get Go from https://go.dev/doc/install"; fi
 	$(PY) -m pytest
 

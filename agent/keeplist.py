@@ -224,8 +224,8 @@ class KeepListTracker:
 
         kept_share = sum(smoothed.get(n, 0.0) for n in critical | set(self._selected))
         if self._current and total > 0 and kept_share >= enter * total * (1 - 1e-9):
-            # The names kept now still cover the target: no change, so no collector reload (each one
-            # restarts the rolled counters). A name kept but gone costs no series.
+            # The names kept now still cover the target: no change (each one moves series between
+            # tiers and mints new ones). A name kept but gone costs no series.
             return None
         entering, staying = prefix(enter), prefix(stay)
         held = {

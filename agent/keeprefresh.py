@@ -22,7 +22,8 @@ from phoenix_common.keeplist import parse_keep_file, render_keep_file
 
 log = structlog.get_logger("phoenix.agent.keeprefresh")
 
-# Keep-list refreshes of a deployment run at most this often (the collector reloads on each change).
+# Keep-list refreshes of a deployment run at most this often (an embedded keep file reloads the
+# collector on each change; a live one, the roll-up's, is only rewritten).
 MIN_REFRESH_SECONDS = 30.0
 # An experiment refreshes often enough to settle its keep-list well inside the measured window.
 MIN_EXPERIMENT_REFRESH_SECONDS = 5.0
@@ -139,16 +140,7 @@ class KeepListRefresher:
         chosen = self.tracker.update(cpu, memory, time.time())
         if chosen is None or sorted(chosen) == self.current:
             return False
-        previous = read_text(self.keep_path)
-        atomic_write(self.keep_path, render_keep_file(chosen))
-        try:
-            await self.collector.reload_checked()
-        except ApplyError as exc:
-            log.error("keep_list_reload_failed", variant=self.variant, error=str(exc))
-            if previous is not None:
-                atomic_write(self.keep_path, previous)
-            with contextlib.suppress(ApplyError):
-                await self.collector.reload_checked()
+        if not await self._write(chosen):
             return False
         log.info(
             "keep_list_changed",
@@ -158,6 +150,23 @@ class KeepListRefresher:
         )
         self.current = sorted(chosen)
         self.changes += 1
+        return True
+
+    async def _write(self, chosen: list[str]) -> bool:
+        """Write the keep file; reload the collector unless it reads the file live. False: not taken."""
+        previous = read_text(self.keep_path)
+        atomic_write(self.keep_path, render_keep_file(chosen))
+        if self.spec.live:
+            return True
+        try:
+            await self.collector.reload_checked()
+        except ApplyError as exc:
+            log.error("keep_list_reload_failed", variant=self.variant, error=str(exc))
+            if previous is not None:
+                atomic_write(self.keep_path, previous)
+            with contextlib.suppress(ApplyError):
+                await self.collector.reload_checked()
+            return False
         return True
 
 

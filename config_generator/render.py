@@ -89,6 +89,7 @@ def _exporter(port: int, p: Mapping[str, Any]) -> dict[str, Any]:
 # What a non-critical process keeps in the tiered pipeline: CPU time (user and system; `wait` is I/O
 # wait, not CPU) and resident memory. Critical processes keep every metric the receiver sends.
 TIER_METRICS = ("process.cpu.time", "process.memory.usage")
+KEEPLIST_PROCESSOR = "phoenixkeeplist"
 # Monotonic counters among TIER_METRICS: summed as deltas, then accumulated again.
 TIER_COUNTERS = ("process.cpu.time",)
 # Resource attributes a critical process drops: a process may rewrite its command line (postgres
@@ -104,8 +105,9 @@ def _tiers(
 
     Main pipeline (every non-critical process): keep TIER_METRICS without the `wait` state; turn CPU
     counters into deltas per process (cumulativetodelta, keyed by the process's full identity, first
-    point dropped as a backend's rate() has nothing to compare it with); reduce the resource to the
-    executable name, which is `other` for a name not in the keep file; merge equal resources
+    point dropped as a backend's rate() has nothing to compare it with); rename a process not in the
+    keep file to `other` (phoenixkeeplist, which reads the file live and starts a newly kept name's
+    series at 0 for one collection); reduce the resource to the executable name; merge equal resources
     (groupbyattrs) and sum their points (aggregate_on_attributes, which merges equal timestamps only,
     so points get time 0 first and the current time once summed); accumulate the deltas again
     (deltatocumulative). A process that exits or changes tier only stops adding to its sum: no counter
@@ -126,17 +128,13 @@ def _tiers(
         "include": {"metrics": list(TIER_COUNTERS), "match_type": "strict"},
         "initial_value": "drop",
     }
-    not_kept = f'not ContainsValue(${{file:{keep_path}}}, attributes["{NAME_ATTR}"])'
+    # Phoenix's own processor (deploy/otelcol/keeplistprocessor): re-reads the keep file while the
+    # collector runs, so a keep-list change needs no reload and deltatocumulative keeps its sums.
+    processors[f"{KEEPLIST_PROCESSOR}/{v}"] = {"path": keep_path, "attribute": NAME_ATTR, "other": OTHER}
     processors[f"transform/{v}"] = {
         "error_mode": "ignore",
         "metric_statements": [
-            {
-                "context": "resource",
-                "statements": [
-                    f'keep_keys(attributes, ["{NAME_ATTR}"])',
-                    f'set(attributes["{NAME_ATTR}"], "{OTHER}") where {not_kept}',
-                ],
-            },
+            {"context": "resource", "statements": [f'keep_keys(attributes, ["{NAME_ATTR}"])']},
             {
                 "context": "datapoint",
                 "statements": ["set(time_unix_nano, 0)", "set(start_time_unix_nano, 0)"],
@@ -156,6 +154,7 @@ def _tiers(
     chain += [
         f"filter/{v}-tier",
         f"cumulativetodelta/{v}",
+        f"{KEEPLIST_PROCESSOR}/{v}",
         f"transform/{v}",
         f"groupbyattrs/{v}",
         f"transform/{v}-rollup",
@@ -357,6 +356,8 @@ def render(
             "critical": list(p.get("critical_processes") or []),
             "initial": list(p.get("critical_processes") or []),
             "refresh_seconds": p["refresh_seconds"],
+            # The roll-up reads its keep file live: a change needs no collector reload.
+            "live": template.rollup,
         }
         if "cpu_coverage_target_percent" in p:
             keep_list["coverage_target"] = p["cpu_coverage_target_percent"]

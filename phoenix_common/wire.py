@@ -63,6 +63,9 @@ class KeepList(Struct, frozen=True):
     # Intelligent strategy: keep the fewest names whose smoothed CPU covers this share (percent),
     # at most k of them. None: keep the k largest.
     coverage_target: Annotated[float, Meta(gt=0, le=100)] | None = None
+    # The collector re-reads the file while it runs (the roll-up's keep-list processor): a change is a
+    # file write, not a reload. False: the config embeds the file, and the collector reloads.
+    live: bool = False
 
     def __post_init__(self) -> None:
         if not self.path.startswith("/"):

@@ -7,7 +7,7 @@
 # - Generated sources and the build live in .cache/otelcol/build
 #   (dist.output_path in the manifest); the log is .cache/otelcol/build.log.
 # - Skips the build when bin/otelcol-phoenix exists and the manifest's sha256
-#   matches bin/.otelcol-phoenix.sha256. Set OTELCOL_FORCE=1 to rebuild.
+#   and Phoenix's own components (deploy/otelcol/*processor) match bin/.otelcol-phoenix.sha256. Set OTELCOL_FORCE=1 to rebuild.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,7 +23,9 @@ HASH_FILE="bin/.otelcol-phoenix.sha256"
 
 [[ -f "$MANIFEST" ]] || { echo "error: $MANIFEST not found" >&2; exit 1; }
 
-want_hash="$(sha256sum "$MANIFEST" | cut -d' ' -f1)"
+# Phoenix's own components, built from source beside the manifest: part of what the hash covers.
+COMPONENTS="deploy/otelcol/keeplistprocessor"
+want_hash="$(cat "$MANIFEST" $(find $COMPONENTS -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' \) | sort) | sha256sum | cut -d' ' -f1)"
 if [[ -z "${OTELCOL_FORCE:-}" && -x "$BIN" && -f "$HASH_FILE" ]] &&
 	[[ "$(cat "$HASH_FILE")" == "$want_hash" ]]; then
 	echo "$BIN is up to date"

@@ -1,0 +1,154 @@
+package keeplistprocessor
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.uber.org/zap"
+)
+
+// keepList renames every process resource whose name the keep-list file does not hold.
+//
+// A name that joins the file is announced before its data moves: in the first batch that holds it,
+// its data still goes to `other`, and a copy of its resources with every sum at 0 (gauges left out)
+// goes under its own name. A backend's rate() reads no increase from a series' first point, so the
+// new series starts at 0 and counts the next batch in full, while `other` counted this one: no
+// interval of CPU is lost when the list changes. A name that leaves the file goes to `other` at once
+// (`other` already has points, so its next increase counts).
+type keepList struct {
+	cfg    *Config
+	logger *zap.Logger
+
+	mu       sync.Mutex
+	loaded   bool
+	modTime  time.Time
+	size     int64
+	kept     map[string]struct{} // names whose data goes under their own name
+	pending  map[string]struct{} // names in the file, not announced yet
+	warnedAt time.Time
+}
+
+func newKeepList(cfg *Config, logger *zap.Logger) *keepList {
+	return &keepList{
+		cfg: cfg, logger: logger,
+		kept: map[string]struct{}{}, pending: map[string]struct{}{},
+	}
+}
+
+// refresh reads the file again when its modification time or size changed. A file that is missing
+// or not a JSON array of strings leaves the last list in place (and is logged once a minute).
+func (k *keepList) refresh() {
+	info, err := os.Stat(k.cfg.Path)
+	if err != nil {
+		k.warn("keep-list file unreadable; keeping the last list", err)
+		return
+	}
+	if k.loaded && info.ModTime().Equal(k.modTime) && info.Size() == k.size {
+		return
+	}
+	data, err := os.ReadFile(k.cfg.Path)
+	if err != nil {
+		k.warn("keep-list file unreadable; keeping the last list", err)
+		return
+	}
+	var names []string
+	if err := json.Unmarshal(data, &names); err != nil {
+		k.warn("keep-list file is not a JSON array of names; keeping the last list", err)
+		return
+	}
+	next := make(map[string]struct{}, len(names))
+	for _, n := range names {
+		next[n] = struct{}{}
+	}
+	var added, removed int
+	for n := range k.kept {
+		if _, ok := next[n]; !ok {
+			delete(k.kept, n)
+			removed++
+		}
+	}
+	for n := range k.pending {
+		if _, ok := next[n]; !ok {
+			delete(k.pending, n)
+		}
+	}
+	for n := range next {
+		_, kept := k.kept[n]
+		_, pending := k.pending[n]
+		if !kept && !pending {
+			k.pending[n] = struct{}{}
+			added++
+		}
+	}
+	k.loaded, k.modTime, k.size = true, info.ModTime(), info.Size()
+	k.logger.Info("keep-list loaded", zap.String("path", k.cfg.Path),
+		zap.Int("names", len(next)), zap.Int("added", added), zap.Int("removed", removed))
+}
+
+func (k *keepList) warn(msg string, err error) {
+	if now := time.Now(); now.Sub(k.warnedAt) >= time.Minute {
+		k.warnedAt = now
+		k.logger.Warn(msg, zap.String("path", k.cfg.Path), zap.Error(err))
+	}
+}
+
+func (k *keepList) process(_ context.Context, md pmetric.Metrics) (pmetric.Metrics, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.refresh()
+
+	rms := md.ResourceMetrics()
+	announced := map[string]struct{}{}
+	copies := pmetric.NewResourceMetricsSlice()
+	for i := 0; i < rms.Len(); i++ {
+		rm := rms.At(i)
+		attrs := rm.Resource().Attributes()
+		value, ok := attrs.Get(k.cfg.Attribute)
+		if !ok {
+			continue
+		}
+		name := value.AsString()
+		if _, kept := k.kept[name]; kept {
+			continue
+		}
+		if _, pending := k.pending[name]; pending {
+			announced[name] = struct{}{}
+			zeroed := copies.AppendEmpty()
+			rm.CopyTo(zeroed)
+			zeroSums(zeroed)
+		}
+		attrs.PutStr(k.cfg.Attribute, k.cfg.Other)
+	}
+	for name := range announced {
+		delete(k.pending, name)
+		k.kept[name] = struct{}{}
+	}
+	copies.MoveAndAppendTo(rms)
+	return md, nil
+}
+
+// zeroSums sets every point of every sum in rm to 0 and removes the other metrics.
+func zeroSums(rm pmetric.ResourceMetrics) {
+	sms := rm.ScopeMetrics()
+	for i := 0; i < sms.Len(); i++ {
+		sms.At(i).Metrics().RemoveIf(func(m pmetric.Metric) bool {
+			if m.Type() != pmetric.MetricTypeSum {
+				return true
+			}
+			points := m.Sum().DataPoints()
+			for j := 0; j < points.Len(); j++ {
+				p := points.At(j)
+				if p.ValueType() == pmetric.NumberDataPointValueTypeInt {
+					p.SetIntValue(0)
+				} else {
+					p.SetDoubleValue(0)
+				}
+			}
+			return false
+		})
+	}
+}
