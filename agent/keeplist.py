@@ -35,6 +35,10 @@ def _host_memory_total() -> float:
         return float(1 << 30)
 
 
+# A smoothed CPU rate (CPU-seconds per second) below which an absent name is forgotten.
+FORGET_BELOW_CPU = 1e-4
+
+
 @dataclass
 class _State:
     """What the tracker remembers about one process name."""
@@ -199,8 +203,18 @@ class KeepListTracker:
             ewma = cpu if state is None else self.ewma_alpha * cpu + (1 - self.ewma_alpha) * state.ewma
             self._states[name] = _State(ewma=ewma, score=ewma)
             smoothed[name] = ewma
-        for name in [n for n in self._states if n not in smoothed]:
-            del self._states[name]
+        # A name with no process right now (a cron job between two runs) decays as if it used no CPU
+        # instead of being forgotten: its share of the host stays counted, so it is kept while its runs
+        # matter. It is forgotten once its level is negligible, which bounds memory under churn.
+        for name, state in list(self._states.items()):
+            if name in smoothed:
+                continue
+            ewma = (1 - self.ewma_alpha) * state.ewma
+            if ewma < FORGET_BELOW_CPU:
+                del self._states[name]
+                continue
+            self._states[name] = _State(ewma=ewma, score=ewma)
+            smoothed[name] = ewma
         critical = set(self.critical)
         total = sum(smoothed.values())
         ranked = sorted((n for n in smoothed if n not in critical), key=lambda n: (-smoothed[n], n))

@@ -178,6 +178,31 @@ def test_coverage_selection_is_capped_at_k_and_honours_the_hold() -> None:
     assert held.update({"a": 0.1, "b": 0.9}, {}, 10.0) == ["a", "b", "crit"]  # a is held, b enters
 
 
+def test_cron_names_between_runs_are_remembered_and_kept() -> None:
+    """Eight cron-like names, each running one refresh in four: together a third of the CPU. A name
+    whose process is gone at a refresh decays instead of being forgotten, so once their levels have
+    settled the kept set covers them all and stops changing."""
+    tracker = KeepListTracker("intelligent", 40, [], coverage_target=95, ewma_alpha=0.3, cpu_total=2)
+    changes = []
+    for step in range(80):
+        cpu = {"svc-a": 0.4, "svc-b": 0.2}
+        for job in range(8):
+            if (step + job) % 4 == 0:
+                cpu[f"cron-{job}"] = 0.12
+        if tracker.update(cpu, {}, float(step)) is not None:
+            changes.append(step)
+    assert set(tracker.current()) == {"svc-a", "svc-b", *(f"cron-{j}" for j in range(8))}
+    assert not [s for s in changes if s >= 20], changes
+
+
+def test_an_absent_name_is_forgotten_once_negligible() -> None:
+    tracker = KeepListTracker("intelligent", 40, [], coverage_target=95, ewma_alpha=0.5, cpu_total=2)
+    tracker.update({"a": 0.5, "gone": 0.01}, {}, 0.0)
+    for step in range(1, 12):
+        tracker.update({"a": 0.5}, {}, float(step))
+    assert "gone" not in tracker._states
+
+
 def test_coverage_target_must_be_a_percentage() -> None:
     with pytest.raises(ValueError, match="coverage_target"):
         KeepListTracker("intelligent", 3, [], coverage_target=150)
