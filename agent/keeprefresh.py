@@ -68,6 +68,12 @@ class KeepListRefresher:
         self.refreshes = 0
         self.changes = 0
         self._snapshot: measure.Snapshot | None = None
+        # Observed at every collection, ranked every period: CPU-seconds per name since the last
+        # ranking. A process that lives between two rankings (a cron job) has a rate only between two
+        # collections; observed once a period, its CPU would never be seen.
+        self.observe_every = max(1.0, collection_interval or 10.0)
+        self._cpu_seconds: dict[str, float] = {}
+        self._seconds = 0.0
 
     def _file_names(self) -> list[str] | None:
         text = read_text(self.keep_path)
@@ -93,12 +99,23 @@ class KeepListRefresher:
         await self._refresh_logged()
 
     async def run(self, primed: bool = False) -> None:
-        """Rank (unless primed already), then again every `period` (jittered) until cancelled."""
+        """Rank (unless primed already), then again every `period` (jittered) until cancelled,
+        observing at every collection in between."""
         log.info("keep_list_refresher_started", variant=self.variant, period_seconds=round(self.period, 1))
         if not primed:
             await self.prime()
         while True:
-            await asyncio.sleep(jittered(self.period))
+            due = time.monotonic() + jittered(self.period)
+            while (left := due - time.monotonic()) > self.observe_every:
+                await asyncio.sleep(self.observe_every)
+                try:
+                    await self._observe()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    error = one_line(str(exc), 300)
+                    log.warning("keep_list_observe_failed", variant=self.variant, error=error)
+            await asyncio.sleep(max(0.0, left))
             await self._refresh_logged()
 
     async def _refresh_logged(self) -> None:
@@ -127,7 +144,20 @@ class KeepListRefresher:
             # Nothing collected yet (just started or reloaded): ranking on it would drop every process.
             return None
         self._snapshot = snapshot
+        seconds = float(sample.get("interval_seconds") or 0.0)
+        if seconds > 0:
+            for name, rate in sample["process_cpu_seconds_rate"].items():
+                self._cpu_seconds[name] = self._cpu_seconds.get(name, 0.0) + rate * seconds
+            self._seconds += seconds
         return sample
+
+    def _take_rates(self, sample: dict[str, Any]) -> dict[str, float]:
+        """Mean CPU rate per name since the last ranking (this sample's when nothing accumulated)."""
+        rates = sample["process_cpu_seconds_rate"]
+        if self._seconds > 0:
+            rates = {n: v / self._seconds for n, v in self._cpu_seconds.items()}
+        self._cpu_seconds, self._seconds = {}, 0.0
+        return rates
 
     async def refresh_once(self) -> bool:
         """One ranking; True when the keep list changed and the collector took it."""
@@ -135,7 +165,7 @@ class KeepListRefresher:
         if sample is None:
             return False
         self.refreshes += 1
-        cpu = {n: v for n, v in sample["process_cpu_seconds_rate"].items() if n != wire.OTHER}
+        cpu = {n: v for n, v in self._take_rates(sample).items() if n != wire.OTHER}
         memory = {n: v for n, v in sample["process_memory_bytes"].items() if n != wire.OTHER}
         chosen = self.tracker.update(cpu, memory, time.time())
         if chosen is None or sorted(chosen) == self.current:
