@@ -13,7 +13,8 @@ import (
 
 // keepList renames every process resource whose name the keep-list file does not hold.
 //
-// A name that joins the file is announced before its data moves: in the first batch that holds it,
+// A name that joins the file is announced before its data moves: in the first batch that holds a sum
+// point of it,
 // its data still goes to `other`, and a copy of its resources with every sum at 0 (gauges left out)
 // goes under its own name. A backend's rate() reads no increase from a series' first point, so the
 // new series starts at 0 and counts the next batch in full, while `other` counted this one: no
@@ -116,10 +117,14 @@ func (k *keepList) process(_ context.Context, md pmetric.Metrics) (pmetric.Metri
 			continue
 		}
 		if _, pending := k.pending[name]; pending {
-			announced[name] = struct{}{}
-			zeroed := copies.AppendEmpty()
+			// Announced only by a copy that holds a point: a new process's first point was dropped
+			// upstream (cumulativetodelta), and a series must exist before its first increase counts.
+			zeroed := pmetric.NewResourceMetrics()
 			rm.CopyTo(zeroed)
-			zeroSums(zeroed)
+			if zeroSums(zeroed) > 0 {
+				announced[name] = struct{}{}
+				zeroed.MoveTo(copies.AppendEmpty())
+			}
 		}
 		attrs.PutStr(k.cfg.Attribute, k.cfg.Other)
 	}
@@ -131,17 +136,20 @@ func (k *keepList) process(_ context.Context, md pmetric.Metrics) (pmetric.Metri
 	return md, nil
 }
 
-// zeroSums sets every point of every sum in rm to 0 and removes the other metrics.
-func zeroSums(rm pmetric.ResourceMetrics) {
+// zeroSums sets every point of every sum in rm to 0, removes the other metrics, and returns the
+// number of points left.
+func zeroSums(rm pmetric.ResourceMetrics) int {
+	points := 0
 	sms := rm.ScopeMetrics()
 	for i := 0; i < sms.Len(); i++ {
 		sms.At(i).Metrics().RemoveIf(func(m pmetric.Metric) bool {
 			if m.Type() != pmetric.MetricTypeSum {
 				return true
 			}
-			points := m.Sum().DataPoints()
-			for j := 0; j < points.Len(); j++ {
-				p := points.At(j)
+			dps := m.Sum().DataPoints()
+			points += dps.Len()
+			for j := 0; j < dps.Len(); j++ {
+				p := dps.At(j)
 				if p.ValueType() == pmetric.NumberDataPointValueTypeInt {
 					p.SetIntValue(0)
 				} else {
@@ -151,4 +159,5 @@ func zeroSums(rm pmetric.ResourceMetrics) {
 			return false
 		})
 	}
+	return points
 }

@@ -84,6 +84,34 @@ func TestAddedNameIsAnnouncedAtZeroBeforeItsDataMoves(t *testing.T) {
 	}
 }
 
+func TestANameIsAnnouncedOnlyByAPoint(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keep.json")
+	write(t, path, `["a"]`, time.Now())
+	k := newKeepList(&Config{Path: path, Attribute: "process.executable.name", Other: "other"}, zap.NewNop())
+	// A new process of "a": its first CPU point was dropped upstream, no sum point is left.
+	empty := batch("a")
+	empty.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().At(0).Sum().DataPoints().RemoveIf(
+		func(pmetric.NumberDataPoint) bool { return true })
+	out, _ := k.process(context.Background(), empty)
+	if out.ResourceMetrics().Len() != 1 {
+		t.Fatalf("announced without a point: %d resources", out.ResourceMetrics().Len())
+	}
+	// Its next batch announces it (a zero point), the one after moves its data.
+	if got := seen(must(k.process(context.Background(), batch("a")))); got["a"] != [2]float64{0, 1} {
+		t.Fatalf("announcement: %v", got)
+	}
+	if got := seen(must(k.process(context.Background(), batch("a")))); got["a"] != [2]float64{5, 2} {
+		t.Fatalf("after it: %v", got)
+	}
+}
+
+func must(md pmetric.Metrics, err error) pmetric.Metrics {
+	if err != nil {
+		panic(err)
+	}
+	return md
+}
+
 func TestBadFileKeepsTheLastList(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keep.json")
 	start := time.Now()
