@@ -200,7 +200,9 @@ async def test_billed_series_rates_and_resets_agree_with_a_real_prometheus(
         ratios = [c["cpu_total_rate"] / b["cpu_total_rate"] for b, c in pairs]
         assert len(ratios) >= 20, ratios
         worst = max(ratios, key=lambda r: abs(r - 1))
-        assert abs(worst - 1) <= 0.01, f"worst pair {worst:.4f}; all {[round(r, 4) for r in ratios]}"
+        # Within 1% on this machine alone; 1.5% allowed for the read jitter of a loaded 2-core CI host
+        # (0.9892 seen beside the whole suite), while a lost collection of a kept name shows as 0.9 or less.
+        assert abs(worst - 1) <= 0.015, f"worst pair {worst:.4f}; all {[round(r, 4) for r in ratios]}"
         # A name that joined the keep list shows under its own name.
         assert "phx-cache" in samples["candidate"][-1]["process_cpu_seconds_rate"]
         # The critical process keeps its per-pid series (full detail) through it all.

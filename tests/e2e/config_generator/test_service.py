@@ -215,6 +215,7 @@ def test_generate_reads_the_experiment_from_the_control_plane(
         "initial": ["postgres", "sshd"],
         "refresh_seconds": 120,
         "coverage_target": 95,
+        "live": True,
     }
     for rendered in (baseline, candidate):
         config = yaml.safe_load(rendered["config_yaml"])
