@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -108,23 +109,21 @@ class KeepListRefresher:
             due = time.monotonic() + jittered(self.period)
             while (left := due - time.monotonic()) > self.observe_every:
                 await asyncio.sleep(self.observe_every)
-                try:
-                    await self._observe()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    error = one_line(str(exc), 300)
-                    log.warning("keep_list_observe_failed", variant=self.variant, error=error)
+                await self._logged(self._observe, "keep_list_observe_failed")
             await asyncio.sleep(max(0.0, left))
             await self._refresh_logged()
 
     async def _refresh_logged(self) -> None:
+        await self._logged(self.refresh_once, "keep_list_refresh_failed")
+
+    async def _logged(self, step: Callable[[], Awaitable[object]], event: str) -> None:
+        """Run one step; a failure is logged as `event` and never ends the refresher."""
         try:
-            await self.refresh_once()
+            await step()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("keep_list_refresh_failed", variant=self.variant, error=one_line(str(exc), 300))
+            log.warning(event, variant=self.variant, error=one_line(str(exc), 300))
 
     async def _observe(self) -> dict[str, Any] | None:
         try:
