@@ -247,9 +247,10 @@ class Experiment:
     ) -> dict[str, list[measure.Series] | measure.MeasureError]:
         """Every variant's exposition, parsed, from the same collection when they can be had.
 
-        The variants are scraped one after the other; a collection that lands in between puts one a
+        Each is read settled (measure.read_settled: not while its exporter is taking in a collection).
+        The variants are read one after the other; a collection that lands in between puts one a
         whole interval ahead, and the pair's rates would disagree for that sample and the next. So the
-        variants behind the newest are scraped again, a few times at most.
+        variants behind the newest are read again, a few times at most.
         """
         tolerance = 0.5 * (interval_hint or self.plan.interval)
         read: dict[str, list[measure.Series] | measure.MeasureError] = {}
@@ -258,9 +259,7 @@ class Experiment:
         for attempt in range(4):
             for spec in pending:
                 try:
-                    series = measure.parse_exposition(
-                        await measure.scrape(self.session, spec.prometheus_endpoint)
-                    )
+                    series = await measure.read_settled(self.session, spec.prometheus_endpoint, tolerance)
                 except measure.MeasureError as exc:
                     read[spec.role] = exc
                     continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import re
@@ -121,6 +122,47 @@ async def scrape(session: aiohttp.ClientSession, endpoint: str, timeout: float =
         raise MeasureError(f"scrape of {url} timed out after {timeout:g}s") from None
     except (aiohttp.ClientError, ValueError) as exc:
         raise MeasureError(f"scrape of {url} failed: {exc or type(exc).__name__}") from None
+
+
+SETTLE_READS = 4  # reads of one endpoint at most before its last read is taken as it is
+SETTLE_PAUSE = 0.05  # seconds between two reads of a collection old enough
+SETTLE_SECONDS = 2.0  # a collection is read once it is this old (or `tolerance`, if less)
+
+
+def _collection_mark(series: Sequence[Series], tolerance: float) -> tuple[float, int] | None:
+    """The newest timestamp and how many series carry it (within `tolerance`), None without timestamps."""
+    newest = newest_timestamp(series)
+    if newest is None:
+        return None
+    return newest, sum(1 for s in series if s.timestamp is not None and s.timestamp >= newest - tolerance)
+
+
+async def read_settled(
+    session: aiohttp.ClientSession, endpoint: str, tolerance: float, timeout: float = 5.0
+) -> list[Series]:
+    """The parsed exposition of `endpoint` once its exporter holds the whole newest collection.
+
+    The Prometheus exporter takes a collection in one series at a time, and a pipeline's batch (the
+    critical processes' own, say) can come a few hundred milliseconds after another's: a scrape
+    meanwhile sees part of the new collection beside the rest of the old one, and rates read from it
+    are far too low for that sample and too high for the next (a backend storing both scrapes is not
+    misled: it stores each sample once, under its own timestamp). So a collection is read only once it
+    is `min(tolerance, SETTLE_SECONDS)` old, and when two reads agree on its newest timestamp and on
+    how many series carry it; after SETTLE_READS reads the last is taken as it is. An exposition
+    without timestamps is read once.
+    """
+    settle = min(tolerance, SETTLE_SECONDS)
+    mark: tuple[float, int] | None = None
+    for attempt in range(SETTLE_READS):
+        series = parse_exposition(await scrape(session, endpoint, timeout))
+        mark, previous = _collection_mark(series, tolerance), mark
+        if mark is None or attempt == SETTLE_READS - 1:
+            break
+        wait = mark[0] + settle - time.time()
+        if wait <= 0 and mark == previous:
+            break
+        await asyncio.sleep(min(max(wait, SETTLE_PAUSE), settle))
+    return series
 
 
 # -- summary ---------------------------------------------------------------------------------------

@@ -41,12 +41,12 @@ class Sampler:
         for variant, endpoint in prometheus_endpoints(config).items():
             pipeline = str(names.get(variant) or record.get("pipeline") or variant)
             try:
-                text = await measure.scrape(self.session, endpoint)
+                series = await measure.read_settled(self.session, endpoint, 0.5 * (interval_hint or 1.0))
             except measure.MeasureError as exc:
                 pipelines[variant] = {"variant": variant, "pipeline": pipeline, "error": str(exc)}
                 continue
             sample, snapshot = measure.summarize(
-                text,
+                series,
                 variant=variant,
                 pipeline=pipeline,
                 previous=self._snapshots.get(endpoint),

@@ -20,6 +20,7 @@ from agent.measure import (
     MeasureError,
     Snapshot,
     parse_exposition,
+    read_settled,
     scrape,
     summarize,
 )
@@ -419,6 +420,64 @@ async def test_scrape_failures_raise_measure_error_naming_the_url() -> None:
                 await scrape(session, f"127.0.0.1:{closed}")
     finally:
         release.set()
+        await runner.cleanup()
+
+
+async def test_a_read_while_the_exporter_takes_in_a_collection_is_read_again() -> None:
+    """The Prometheus exporter stores a collection one series at a time, and one pipeline's batch can
+    come after another's: a scrape meanwhile shows one process with the new timestamp beside another's
+    old one. read_settled reads a collection once it is old enough and two reads agree (and gives up
+    after a few reads of an endpoint that never settles)."""
+
+    def exposition(stamps: list[int]) -> str:
+        lines = [f'{CPU}{{process_pid="{i}",state="user"}} {i} {ms}' for i, ms in enumerate(stamps)]
+        return "\n".join(lines) + "\n"
+
+    reads = {"settling": 0, "restless": 0, "plain": 0}
+    partial, whole = exposition([2000, 1000, 1000]), exposition([2000, 2000, 2000])
+
+    async def settling(_: web.Request) -> web.Response:
+        reads["settling"] += 1
+        return web.Response(text=partial if reads["settling"] == 1 else whole)
+
+    async def restless(_: web.Request) -> web.Response:
+        reads["restless"] += 1
+        return web.Response(text=exposition([1000 * reads["restless"]]))
+
+    young_from: list[float] = []
+
+    async def young(_: web.Request) -> web.Response:
+        # A collection stamped at the first read, whose last batch comes 0.3 s later.
+        now = time.time()
+        young_from.append(now)
+        ms = int(young_from[0] * 1000)
+        stamps = [ms, ms - 2000] if now - young_from[0] < 0.3 else [ms, ms]
+        return web.Response(text=exposition(stamps))
+
+    async def plain(_: web.Request) -> web.Response:
+        reads["plain"] += 1
+        return web.Response(text=f"{CPU} 1\n")
+
+    app = web.Application()
+    for route in (settling, restless, young, plain):
+        app.router.add_get(f"/{route.__name__}/metrics", route)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            got = await read_settled(session, f"127.0.0.1:{port}/settling", tolerance=0.5)
+            assert [s.timestamp for s in got] == [2.0, 2.0, 2.0] and reads["settling"] == 3
+            got = await read_settled(session, f"127.0.0.1:{port}/restless", tolerance=0.5)
+            assert reads["restless"] == 4 and got[0].timestamp == 4.0
+            # A collection younger than the tolerance is read again once it is that old.
+            got = await read_settled(session, f"127.0.0.1:{port}/young", tolerance=1.0)
+            assert got[0].timestamp == got[1].timestamp and len(young_from) == 3
+            # Without timestamps there is nothing to compare: one read.
+            await read_settled(session, f"127.0.0.1:{port}/plain", tolerance=0.5)
+            assert reads["plain"] == 1
+    finally:
         await runner.cleanup()
 
 

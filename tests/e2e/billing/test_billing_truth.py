@@ -66,13 +66,18 @@ def _configs(keep_path: Path) -> tuple[dict[str, Any], str, str]:
     )
 
 
-async def _pair(session: aiohttp.ClientSession, endpoints: dict[str, str]) -> dict[str, str]:
-    """Both expositions from one collection (as the agent's experiment loop takes them)."""
+async def _pair(
+    session: aiohttp.ClientSession, endpoints: dict[str, str]
+) -> dict[str, list[measure.Series]]:
+    """Both expositions, each settled, from one collection (as the agent's experiment loop takes them)."""
 
-    async def consistent() -> dict[str, str] | None:
-        texts = {role: await measure.scrape(session, endpoint) for role, endpoint in endpoints.items()}
-        stamps = [measure.newest_timestamp(measure.parse_exposition(t)) or 0.0 for t in texts.values()]
-        return texts if max(stamps) - min(stamps) < 0.5 * INTERVAL else None
+    async def consistent() -> dict[str, list[measure.Series]] | None:
+        read = {
+            role: await measure.read_settled(session, endpoint, 0.5 * INTERVAL)
+            for role, endpoint in endpoints.items()
+        }
+        stamps = [measure.newest_timestamp(series) or 0.0 for series in read.values()]
+        return read if max(stamps) - min(stamps) < 0.5 * INTERVAL else None
 
     return dict(await eventually(consistent, 3 * INTERVAL, "both exporters showing one collection"))
 
@@ -120,10 +125,10 @@ async def test_billed_series_rates_and_resets_agree_with_a_real_prometheus(
             ]
             while time.time() - start < RUN_SECONDS:
                 await asyncio.sleep(SAMPLE_EVERY - (time.time() - start) % SAMPLE_EVERY)
-                texts = await _pair(session, endpoints)
-                for role, text in texts.items():
+                read = await _pair(session, endpoints)
+                for role, series in read.items():
                     sample, ref = measure.summarize(
-                        text,
+                        series,
                         variant=role,
                         pipeline=role,
                         previous=refs[role],
