@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from control_plane import destination_spec, keys, names
+from control_plane.generator_client import for_app as generator_for
 from control_plane.jsonutil import respond
 from control_plane.services.deployments import KEEP
 from phoenix_common.problems import NotFound, Problem, field, json_body
@@ -78,6 +79,13 @@ def _deployment_json(row: dict[str, Any], *, hosts: int | None = None, full: boo
     if full:
         out["config_yaml"] = row.get("config_yaml")
     return out
+
+
+@routes.get("/api/v1/templates")
+async def list_templates(request: web.Request) -> web.Response:
+    """The pipeline templates a deployment or an experiment can name: the config generator's own list
+    (502 when it cannot be reached), so that a dashboard or a script needs only the API."""
+    return respond({"templates": await generator_for(request.app).templates()})
 
 
 @routes.get("/api/v1/pipeline-deployments")

@@ -362,7 +362,13 @@ class ExperimentService:
             raise Conflict(f"host {host_id} is not part of experiment {experiment_id}")
         await self.store.insert_measurements(experiment_id, host_id, row["phase"], samples)
         points = [
-            {"variant": s["variant"], "ts": s["ts"], "active_series": s["active_series"]} for s in samples
+            {
+                "variant": s["variant"],
+                "ts": s["ts"],
+                "active_series": s["active_series"],
+                **{k: s[k] for k in POINT_FIGURES if s.get(k) is not None},
+            }
+            for s in samples
         ]
         data = {
             "host_id": host_id,
@@ -371,6 +377,10 @@ class ExperimentService:
             "variant": points[-1]["variant"],
         }
         await self._event(None, "measurement", experiment_id, None, data)
+
+
+# Measured figures a live `measurement` event carries beside the snapshot, when the agent sent them.
+POINT_FIGURES = ("billed_series", "datapoints_per_minute")
 
 
 def _must_be_pending(row: Row) -> None:

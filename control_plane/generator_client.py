@@ -47,19 +47,26 @@ class GeneratorClient:
             body["destinations"] = destinations
         return await self._post("/api/v1/generate", body)
 
-    async def takes(self, template: str, parameter: str) -> bool:
-        """Whether `template` has a parameter named `parameter`."""
+    async def templates(self) -> list[dict[str, Any]]:
+        """Every template the generator serves, with its parameter schema (its GET /api/v1/templates)."""
+        url = f"{self.base_url}/api/v1/templates"
         try:
             async with self.session.get(
-                f"{self.base_url}/api/v1/templates",
-                headers=self.headers,
-                timeout=aiohttp.ClientTimeout(total=15),
+                url, headers=self.headers, timeout=aiohttp.ClientTimeout(total=15)
             ) as resp:
                 data = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError):
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, ValueError):
             raise BadGateway(f"config generator at {self.base_url} is unreachable") from None
-        for entry in data.get("templates", []) if isinstance(data, dict) else []:
-            if entry.get("name") == template:
+        entries = data.get("templates") if isinstance(data, dict) else None
+        if status != 200 or not isinstance(entries, list):
+            raise BadGateway(f"config generator at {self.base_url} answered {status} for its templates")
+        return [e for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)]
+
+    async def takes(self, template: str, parameter: str) -> bool:
+        """Whether `template` has a parameter named `parameter`."""
+        for entry in await self.templates():
+            if entry["name"] == template:
                 return parameter in (entry.get("parameters") or {})
         return False
 

@@ -198,12 +198,15 @@ class Watcher:
 
 
 def _points(points: list[dict[str, Any]]) -> str:
-    """The newest point of each variant, and the reduction when both are there."""
+    """The newest point of each variant, and the reduction when both are there: billed series (distinct
+    over the billing window) when the agent reports them, else the newest collection's, named so."""
+    billed = any(isinstance(p.get("billed_series"), int | float) for p in points)
+    field, unit = ("billed_series", "billed series") if billed else ("active_series", "series (snapshot)")
     latest: dict[str, float] = {}
     for point in points:
-        if isinstance(point.get("active_series"), int | float):
-            latest[str(point.get("variant"))] = float(point["active_series"])
-    text = ", ".join(f"{variant} {num(value, 0)} series" for variant, value in sorted(latest.items()))
+        if isinstance(point.get(field), int | float):
+            latest[str(point.get("variant"))] = float(point[field])
+    text = ", ".join(f"{variant} {num(value, 0)} {unit}" for variant, value in sorted(latest.items()))
     base, cand = latest.get("baseline"), latest.get("candidate")
     if base and cand is not None:
         change = 100.0 * (1 - cand / base)

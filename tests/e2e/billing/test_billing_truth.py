@@ -66,9 +66,7 @@ def _configs(keep_path: Path) -> tuple[dict[str, Any], str, str]:
     )
 
 
-async def _pair(
-    session: aiohttp.ClientSession, endpoints: dict[str, str]
-) -> dict[str, list[measure.Series]]:
+async def _pair(session: aiohttp.ClientSession, endpoints: dict[str, str]) -> dict[str, list[measure.Series]]:
     """Both expositions, each settled, from one collection (as the agent's experiment loop takes them)."""
 
     async def consistent() -> dict[str, list[measure.Series]] | None:

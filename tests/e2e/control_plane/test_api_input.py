@@ -147,6 +147,8 @@ def test_generator_unreachable_is_a_502(api: Service) -> None:
         {"name": "demo", "namespace": "default", "template": "process-baseline-v1"},
     )
     assert_problem(status, body, hdrs, 502, "unreachable")
+    status, body, hdrs = http_json("GET", f"{api.url}/api/v1/templates")
+    assert_problem(status, body, hdrs, 502, "unreachable")
 
 
 def test_health_reports_503_when_the_database_is_gone(pg_server, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -43,6 +43,14 @@ def test_operations_guide_deployment_workflow(stack: Stack) -> None:
     assert poll(stack, "other-1") == []
 
 
+def test_the_api_lists_the_generators_templates(stack: Stack) -> None:
+    status, through_api, _ = http_json("GET", f"{stack.api.url}/api/v1/templates")
+    assert status == 200, through_api
+    status, own, _ = http_json("GET", f"{stack.generator.url}/api/v1/templates")
+    assert status == 200 and through_api == own
+    assert {"process-baseline-v1", "process-intelligent-v1"} <= {t["name"] for t in through_api["templates"]}
+
+
 def test_a_late_joining_agent_gets_the_active_deployment(stack: Stack) -> None:
     register(stack, "early")
     status, dep, _ = http_json(

@@ -20,12 +20,14 @@ PHASE_ORDER = ["deploying", "warming_up", "running", "analyzing", "completed"]
 
 
 class PhaseWatcher:
-    """A WebSocket client on its own thread, collecting an experiment's phase events in arrival order."""
+    """A WebSocket client on its own thread, collecting an experiment's phase events in arrival order
+    and the points of its live measurement events."""
 
     def __init__(self, api_url: str, experiment_id: str):
         self.url = api_url.replace("http://", "ws://") + "/api/v1/ws"
         self.experiment_id = experiment_id
         self.phases: list[str] = []
+        self.points: list[dict[str, Any]] = []
         self.subscribed = threading.Event()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self._run(),), daemon=True)
@@ -38,6 +40,8 @@ class PhaseWatcher:
                 frame = json.loads(msg.data)
                 if frame["type"] == "subscribed":
                     self.subscribed.set()
+                elif frame["type"] == "event" and frame["kind"] == "measurement":
+                    self.points += frame["data"]["points"]
                 elif frame["type"] == "event" and frame["kind"] == "experiment_phase":
                     self.phases.append(frame["data"]["to"])
                     if frame["data"]["to"] in ("completed", "failed", "stopped"):
@@ -127,6 +131,9 @@ def test_experiment_runs_every_phase_and_is_promoted_then_rolled_back(
     )
     watcher.thread.join(10)
     assert watcher.phases == PHASE_ORDER, "the WebSocket must see every phase change in order"
+    # Live points carry the measured billed series and datapoints beside the snapshot.
+    measured = [p for p in watcher.points if "billed_series" in p]
+    assert measured and all(p["datapoints_per_minute"] >= 0 for p in measured), watcher.points[-3:]
 
     status, analysis, _ = http_json("GET", f"{stack.api.url}/api/v1/experiments/{experiment_id}/analysis")
     assert status == 200 and analysis["final"] and analysis["status"] == "ok", analysis

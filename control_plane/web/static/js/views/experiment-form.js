@@ -4,8 +4,8 @@ import { get, post } from "../api.js";
 import { h, replace } from "../dom.js";
 import { problemBox } from "./common.js";
 
-// The control plane has no templates endpoint of its own (the config generator's GET /api/v1/templates is
-// not proxied); these are the templates the generator ships. A /api/v1/templates on the API is used if present.
+// The API's GET /api/v1/templates lists the config generator's templates; while the generator cannot be
+// reached (502), the form offers these, the templates the generator ships.
 export const KNOWN_TEMPLATES = ["process-baseline-v1", "process-topk-v1", "process-adaptive-v1", "process-intelligent-v1"];
 export const LOAD_PROFILES = ["realistic", "high-cardinality", "process-churn", "spike", "steady"];
 
@@ -30,7 +30,7 @@ async function templates() {
     const names = (answer && answer.templates || []).map((t) => (typeof t === "string" ? t : t.name)).filter(Boolean);
     if (names.length) return { names, source: "api" };
   } catch (error) {
-    // 404 on a control plane without the endpoint: the fixed list below.
+    // 502 while the generator is unreachable (or 404 from an older control plane): the fixed list below.
   }
   return { names: KNOWN_TEMPLATES, source: "fixed" };
 }
