@@ -13,10 +13,9 @@ import (
 
 // keepList renames every process resource whose name the keep-list file does not hold.
 //
-// A name that joins the file is announced before its data moves: in the first batch that holds a sum
-// point of it,
-// its data still goes to `other`, and a copy of its resources with every sum at 0 (gauges left out)
-// goes under its own name. A backend's rate() reads no increase from a series' first point, so the
+// A name that joins the file is announced before its data moves: in the first batch that holds a
+// counter's point of it (a monotonic sum), its data still goes to `other`, and a copy of its
+// resources with every counter at 0 (other metrics left out) goes under its own name. A backend's rate() reads no increase from a series' first point, so the
 // new series starts at 0 and counts the next batch in full, while `other` counted this one: no
 // interval of CPU is lost when the list changes. A name that leaves the file goes to `other` at once
 // (`other` already has points, so its next increase counts).
@@ -117,11 +116,13 @@ func (k *keepList) process(_ context.Context, md pmetric.Metrics) (pmetric.Metri
 			continue
 		}
 		if _, pending := k.pending[name]; pending {
-			// Announced only by a copy that holds a point: a new process's first point was dropped
-			// upstream (cumulativetodelta), and a series must exist before its first increase counts.
+			// Announced only by a copy that holds a counter's point: a new process's first CPU point
+			// was dropped upstream (cumulativetodelta), and a series must exist before its first
+			// increase counts. Its memory (an up-down counter) is there from the first collection and
+			// announces nothing.
 			zeroed := pmetric.NewResourceMetrics()
 			rm.CopyTo(zeroed)
-			if zeroSums(zeroed) > 0 {
+			if zeroCounters(zeroed) > 0 {
 				announced[name] = struct{}{}
 				zeroed.MoveTo(copies.AppendEmpty())
 			}
@@ -136,14 +137,16 @@ func (k *keepList) process(_ context.Context, md pmetric.Metrics) (pmetric.Metri
 	return md, nil
 }
 
-// zeroSums sets every point of every sum in rm to 0, removes the other metrics, and returns the
-// number of points left.
-func zeroSums(rm pmetric.ResourceMetrics) int {
+// zeroCounters sets every point of every monotonic sum (a counter) in rm to 0, removes the other
+// metrics, and returns the number of points left. A non-monotonic sum (process.memory.usage is an
+// up-down counter) is a reading, not a count: a zero of it would be a false value, and its point does
+// not start a counter's series.
+func zeroCounters(rm pmetric.ResourceMetrics) int {
 	points := 0
 	sms := rm.ScopeMetrics()
 	for i := 0; i < sms.Len(); i++ {
 		sms.At(i).Metrics().RemoveIf(func(m pmetric.Metric) bool {
-			if m.Type() != pmetric.MetricTypeSum {
+			if m.Type() != pmetric.MetricTypeSum || !m.Sum().IsMonotonic() {
 				return true
 			}
 			dps := m.Sum().DataPoints()

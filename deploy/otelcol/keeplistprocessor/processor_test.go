@@ -11,7 +11,8 @@ import (
 	"go.uber.org/zap"
 )
 
-// batch holds one process resource per name, each with a CPU sum of 5 and a memory gauge of 7.
+// batch holds one process resource per name as hostmetrics makes it: a CPU counter (monotonic sum)
+// of 5 and a memory up-down counter (non-monotonic sum) of 7.
 func batch(names ...string) pmetric.Metrics {
 	md := pmetric.NewMetrics()
 	for _, n := range names {
@@ -20,10 +21,12 @@ func batch(names ...string) pmetric.Metrics {
 		ms := rm.ScopeMetrics().AppendEmpty().Metrics()
 		cpu := ms.AppendEmpty()
 		cpu.SetName("process.cpu.time")
-		cpu.SetEmptySum().DataPoints().AppendEmpty().SetDoubleValue(5)
+		sum := cpu.SetEmptySum()
+		sum.SetIsMonotonic(true)
+		sum.DataPoints().AppendEmpty().SetDoubleValue(5)
 		mem := ms.AppendEmpty()
 		mem.SetName("process.memory.usage")
-		mem.SetEmptyGauge().DataPoints().AppendEmpty().SetIntValue(7)
+		mem.SetEmptySum().DataPoints().AppendEmpty().SetIntValue(7)
 	}
 	return md
 }
@@ -88,13 +91,17 @@ func TestANameIsAnnouncedOnlyByAPoint(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keep.json")
 	write(t, path, `["a"]`, time.Now())
 	k := newKeepList(&Config{Path: path, Attribute: "process.executable.name", Other: "other"}, zap.NewNop())
-	// A new process of "a": its first CPU point was dropped upstream, no sum point is left.
+	// A new process of "a": cumulativetodelta dropped its first CPU point (and the emptied metric);
+	// its memory, an up-down counter, is there and must not announce it.
 	empty := batch("a")
-	empty.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().At(0).Sum().DataPoints().RemoveIf(
-		func(pmetric.NumberDataPoint) bool { return true })
+	empty.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().RemoveIf(
+		func(m pmetric.Metric) bool { return m.Name() == "process.cpu.time" })
 	out, _ := k.process(context.Background(), empty)
 	if out.ResourceMetrics().Len() != 1 {
-		t.Fatalf("announced without a point: %d resources", out.ResourceMetrics().Len())
+		t.Fatalf("announced without a counter's point: %d resources", out.ResourceMetrics().Len())
+	}
+	if v, _ := out.ResourceMetrics().At(0).Resource().Attributes().Get("process.executable.name"); v.AsString() != "other" {
+		t.Fatalf("not announced, its data goes to other; got %q", v.AsString())
 	}
 	// Its next batch announces it (a zero point), the one after moves its data.
 	if got := seen(must(k.process(context.Background(), batch("a")))); got["a"] != [2]float64{0, 1} {
