@@ -142,9 +142,11 @@ class KeepListRefresher:
         if sample["active_series"] == 0:
             # Nothing collected yet (just started or reloaded): ranking on it would drop every process.
             return None
+        # No collection since the last observation: the summary repeats the last rates, already counted.
+        advanced = self._snapshot is None or snapshot.ts != self._snapshot.ts
         self._snapshot = snapshot
         seconds = float(sample.get("interval_seconds") or 0.0)
-        if seconds > 0:
+        if seconds > 0 and advanced:
             for name, rate in sample["process_cpu_seconds_rate"].items():
                 self._cpu_seconds[name] = self._cpu_seconds.get(name, 0.0) + rate * seconds
             self._seconds += seconds

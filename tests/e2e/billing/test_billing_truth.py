@@ -5,8 +5,8 @@ scrapes both exporters, and the agent's figures must agree with what that Promet
 - billed series per arm = count(count_over_time({variant}[W])) at the same instant, within 2%;
 - the candidate's roll-up is monotonic: no counter resets and rate() shows no false spike, while the
   keep list changes twice (the collector reads it live: no reload, no rebuilt state);
-- the candidate's total CPU rate equals the baseline's within 1% on every pair of samples taken from
-  one collection, processes exiting and both keep-list changes included.
+- the candidate's total CPU rate equals the baseline's within 1.5% (1% on a quiet host) on every pair
+  of samples taken from one collection, processes exiting and both keep-list changes included.
 """
 
 from __future__ import annotations
