@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -60,6 +60,21 @@ def wait_for(
     raise AssertionError(
         f"timed out after {timeout}s waiting for {what or condition}; last error: {last_exc}"
     )
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[int]:
+    """Serve an aiohttp application on a free loopback port for the block; yields the port."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        yield port
+    finally:
+        await runner.cleanup()
 
 
 async def eventually(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from agent.keeprefresh import KeepListRefresher
 from phoenix_common import wire
-from tests.support import free_port
+from tests.support import serving
 
 CPU = "process_cpu_time_seconds_total"
 
@@ -26,26 +26,19 @@ async def test_two_observations_of_one_collection_count_its_cpu_once(tmp_path: P
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            refresher = KeepListRefresher(
-                None,  # type: ignore[arg-type] - a live keep list never reloads the collector
-                session,
-                variant="candidate",
-                pipeline="process-intelligent-v1",
-                spec=wire.KeepList(path=str(tmp_path / "keep.json"), strategy="intelligent", k=5, live=True),
-                keep_path=tmp_path / "keep.json",
-                observe_endpoint=f"127.0.0.1:{port}",
-                period=8.0,
-                min_hold_seconds=8.0,
-                collection_interval=2.0,
-            )
-            for _ in range(3):  # the third read finds no new collection
-                await refresher._observe()
-    finally:
-        await runner.cleanup()
+    async with serving(app) as port, aiohttp.ClientSession() as session:
+        refresher = KeepListRefresher(
+            None,  # type: ignore[arg-type] - a live keep list never reloads the collector
+            session,
+            variant="candidate",
+            pipeline="process-intelligent-v1",
+            spec=wire.KeepList(path=str(tmp_path / "keep.json"), strategy="intelligent", k=5, live=True),
+            keep_path=tmp_path / "keep.json",
+            observe_endpoint=f"127.0.0.1:{port}",
+            period=8.0,
+            min_hold_seconds=8.0,
+            collection_interval=2.0,
+        )
+        for _ in range(3):  # the third read finds no new collection
+            await refresher._observe()
     assert refresher._cpu_seconds == {"job": 1.0} and refresher._seconds == 2.0

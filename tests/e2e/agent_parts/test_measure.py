@@ -24,7 +24,7 @@ from agent.measure import (
     scrape,
     summarize,
 )
-from tests.support import eventually, free_port, wait_for
+from tests.support import eventually, free_port, serving, wait_for
 from tests.support.collector import Collector, run_probe
 
 CPU = "process_cpu_time_seconds_total"
@@ -461,24 +461,17 @@ async def test_a_read_while_the_exporter_takes_in_a_collection_is_read_again() -
     app = web.Application()
     for route in (settling, restless, young, plain):
         app.router.add_get(f"/{route.__name__}/metrics", route)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            got = await read_settled(session, f"127.0.0.1:{port}/settling", tolerance=0.5)
-            assert [s.timestamp for s in got] == [2.0, 2.0, 2.0] and reads["settling"] == 3
-            got = await read_settled(session, f"127.0.0.1:{port}/restless", tolerance=0.5)
-            assert reads["restless"] == 4 and got[0].timestamp == 4.0
-            # A collection younger than the tolerance is read again once it is that old.
-            got = await read_settled(session, f"127.0.0.1:{port}/young", tolerance=1.0)
-            assert got[0].timestamp == got[1].timestamp and len(young_from) == 3
-            # Without timestamps there is nothing to compare: one read.
-            await read_settled(session, f"127.0.0.1:{port}/plain", tolerance=0.5)
-            assert reads["plain"] == 1
-    finally:
-        await runner.cleanup()
+    async with serving(app) as port, aiohttp.ClientSession() as session:
+        got = await read_settled(session, f"127.0.0.1:{port}/settling", tolerance=0.5)
+        assert [s.timestamp for s in got] == [2.0, 2.0, 2.0] and reads["settling"] == 3
+        got = await read_settled(session, f"127.0.0.1:{port}/restless", tolerance=0.5)
+        assert reads["restless"] == 4 and got[0].timestamp == 4.0
+        # A collection younger than the tolerance is read again once it is that old.
+        got = await read_settled(session, f"127.0.0.1:{port}/young", tolerance=1.0)
+        assert got[0].timestamp == got[1].timestamp and len(young_from) == 3
+        # Without timestamps there is nothing to compare: one read.
+        await read_settled(session, f"127.0.0.1:{port}/plain", tolerance=0.5)
+        assert reads["plain"] == 1
 
 
 # -- the collector's own usage ---------------------------------------------------------------------
