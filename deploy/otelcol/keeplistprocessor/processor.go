@@ -25,6 +25,7 @@ type keepList struct {
 
 	mu       sync.Mutex
 	loaded   bool
+	info     os.FileInfo
 	modTime  time.Time
 	size     int64
 	kept     map[string]struct{} // names whose data goes under their own name
@@ -39,7 +40,7 @@ func newKeepList(cfg *Config, logger *zap.Logger) *keepList {
 	}
 }
 
-// refresh reads the file again when its modification time or size changed. A file that is missing
+// refresh reads the file again when it was replaced or its modification time or size changed. A file that is missing
 // or not a JSON array of strings leaves the last list in place (and is logged once a minute).
 func (k *keepList) refresh() {
 	info, err := os.Stat(k.cfg.Path)
@@ -47,7 +48,8 @@ func (k *keepList) refresh() {
 		k.warn("keep-list file unreadable; keeping the last list", err)
 		return
 	}
-	if k.loaded && info.ModTime().Equal(k.modTime) && info.Size() == k.size {
+	// Same file (an atomic rewrite replaces it), same time and size: unchanged.
+	if k.loaded && os.SameFile(info, k.info) && info.ModTime().Equal(k.modTime) && info.Size() == k.size {
 		return
 	}
 	data, err := os.ReadFile(k.cfg.Path)
@@ -84,7 +86,7 @@ func (k *keepList) refresh() {
 			added++
 		}
 	}
-	k.loaded, k.modTime, k.size = true, info.ModTime(), info.Size()
+	k.loaded, k.info, k.modTime, k.size = true, info, info.ModTime(), info.Size()
 	k.logger.Info("keep-list loaded", zap.String("path", k.cfg.Path),
 		zap.Int("names", len(next)), zap.Int("added", added), zap.Int("removed", removed))
 }

@@ -138,3 +138,21 @@ func TestBadFileKeepsTheLastList(t *testing.T) {
 		t.Fatalf("missing file: %v", got)
 	}
 }
+
+func TestAReplacedFileOfTheSameSizeAndTimeIsRead(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "keep.json")
+	at := time.Now().Truncate(time.Second)
+	write(t, path, `["a"]`, at)
+	k := newKeepList(&Config{Path: path, Attribute: "process.executable.name", Other: "other"}, zap.NewNop())
+	must(k.process(context.Background(), batch("a", "b")))
+	// An atomic rewrite (a new file renamed over the old) within the same second, same size.
+	next := filepath.Join(dir, "keep.json.tmp")
+	write(t, next, `["b"]`, at)
+	if err := os.Rename(next, path); err != nil {
+		t.Fatal(err)
+	}
+	if got := seen(must(k.process(context.Background(), batch("a", "b")))); got["b"] != [2]float64{0, 1} || got["other"] != [2]float64{10, 4} {
+		t.Fatalf("the rewrite was not read: %v", got)
+	}
+}
