@@ -44,6 +44,7 @@ from agent.keeprefresh import KeepListRefresher  # noqa: E402
 from agent.loadgen import LoadProfile  # noqa: E402
 from config_generator.catalog import load_catalog  # noqa: E402
 from config_generator.render import KEEPLIST_PROCESSOR, render  # noqa: E402
+from control_plane.stats import rank  # noqa: E402
 from phoenix_common import wire  # noqa: E402
 from phoenix_common.configmerge import merge_configs  # noqa: E402
 from phoenix_common.keeplist import render_keep_file  # noqa: E402
@@ -111,11 +112,6 @@ def build(workdir: Path, interval: int) -> tuple[dict[str, Any], dict[str, str],
     return merge_configs(*configs), endpoints, keep
 
 
-def _p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-
-
 async def run_once(args: argparse.Namespace, index: int) -> dict[str, dict[str, float]]:
     with tempfile.TemporaryDirectory(prefix="phoenix-steps-") as tmp:
         workdir = Path(tmp)
@@ -178,7 +174,7 @@ async def run_once(args: argparse.Namespace, index: int) -> dict[str, dict[str, 
                 f"no full billing window measured: see {workdir / 'otelcol.log'} (run longer than --window)"
             )
         return {
-            s: {"billed_p95": _p95(billed[s]), "dpm": statistics.fmean(dpm[s]) if dpm[s] else 0.0}
+            s: {"billed_p95": rank(billed[s], 0.95), "dpm": statistics.fmean(dpm[s]) if dpm[s] else 0.0}
             for s in STEPS
         }
 
