@@ -91,12 +91,12 @@ class KeepListRefresher:
         Until it, a selection pipeline keeps only its initial (critical) processes.
         """
         first = time.monotonic() + self.first_delay
-        # The reference point for the first CPU rates: the first observation that holds data.
-        while self._snapshot is None and time.monotonic() < first:
-            await self._observe()
-            if self._snapshot is None:
-                await asyncio.sleep(1.0)
-        await asyncio.sleep(max(0.0, first - time.monotonic()))
+        # Observed at every collection meanwhile, as between two rankings: a process started after
+        # the first observation (the experiment's load) has a rate from its second collection on,
+        # and a ranking fed only the first and the last observation would not see it.
+        while (left := first - time.monotonic()) > 0:
+            await self._logged(self._observe, "keep_list_observe_failed")
+            await asyncio.sleep(min(left, 1.0 if self._snapshot is None else self.observe_every))
         await self._refresh_logged()
 
     async def run(self, primed: bool = False) -> None:

@@ -214,7 +214,7 @@ def test_generate_reads_the_experiment_from_the_control_plane(
         "critical": ["postgres", "sshd"],
         "initial": ["postgres", "sshd"],
         "refresh_seconds": 120,
-        "coverage_target": 95,
+        "coverage_target": 98,
         "live": True,
     }
     for rendered in (baseline, candidate):

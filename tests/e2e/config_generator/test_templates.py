@@ -182,7 +182,7 @@ def test_keep_list_metadata(catalog: dict[str, Template]) -> None:
         "critical": ["bash", "sshd"],
         "initial": ["bash", "sshd"],
         "refresh_seconds": 60,
-        "coverage_target": 95,
+        "coverage_target": 98,
         "live": True,
     }
     topk = render(catalog["process-topk-v1"], {"keep_list_path": "/srv/keep/t.yaml"}, "t")
