@@ -12,8 +12,10 @@ from typing import Any
 import psycopg
 import structlog
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_dumps
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from control_plane.jsonutil import strict_dumps
 from phoenix_common.problems import Problem, Unavailable
 
 log = structlog.get_logger("phoenix.db")
@@ -116,12 +118,19 @@ def ensure_database(admin_url: str, name: str, template: str | None = None) -> N
 RECONNECT_SECONDS = 10.0
 
 
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    # jsonb takes no NaN or Infinity: refused here, with the value's path in the error, instead of a
+    # statement the server fails (and a transaction it aborts).
+    set_json_dumps(strict_dumps, context=conn)
+
+
 def make_pool(url: str, min_size: int, max_size: int) -> AsyncConnectionPool:
     return AsyncConnectionPool(
         url,
         min_size=min_size,
         max_size=max_size,
         kwargs={"autocommit": True, "row_factory": dict_row},
+        configure=_configure,
         open=False,
         name="phoenix",
         reconnect_timeout=RECONNECT_SECONDS,
@@ -195,6 +204,12 @@ class Tx:
     async def execute(self, name: str, params: dict[str, Any] | None = None) -> int:
         cur = await self.conn.execute(query(name), params or {})
         return cur.rowcount
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """A part of the transaction that an error rolls back alone, leaving the rest usable."""
+        async with _mapped_errors(), self.conn.transaction():
+            yield
 
 
 # What a store method runs on: the pool, or the caller's transaction.

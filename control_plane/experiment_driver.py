@@ -53,14 +53,20 @@ class ExperimentDriver:
         """One pass over active experiments; replicas skip rows another one holds."""
         async with self.db.transaction() as tx:
             for row in await self.store.claim_active(tx):
+                # One savepoint each: an experiment whose step fails (even in the database, which aborts
+                # what it ran) is rolled back and failed alone; the others of the pass go on.
                 try:
-                    await self.advance(tx, row)
+                    async with tx.savepoint():
+                        await self.advance(tx, row)
                 except Exception as exc:
                     log.exception("experiment_advance_failed", experiment_id=row["id"], error=str(exc))
-                    await self.service.recall(tx, row["id"], "internal error")
-                    await self.service.move(
-                        tx, row, Phase.FAILED, f"internal error while {row['phase']}: {exc}"
-                    )
+                    reason = f"internal error while {row['phase']}: {exc}"[:500]
+                    try:
+                        async with tx.savepoint():
+                            await self.service.recall(tx, row["id"], "internal error")
+                            await self.service.move(tx, row, Phase.FAILED, reason)
+                    except Exception as again:
+                        log.exception("experiment_fail_failed", experiment_id=row["id"], error=str(again))
 
     async def advance(self, tx: Tx, row: Row) -> None:
         """Fail the experiment if a host failed it, else run its phase's step."""

@@ -25,6 +25,8 @@ def _default(value: Any) -> Any:
 
 
 dumps = partial(json.dumps, default=_default)
+# What is stored as jsonb: no NaN or Infinity (ValueError instead), as PostgreSQL refuses them.
+strict_dumps = partial(json.dumps, default=_default, allow_nan=False)
 
 
 def respond(data: Any, status: int = 200) -> web.Response:

@@ -20,6 +20,7 @@ import structlog
 from control_plane.periodic import every
 from control_plane.queue import TaskQueue
 from control_plane.stores.agents import AgentStore
+from phoenix_common.problems import Problem
 
 log = structlog.get_logger("phoenix.presence")
 
@@ -60,6 +61,39 @@ class Presence:
         if collector is not None or host_id not in self._pending:
             self._pending[host_id] = collector
 
+    async def _write(self, pending: dict[str, dict[str, Any] | None]) -> list[dict[str, Any]] | None:
+        """Write contacts in one statement; None when it failed and they wait for the next flush.
+
+        A batch the database refuses for its input is written again row by row, so that one host's
+        block cannot keep every other host of this replica from being seen; the row at fault is
+        dropped (its host is forgotten, and its next contact takes the full path again).
+        """
+        try:
+            self.flushes += 1
+            return await self.agents.touch(pending)
+        except asyncio.CancelledError:
+            raise
+        except Problem as exc:
+            if exc.status >= 500:
+                self._put_back(pending, exc)
+                return None
+            if len(pending) == 1:
+                log.warning("presence_row_refused", host_id=next(iter(pending)), error=exc.detail)
+                return []
+            written: list[dict[str, Any]] = []
+            for host, collector in pending.items():
+                written += await self._write({host: collector}) or []
+            return written
+        except Exception as exc:
+            self._put_back(pending, exc)
+            return None
+
+    def _put_back(self, pending: dict[str, dict[str, Any] | None], exc: Exception) -> None:
+        """Keep contacts for the next flush (newer contacts win)."""
+        for host, collector in pending.items():
+            self._pending.setdefault(host, collector)
+        log.warning("presence_flush_failed", error=f"{type(exc).__name__}: {exc}", hosts=len(pending))
+
     async def run(self) -> None:
         await every(self.flush_interval, "presence", self.flush)
 
@@ -67,16 +101,8 @@ class Presence:
         if not self._pending:
             return
         pending, self._pending = self._pending, {}
-        try:
-            self.flushes += 1
-            updated = await self.agents.touch(pending)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # Keep them for the next flush (newer contacts win).
-            for host, collector in pending.items():
-                self._pending.setdefault(host, collector)
-            log.warning("presence_flush_failed", error=f"{type(exc).__name__}: {exc}", hosts=len(pending))
+        updated = await self._write(pending)
+        if updated is None:
             return
         if len(updated) < len(pending):
             found = {r["host_id"] for r in updated}

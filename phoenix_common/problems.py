@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 from aiohttp import web
@@ -111,13 +113,100 @@ async def json_body(request: web.Request) -> dict[str, Any]:
         raise
     if not raw:
         raise Problem("request body is empty; a JSON object is required")
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Problem(f"request body is not valid JSON: {exc}") from None
+    body = parse_json(raw)
     if not isinstance(body, dict):
         raise Problem("request body must be a JSON object")
     return body
+
+
+# Integers a body may hold: what PostgreSQL's bigint stores. Anything larger is no count or size of
+# ours, and a 4,300-digit one would make int() itself fail.
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+# NUL (which PostgreSQL's text and jsonb refuse) and lone surrogates (which no UTF-8 encoder writes).
+_BAD_CHARACTER = re.compile("[\x00\ud800-\udfff]")
+
+
+class _Refused:
+    """Stands in for a number the parser read but a service refuses, until the walk names its field."""
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 24 else text[:24] + "..."
+
+
+def _integer(text: str) -> int | _Refused:
+    if len(text) > 20 or not INT_MIN <= (value := int(text)) <= INT_MAX:
+        return _Refused(f"the integer {_shown(text)}, beyond 64 bits (at most 2^63-1)")
+    return value
+
+
+def _number(text: str) -> float | _Refused:
+    value = float(text)
+    if not math.isfinite(value):
+        return _Refused(f"the number {_shown(text)}, beyond a double's range (numbers must be finite)")
+    return value
+
+
+def _constant(text: str) -> _Refused:
+    return _Refused(f"{text}, which is not a JSON number (numbers must be finite)")
+
+
+def _check_values(value: Any) -> None:
+    """A 400 naming the field that holds a refused number, or a string (key or value) holding NUL or a
+    lone surrogate."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                _check_string(path, key, key=True)
+                stack.append((f"{path}.{key}" if path else key, child))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", child) for i, child in enumerate(item))
+        elif isinstance(item, str):
+            _check_string(path, item)
+        elif isinstance(item, _Refused):
+            _refuse(path, f"field '{_path(path)}'" if path else "the body", item.what)
+
+
+def _path(path: str) -> str:
+    return path if len(path) <= 200 else path[:200] + "..."
+
+
+def _refuse(path: str, where: str, what: str) -> NoReturn:
+    # The field a client sent: its top-level name, as every other 400 names it.
+    top = re.split(r"[.\[]", path, maxsplit=1)[0] if path else None
+    raise Problem(f"{where} holds {what}", field=top)
+
+
+def _check_string(path: str, text: str, *, key: bool = False) -> None:
+    """`path` names where `text` sits; a key is named by its object's path (the bad key is not echoed)."""
+    if (bad := _BAD_CHARACTER.search(text)) is not None:
+        what = "NUL" if bad.group() == "\x00" else f"a lone surrogate (U+{ord(bad.group()):04X})"
+        what += ", which no text Phoenix stores may hold"
+        if key:
+            where = f"a key in '{_path(path)}'" if path else "a key of the body"
+        else:
+            where = f"field '{_path(path)}'"
+        _refuse(path, where, what)
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """JSON as a service takes it from a client: finite numbers, 64-bit integers, strings without NUL or
+    lone surrogates; anything else, or malformed or too deeply nested JSON, is a 400 that says why."""
+    try:
+        value = json.loads(raw, parse_int=_integer, parse_float=_number, parse_constant=_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Problem(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise Problem("request body is nested too deeply") from None
+    _check_values(value)
+    return value
 
 
 _MISSING = object()

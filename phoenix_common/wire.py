@@ -36,8 +36,13 @@ def _says(message: str, **bounds: Any) -> Meta:
     return Meta(**bounds, extra={"message": message})
 
 
-NonNegative = Annotated[float, _says("must be a non-negative number", ge=0)]
-NumberMap = Annotated[dict[str, NonNegative], _says("must map names to non-negative numbers")]
+# The largest figure a sample may carry (series, datapoints, bytes, CPU seconds): far above any host's,
+# and small enough that sums and prices over a fleet and a long run stay finite.
+MAX_FIGURE = 1e15
+NonNegative = Annotated[float, _says(f"must be a number between 0 and {MAX_FIGURE:g}", ge=0, le=MAX_FIGURE)]
+NumberMap = Annotated[
+    dict[str, NonNegative], _says(f"must map names to numbers between 0 and {MAX_FIGURE:g}")
+]
 Strings = Annotated[list[str], _says("must be an array of strings")]
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from control_plane.db import Executor, Tx
-from control_plane.jsonutil import dumps
+from control_plane.jsonutil import strict_dumps
 
 
 class AgentStore:
@@ -40,7 +40,7 @@ class AgentStore:
         """Last seen (and the latest collector block) of many hosts in one statement; rows of the hosts
         found, each saying whether its config hash changed."""
         rows = [{"host_id": h, "collector": c} for h, c in contacts.items()]
-        return await (tx or self.db).fetch("touch_agents", {"rows": Jsonb(rows, dumps=dumps)})
+        return await (tx or self.db).fetch("touch_agents", {"rows": Jsonb(rows, dumps=strict_dumps)})
 
     async def list_agents(self, namespace: str | None, limit: int) -> list[dict[str, Any]]:
         return await self.db.fetch("list_agents", {"namespace": namespace, "limit": limit})
