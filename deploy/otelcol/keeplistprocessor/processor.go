@@ -14,10 +14,12 @@ import (
 // keepList renames every process resource whose name the keep-list file does not hold.
 //
 // A name that joins the file is announced before its data moves: in the first batch that holds a
-// counter's point of it (a monotonic sum), its data still goes to `other`, and a copy of its
-// resources with every counter at 0 (other metrics left out) goes under its own name. A backend's rate() reads no increase from a series' first point, so the
-// new series starts at 0 and counts the next batch in full, while `other` counted this one: no
-// interval of CPU is lost when the list changes. A name that leaves the file goes to `other` at once
+// counter's point (a monotonic sum), a copy of a resource with every counter at 0 (other metrics left
+// out) goes under the name: its own resource when it has a process in the batch (whose data still goes
+// to `other` this once), else any other resource's. A backend's rate() reads no increase from a
+// series' first point, so the new series starts at 0 and counts its next increase in full, while
+// `other` counted this batch: no interval of CPU is lost when the list changes, and a name kept while
+// it has no process (a cron job between runs) loses none of its next run. A name that leaves the file goes to `other` at once
 // (`other` already has points, so its next increase counts).
 type keepList struct {
 	cfg    *Config
@@ -106,6 +108,7 @@ func (k *keepList) process(_ context.Context, md pmetric.Metrics) (pmetric.Metri
 	rms := md.ResourceMetrics()
 	announced := map[string]struct{}{}
 	copies := pmetric.NewResourceMetricsSlice()
+	var template *pmetric.ResourceMetrics
 	for i := 0; i < rms.Len(); i++ {
 		rm := rms.At(i)
 		attrs := rm.Resource().Attributes()
@@ -114,6 +117,15 @@ func (k *keepList) process(_ context.Context, md pmetric.Metrics) (pmetric.Metri
 			continue
 		}
 		name := value.AsString()
+		if template == nil && len(k.pending) > 0 {
+			// Any resource with a counter's point: what a pending name with no process in this batch is
+			// announced from (after transform keeps only the name, every resource's series look alike).
+			zeroed := pmetric.NewResourceMetrics()
+			rm.CopyTo(zeroed)
+			if zeroCounters(zeroed) > 0 {
+				template = &zeroed
+			}
+		}
 		if _, kept := k.kept[name]; kept {
 			continue
 		}
@@ -130,6 +142,19 @@ func (k *keepList) process(_ context.Context, md pmetric.Metrics) (pmetric.Metri
 			}
 		}
 		attrs.PutStr(k.cfg.Attribute, k.cfg.Other)
+	}
+	if template != nil {
+		// A name with no process now (a cron job between two runs) is announced all the same, so that
+		// its next run's first increase counts under its own name instead of going to `other`.
+		for name := range k.pending {
+			if _, done := announced[name]; done {
+				continue
+			}
+			announce := copies.AppendEmpty()
+			template.CopyTo(announce)
+			announce.Resource().Attributes().PutStr(k.cfg.Attribute, name)
+			announced[name] = struct{}{}
+		}
 	}
 	for name := range announced {
 		delete(k.pending, name)

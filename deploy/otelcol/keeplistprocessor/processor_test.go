@@ -112,6 +112,21 @@ func TestANameIsAnnouncedOnlyByAPoint(t *testing.T) {
 	}
 }
 
+func TestANameWithNoProcessIsAnnouncedFromAnotherResource(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keep.json")
+	write(t, path, `["job"]`, time.Now())
+	k := newKeepList(&Config{Path: path, Attribute: "process.executable.name", Other: "other"}, zap.NewNop())
+	// No process of "job" in this batch: it is announced all the same (a zero copy of "svc").
+	got := seen(must(k.process(context.Background(), batch("svc"))))
+	if got["job"] != [2]float64{0, 1} || got["other"] != [2]float64{5, 2} || len(got) != 2 {
+		t.Fatalf("announcement: %v", got)
+	}
+	// Its next run's first increase counts under its own name.
+	if got = seen(must(k.process(context.Background(), batch("job", "svc")))); got["job"] != [2]float64{5, 2} {
+		t.Fatalf("its run: %v", got)
+	}
+}
+
 func must(md pmetric.Metrics, err error) pmetric.Metrics {
 	if err != nil {
 		panic(err)
