@@ -19,6 +19,7 @@ from config_generator.metrics import GeneratorMetrics
 from config_generator.render import Rendered, render
 from config_generator.settings import Settings
 from config_generator.validate import validate_with_collector
+from phoenix_common.guard import guard_middleware
 from phoenix_common.problems import NotFound, Problem, Unauthorized, field, json_body, problem_middleware
 from phoenix_common.tokens import bearer, same_token
 
@@ -205,7 +206,11 @@ async def _http_client(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     """The generator service: templates, render, generate, health and metrics."""
     app = web.Application(
-        middlewares=[problem_middleware, _auth_middleware(settings.api_token)],
+        middlewares=[
+            problem_middleware,
+            guard_middleware(bind_host=settings.host, allowed_hosts=settings.allowed_hosts),
+            _auth_middleware(settings.api_token),
+        ],
         client_max_size=settings.max_body_bytes,
     )
     app[keys.SETTINGS] = settings

@@ -6,7 +6,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from phoenix_common.settings import SettingsError, is_loopback
+from phoenix_common.settings import MIN_TOKEN_CHARS, SettingsError, check_allowed_hosts, is_loopback
 
 ENV_PREFIX = "PHOENIX_GENERATOR_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +31,8 @@ class Settings:
     validate_timeout: float = 20.0
     max_body_bytes: int = 262_144
     insecure: bool = False
+    # Host names the generator answers to besides loopback addresses and localhost.
+    allowed_hosts: tuple[str, ...] = ()
 
     def validate(self) -> None:
         """Raise SettingsError naming the first invalid setting."""
@@ -38,8 +40,9 @@ class Settings:
             raise SettingsError(f"port must be between 1 and 65535, got {self.port}")
         if not self.control_plane_url.startswith(("http://", "https://")):
             raise SettingsError("control_plane_url must be an http:// or https:// URL")
-        if self.api_token is not None and len(self.api_token) < 16:
-            raise SettingsError("api_token must be at least 16 characters long")
+        if self.api_token is not None and len(self.api_token) < MIN_TOKEN_CHARS:
+            raise SettingsError(f"api_token must be at least {MIN_TOKEN_CHARS} characters long")
+        check_allowed_hosts(self.allowed_hosts)
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise SettingsError("log_level must be one of debug, info, warning, error")
         if not 0 < self.request_timeout <= 300:

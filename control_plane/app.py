@@ -56,6 +56,7 @@ from control_plane.stores.destinations import DestinationStore
 from control_plane.stores.events import EventStore
 from control_plane.stores.retention import RetentionStore
 from control_plane.stores.tokens import TokenStore
+from phoenix_common.guard import guard_middleware
 from phoenix_common.problems import Unavailable, problem_middleware
 
 log = structlog.get_logger("phoenix.api")
@@ -187,7 +188,16 @@ async def health(request: web.Request) -> web.Response:
 def create_app(settings: Settings, database_url: str) -> web.Application:
     """Build the API for an already resolved database URL."""
     app = web.Application(
-        middlewares=[metrics_middleware, problem_middleware, auth_middleware],
+        middlewares=[
+            metrics_middleware,
+            problem_middleware,
+            guard_middleware(
+                bind_host=settings.host,
+                allowed_hosts=settings.allowed_hosts,
+                allowed_origins=settings.allowed_origins,
+            ),
+            auth_middleware,
+        ],
         client_max_size=settings.max_body_bytes,
     )
     app[keys.SETTINGS] = settings

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -19,6 +21,8 @@ from prometheus_client.core import CounterMetricFamily
 
 from control_plane import keys
 from control_plane.phases import Phase
+from phoenix_common.problems import Unauthorized
+from phoenix_common.tokens import bearer, same_token
 
 # Series with a _created twin double the exposition for nothing a dashboard uses.
 prometheus_client.disable_created_metrics()
@@ -33,6 +37,9 @@ class ApiMetrics:
 
     def __init__(self, registry: CollectorRegistry):
         self.registry = registry
+        # When the database-derived gauges were last read (monotonic), and the lock one refresh holds.
+        self.refreshed_at = -math.inf
+        self.refresh_lock = asyncio.Lock()
         self.requests = Counter(
             "phoenix_http_requests_total",
             "HTTP requests served",
@@ -172,9 +179,22 @@ async def metrics_middleware(
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    """Refresh database-derived gauges, then expose everything."""
-    tasks, agents = request.app[keys.QUEUE], request.app[keys.AGENTS].agents
-    metrics = request.app[METRICS]
+    """Refresh database-derived gauges (at most once per `metrics_cache_seconds`, one refresh however
+    many scrapers ask at once), then expose everything."""
+    settings, metrics = request.app[keys.SETTINGS], request.app[METRICS]
+    if settings.metrics_token and not same_token(bearer(request) or "", settings.metrics_token):
+        raise Unauthorized("a metrics token is required: send Authorization: Bearer <metrics_token>")
+    async with metrics.refresh_lock:
+        if time.monotonic() - metrics.refreshed_at >= settings.metrics_cache_seconds:
+            await _refresh(request.app, metrics)
+            metrics.refreshed_at = time.monotonic()
+    body = generate_latest(metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _refresh(app: web.Application, metrics: ApiMetrics) -> None:
+    """The gauges read from the database: queue depth, agents' contact and export health, counters."""
+    tasks, agents = app[keys.QUEUE], app[keys.AGENTS].agents
     depth = await tasks.depth()
     for status in TASK_STATUSES:
         metrics.queue_depth.labels(status).set(depth.get(status, 0))
@@ -190,10 +210,8 @@ async def metrics_handler(request: web.Request) -> web.Response:
                 metrics.export[key].labels(host_id).set(export[key])
     metrics.counters.restarts = await agents.collector_restarts()
     metrics.counters.finished = await tasks.finished()
-    for hook in request.app.get(METRIC_HOOKS, []):
-        await hook(request.app, metrics)
-    body = generate_latest(metrics.registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    for hook in app.get(METRIC_HOOKS, []):
+        await hook(app, metrics)
 
 
 MetricHook = Callable[[web.Application, ApiMetrics], Awaitable[None]]

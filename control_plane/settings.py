@@ -8,7 +8,7 @@ from pathlib import Path
 
 import platformdirs
 
-from phoenix_common.settings import SettingsError, is_loopback
+from phoenix_common.settings import MIN_TOKEN_CHARS, SettingsError, check_allowed_hosts, is_loopback
 
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\[\]:-]+\Z")
 
@@ -39,7 +39,13 @@ class Settings:
     secrets_key: str | None = None
     # Browser origins besides the API's own that may open the WebSocket (scheme://host[:port]).
     allowed_origins: tuple[str, ...] = ()
+    # Host names the API answers to besides loopback addresses and localhost (DNS-rebinding guard).
+    allowed_hosts: tuple[str, ...] = ()
     ws_max_message_bytes: int = 65_536
+    # A token Prometheus sends to scrape /metrics (open when unset); and how long a scrape's database
+    # reads (queue depth, agents, export health) serve the next scrapes.
+    metrics_token: str | None = None
+    metrics_cache_seconds: float = 2.0
     insecure: bool = False
     log_level: str = "info"
     lease_seconds: float = 90.0
@@ -128,12 +134,23 @@ class Settings:
             raise SettingsError("agent_token_cache_seconds must be between 0 and 3600")
         if not 1024 <= self.ws_max_message_bytes <= 16 * 1024 * 1024:
             raise SettingsError("ws_max_message_bytes must be between 1024 and 16777216")
+        if not 0 <= self.metrics_cache_seconds <= 300:
+            raise SettingsError("metrics_cache_seconds must be between 0 and 300")
+        self._validate_access()
+
+    def _validate_access(self) -> None:
+        """Who may call: origins, host names, token lengths, and tokens off loopback."""
         for origin in self.allowed_origins:
             if not _ORIGIN.match(origin):
                 raise SettingsError(
                     "allowed_origins must list origins such as https://phoenix.example.com:8443, "
                     f"got {origin!r}"
                 )
+        check_allowed_hosts(self.allowed_hosts)
+        for name in ("api_token", "metrics_token"):
+            token = getattr(self, name)
+            if token is not None and len(token) < MIN_TOKEN_CHARS:
+                raise SettingsError(f"{name} must be at least {MIN_TOKEN_CHARS} characters long")
         agents_secured = bool(self.agent_token) or self.agent_tokens_required
         if not is_loopback(self.host) and not self.insecure and not (self.api_token and agents_secured):
             raise SettingsError(

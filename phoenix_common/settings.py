@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import sys
@@ -177,6 +178,33 @@ def exit_on_error(exc: SettingsError) -> typing.NoReturn:
     raise SystemExit(2)
 
 
+# The shortest API token a service takes: guessing one must not be a matter of a dictionary.
+MIN_TOKEN_CHARS = 16
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"^(?=.{{1,253}}\Z){_LABEL}(\.{_LABEL})*\.?\Z")
+
+
+def check_allowed_hosts(hosts: tuple[str, ...]) -> None:
+    """allowed_hosts: host names or IP addresses, without scheme or port."""
+    for host in hosts:
+        try:
+            ipaddress.ip_address(host)
+            continue
+        except ValueError:
+            pass
+        if not _HOST_NAME.match(host):
+            raise SettingsError(
+                f"allowed_hosts must list host names or addresses such as phoenix.example.com, got {host!r}"
+            )
+
+
 def is_loopback(host: str) -> bool:
-    """True when `host` only accepts connections from this machine."""
-    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+    """True when `host` only accepts connections from this machine: a loopback address (127.0.0.0/8,
+    ::1, in any spelling the address parser takes) or `localhost`. A name is not resolved: a host name
+    that merely starts with "127." (127.evil.example) is no address and is not loopback."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -55,8 +55,10 @@ FROM agents WHERE host_id = %(host_id)s;
 SELECT host_id, EXTRACT(EPOCH FROM last_seen_at) AS last_seen FROM agents;
 
 -- name: agents_collector_restarts
-SELECT host_id, COALESCE((collector ->> 'restarts')::bigint, 0) AS restarts FROM agents
-WHERE jsonb_typeof(collector -> 'restarts') = 'number';
+-- Only what bigint holds: a row stored before bodies were bounded (restarts 1e20) cannot fail the scrape.
+SELECT host_id, (collector ->> 'restarts')::bigint AS restarts FROM agents
+WHERE jsonb_typeof(collector -> 'restarts') = 'number'
+  AND (collector ->> 'restarts') ~ '^[0-9]{1,18}$';
 
 -- name: namespace_agent_count
 SELECT count(*) AS n FROM agents WHERE namespace = %(namespace)s;

@@ -17,7 +17,7 @@ def secured(database_url: str, tmp_path: Path) -> Iterator[Service]:
     api = start_api(
         database_url,
         tmp_path,
-        env={"PHOENIX_API_TOKEN": "op-secret-1", "PHOENIX_AGENT_TOKEN": "enrol-secret-2"},
+        env={"PHOENIX_API_TOKEN": "op-secret-1-0123456789", "PHOENIX_AGENT_TOKEN": "enrol-secret-2"},
     )
     yield api
     api.stop()
@@ -29,7 +29,9 @@ def test_operator_endpoints_need_the_api_token(secured: Service) -> None:
         http_json("GET", f"{secured.url}/api/v1/agents", headers={"Authorization": "Bearer wrong"})[0] == 401
     )
     assert (
-        http_json("GET", f"{secured.url}/api/v1/agents", headers={"Authorization": "Bearer op-secret-1"})[0]
+        http_json(
+            "GET", f"{secured.url}/api/v1/agents", headers={"Authorization": "Bearer op-secret-1-0123456789"}
+        )[0]
         == 200
     )
     assert http_json("GET", f"{secured.url}/health")[0] == 200
@@ -81,4 +83,4 @@ def test_tokens_never_reach_the_log(secured: Service) -> None:
     )
     secured.stop()
     log = secured.process.log_path.read_text()
-    assert "enrol-secret-2" not in log and "op-secret-1" not in log
+    assert "enrol-secret-2" not in log and "op-secret-1-0123456789" not in log

@@ -348,7 +348,9 @@ def test_destinations_page_and_where_each_deployment_ships(stack: Stack, page: A
 
 @pytest.fixture
 def secured(database_url: str, tmp_path: Path) -> Iterator[Service]:
-    service = start_api(database_url, tmp_path, env={"PHOENIX_API_TOKEN": "dash-secret-7"}, name="secured")
+    service = start_api(
+        database_url, tmp_path, env={"PHOENIX_API_TOKEN": "dash-secret-7-0123456789"}, name="secured"
+    )
     yield service
     service.stop()
 
@@ -363,13 +365,13 @@ def test_asks_for_the_token_once_and_uses_it_for_http_and_websocket(secured: Ser
     dialog.get_by_label("Token").fill("wrong")
     dialog.get_by_role("button", name="Sign in").click()
     expect(dialog.get_by_role("alert")).to_contain_text("not accepted")
-    dialog.get_by_label("Token").fill("dash-secret-7")
+    dialog.get_by_label("Token").fill("dash-secret-7-0123456789")
     dialog.get_by_role("button", name="Sign in").click()
     expect(page.locator("tr[data-host='web-1']")).to_contain_text("healthy")
     expect(dialog).to_be_hidden()
     # The WebSocket handshake passed the token check too.
     expect(page.locator("#live")).to_have_attribute("data-state", "live")
-    assert page.evaluate("sessionStorage.getItem('phoenix.apiToken')") == "dash-secret-7"
+    assert page.evaluate("sessionStorage.getItem('phoenix.apiToken')") == "dash-secret-7-0123456789"
     page.reload()
     expect(page.locator("tr[data-host='web-1']")).to_be_visible()
     expect(page.get_by_role("dialog")).to_be_hidden()

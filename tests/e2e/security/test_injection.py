@@ -138,7 +138,10 @@ def test_the_generator_refuses_bad_names_naming_the_field(secured_stack: Stack) 
             render, {"template": "process-topk-v1", "parameters": {bad: 1}}, operator()
         )
         assert_problem(status, body, headers, 400)
-        assert "unknown parameter" in body["detail"]
+        # A name with NUL is refused as JSON no Phoenix text may hold, before its meaning is looked at.
+        assert ("unknown parameter" if "\x00" not in bad else "a key in 'parameters' holds NUL") in body[
+            "detail"
+        ]
         status, body, headers = post(f"{gen}/api/v1/generate", {"experiment_id": bad}, operator())
         assert_problem(status, body, headers, 400, "experiment_id")
     for path in (
