@@ -51,6 +51,8 @@ class ExperimentService:
         # Promote and rollback go through the normal deployment path, keeping each namespace's destination.
         self.deployments = deployments
         self.ack_timeout = settings.experiment_ack_timeout
+        # Only hosts seen more recently than this (not offline) are sent an experiment.
+        self.offline_after = settings.offline_after
         self.prices = Prices(
             settings.price_per_series_month, settings.price_per_million_datapoints, settings.price_model
         )
@@ -125,11 +127,13 @@ class ExperimentService:
         row = await self.get(experiment_id)
         _must_be_pending(row)
         spec = row["spec"]
-        hosts = await self.store.target_hosts(spec["target_namespaces"], spec["target_hosts"])
+        hosts = await self.store.target_hosts(
+            spec["target_namespaces"], spec["target_hosts"], self.offline_after
+        )
         if not hosts:
             raise Conflict(
-                f"experiment {experiment_id} has no agents in its targets "
-                f"(namespaces {spec['target_namespaces']}, hosts {spec['target_hosts']})"
+                f"experiment {experiment_id} has no agents seen in the last {self.offline_after:g}s in its "
+                f"targets (namespaces {spec['target_namespaces']}, hosts {spec['target_hosts']})"
             )
         targets = await self._destinations(experiment_id, hosts, spec.get("candidate_destination"))
         generated = await self.generator.generate(

@@ -73,6 +73,20 @@ async def get_agent(request: web.Request) -> web.Response:
     return respond(_agent_json(row, request.app))
 
 
+@routes.delete("/api/v1/agents/{host_id}")
+async def delete_agent(request: web.Request) -> web.Response:
+    """Decommission a host: it, its unfinished tasks and its token go; experiments no longer target it."""
+    host_id = request.match_info["host_id"]
+    if not names.HOST_ID.match(host_id):
+        raise NotFound(f"agent {host_id!r} does not exist")
+    row = await request.app[keys.AGENTS].delete(host_id, request.app[keys.TOKENS].revoke)
+    if row is None:
+        raise NotFound(f"agent {host_id!r} does not exist")
+    return respond(
+        {"host_id": host_id, "deleted": True, "tasks_removed": row["tasks_removed"], "token_revoked": True}
+    )
+
+
 @routes.get("/api/v1/tasks")
 async def list_tasks(request: web.Request) -> web.Response:
     status = request.query.get("status")

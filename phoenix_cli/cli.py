@@ -169,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("host", metavar="HOST")
     p.add_argument("--revoke", action="store_true", help="revoke the host's token instead")
+    p = leaf(
+        agents,
+        "delete",
+        commands.agents_delete,
+        "decommission a host: remove it, its unfinished tasks and its token (stop its agent first)",
+    )
+    p.add_argument("host", metavar="HOST")
 
     deploy = groups.add_parser("deploy", help="pipeline deployments").add_subparsers(
         dest="action", metavar="ACTION", required=True

@@ -66,6 +66,16 @@ def agents_show(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def agents_delete(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.api.delete(f"/api/v1/agents/{quote(args.host)}")
+    ctx.out(
+        data,
+        f"agent {data.get('host_id')} is deleted: {data.get('tasks_removed')} unfinished task(s) removed, "
+        "its token revoked",
+    )
+    return EXIT_OK
+
+
 def agents_token(ctx: Context, args: argparse.Namespace) -> int:
     path = f"/api/v1/agents/{quote(args.host)}/token"
     if args.revoke:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from control_plane.db import Database
+from control_plane.db import Database, Tx
 from control_plane.dispatch import Dispatcher
 from control_plane.presence import Presence, fingerprint
 from control_plane.queue import TaskQueue
@@ -51,6 +51,31 @@ class AgentService:
             if joined or report.get("collector") is not None:
                 await self.tasks.enqueue_active_deployment([host_id], tx)
         return row
+
+    async def delete(
+        self, host_id: str, revoke: Callable[[str, Tx], Awaitable[dict[str, Any]]]
+    ) -> dict[str, Any] | None:
+        """Decommission a host: its row, its unfinished tasks and, by `revoke` in the same transaction,
+        its token (revoked, so the enrolment token cannot bind the host again: a re-imaged VM needs a
+        newly issued token)."""
+        async with self.db.transaction() as tx:
+            row = await self.agents.delete(host_id, tx)
+            if row is None:
+                return None
+            revoked = await revoke(host_id, tx)
+            await self.events.publish(
+                "agents",
+                "agent_deleted",
+                host_id,
+                data={
+                    "host_id": host_id,
+                    "namespace": row["namespace"],
+                    "tasks_removed": row["tasks_removed"],
+                },
+                tx=tx,
+            )
+        self.presence.forget(host_id)
+        return {**row, "had_token": revoked["had_token"]}
 
     async def heartbeat(self, host_id: str, report: dict[str, Any]) -> str:
         """Note a validated heartbeat and keep the leases of the tasks it runs; the host's namespace."""

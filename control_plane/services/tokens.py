@@ -7,6 +7,7 @@ from typing import Any
 
 import structlog
 
+from control_plane.db import Tx
 from control_plane.stores.tokens import TokenStore
 from phoenix_common.problems import Forbidden, Unauthorized
 from phoenix_common.tokens import new_token, same_token, token_hash
@@ -90,8 +91,8 @@ class AgentTokens:
         log.info("agent_token_issued", host_id=host_id, replaced=row["replaced"])
         return token, row
 
-    async def revoke(self, host_id: str) -> dict[str, Any]:
-        row = await self.store.revoke(host_id)
+    async def revoke(self, host_id: str, tx: Tx | None = None) -> dict[str, Any]:
+        row = await self.store.revoke(host_id, tx)
         self.forget(host_id)
         log.info("agent_token_revoked", host_id=host_id, had_token=row["had_token"])
         return row

@@ -16,6 +16,10 @@ class AgentStore:
     def __init__(self, db: Executor):
         self.db = db
 
+    async def delete(self, host_id: str, tx: Tx) -> dict[str, Any] | None:
+        """Remove the host and its unfinished tasks; its row (host_id, namespace, tasks_removed), or None."""
+        return await tx.fetch_one("agent_delete", {"host_id": host_id})
+
     async def upsert(self, host_id: str, report: dict[str, Any], tx: Tx | None = None) -> dict[str, Any]:
         """Register or refresh a host from what it reports; the row says if it was new or moved."""
         collector = report.get("collector")

@@ -60,10 +60,13 @@ class ExperimentStore:
     async def mark_rolled_back(self, experiment_id: str, deployment_ids: Sequence[str], tx: Tx) -> None:
         await tx.execute("set_experiment_rolled_back", {"id": experiment_id, "ids": list(deployment_ids)})
 
-    async def target_hosts(self, namespaces: Sequence[str], hosts: Sequence[str]) -> list[str]:
-        """Registered agents in `namespaces` or named in `hosts`."""
+    async def target_hosts(
+        self, namespaces: Sequence[str], hosts: Sequence[str], seen_within: float
+    ) -> list[str]:
+        """Registered agents in `namespaces` or named in `hosts`, seen within `seen_within` seconds."""
         rows = await self.db.fetch(
-            "experiment_target_hosts", {"namespaces": list(namespaces), "hosts": list(hosts)}
+            "experiment_target_hosts",
+            {"namespaces": list(namespaces), "hosts": list(hosts), "seen_within": seen_within},
         )
         return [r["host_id"] for r in rows]
 

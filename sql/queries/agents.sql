@@ -67,3 +67,12 @@ SELECT count(*) AS n FROM agents WHERE namespace = %(namespace)s;
 -- Each shipping host's export health as its last heartbeat reported it (collector.export).
 SELECT host_id, collector -> 'export' AS export FROM agents
 WHERE jsonb_typeof(collector -> 'export') = 'object';
+
+-- name: agent_delete
+-- Remove a host and the tasks it has not finished (its finished ones stay as history until retention).
+WITH dropped AS (
+    DELETE FROM tasks WHERE host_id = %(host_id)s AND status IN ('pending', 'assigned', 'running')
+    RETURNING id
+)
+DELETE FROM agents WHERE host_id = %(host_id)s
+RETURNING host_id, namespace, (SELECT count(*) FROM dropped) AS tasks_removed;

@@ -58,8 +58,10 @@ UPDATE experiments SET promoted_deployments = promoted_deployments || %(ids)s::t
 UPDATE experiments SET rolled_back_at = now() WHERE id = %(id)s AND %(ids)s::text[] IS NOT NULL;
 
 -- name: experiment_target_hosts
+-- Agents seen within %(seen_within)s seconds: a decommissioned VM that went silent is no target.
 SELECT host_id FROM agents
-WHERE namespace = ANY(%(namespaces)s::text[]) OR host_id = ANY(%(hosts)s::text[])
+WHERE (namespace = ANY(%(namespaces)s::text[]) OR host_id = ANY(%(hosts)s::text[]))
+  AND last_seen_at > now() - make_interval(secs => %(seen_within)s)
 ORDER BY host_id;
 
 -- name: experiment_task_states
