@@ -18,6 +18,7 @@ from agent import __version__
 from agent.client import ApiRejected, ApiUnavailable, ControlPlaneClient, Reporter
 from agent.collector import Collector
 from agent.config import AgentSettings
+from agent.loops import supervised
 from agent.state import Outbox, StateDir, atomic_write, read_text
 from agent.supervisor import Supervisor, make_supervisor
 from agent.tasks import TaskHandlers
@@ -119,7 +120,11 @@ class Agent:
                 pending_reports=len(outbox),
                 supervisor=settings.collector.supervisor,
             )
-            background: list[asyncio.Task[Any]] = [asyncio.create_task(reporter.run(), name="reporter")]
+            background: list[asyncio.Task[Any]] = [
+                asyncio.create_task(
+                    supervised("reporter", reporter.run, cap=settings.backoff_max), name="reporter"
+                )
+            ]
             main = asyncio.create_task(self._main(client, handlers), name="agent-main")
             stopper = asyncio.create_task(stop.wait(), name="stop")
             try:
@@ -166,11 +171,22 @@ class Agent:
                 log.error("heartbeat_rejected", status=exc.status, detail=exc.detail)
                 await asyncio.sleep(jittered(client.backoff_max))
         self._adopt(answer)
-        loops = [asyncio.create_task(self._heartbeat_loop(client, handlers), name="heartbeat")]
+        cap = client.backoff_max
+        loops = [
+            asyncio.create_task(
+                supervised("heartbeat", lambda: self._heartbeat_loop(client, handlers), cap=cap),
+                name="heartbeat",
+            )
+        ]
         if self.settings.emission_interval > 0:
-            loops.append(asyncio.create_task(self._emission_loop(client, handlers), name="emissions"))
+            loops.append(
+                asyncio.create_task(
+                    supervised("emissions", lambda: self._emission_loop(client, handlers), cap=cap),
+                    name="emissions",
+                )
+            )
         try:
-            await self._poll_loop(client, handlers)
+            await supervised("poll", lambda: self._poll_loop(client, handlers), cap=cap)
         finally:
             for loop in loops:
                 loop.cancel()
