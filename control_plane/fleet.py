@@ -51,7 +51,8 @@ def _agent_json(row: dict[str, Any], app: web.Application) -> dict[str, Any]:
 
 def _limit(request: web.Request, default: int = 500, maximum: int = 5000) -> int:
     raw = request.query.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    # ASCII digits only: "²" and "٣" pass isdigit() and then fail int().
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
         raise Problem(f"query parameter 'limit' must be an integer between 1 and {maximum}")
     return int(raw)
 

@@ -76,7 +76,13 @@ class GeneratorClient:
             async with self.session.post(
                 url, json=body, headers=self.headers, timeout=aiohttp.ClientTimeout(total=15)
             ) as resp:
-                data = await resp.json(content_type=None)
+                try:
+                    data = await resp.json(content_type=None)
+                except ValueError:
+                    raise BadGateway(
+                        f"config generator at {self.base_url} answered {resp.status} with a body that is "
+                        "not JSON (is generator_url a Phoenix config generator?)"
+                    ) from None
                 if resp.status >= 500 or not isinstance(data, dict):
                     raise BadGateway(f"config generator at {self.base_url} answered {resp.status}")
                 if resp.status >= 400:
