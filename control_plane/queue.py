@@ -117,6 +117,11 @@ class TaskQueue:
         )
         return len(rows)
 
+    async def cancel_pending(self, deployment_id: str, reason: str, tx: Tx) -> int:
+        """Fail the deployment's pending tasks (received or not); how many."""
+        rows = await tx.fetch("cancel_pending_deployment_tasks", {"id": deployment_id, "reason": reason})
+        return len(rows)
+
     async def claim(self, host_id: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Lease a host's next tasks, most urgent first."""
         rows = await self.claim_hosts([host_id], limit)
@@ -215,10 +220,12 @@ class TaskQueue:
         return {(r["type"], r["status"]): r["n"] for r in await self.db.fetch("tasks_finished")}
 
     async def reap(self) -> list[dict[str, Any]]:
-        """Requeue or fail tasks whose lease expired; safe to run in every replica at once."""
+        """Requeue or fail tasks whose lease expired, and fail the pending tasks of deployments no longer
+        active (never applied after the one that replaced them); safe to run in every replica at once."""
         async with self.db.transaction() as tx:
             rows = await tx.fetch("reap_expired_leases")
-            for row in rows:
+            inactive = await tx.fetch("fail_inactive_deployment_tasks")
+            for row in [*rows, *inactive]:
                 kind = "task_failed" if row["status"] == "failed" else "task_requeued"
                 await self.events.publish(
                     "tasks",
@@ -243,6 +250,8 @@ class TaskQueue:
                 status=row["status"],
                 attempts=row["attempts"],
             )
+        for row in inactive:
+            log.info("inactive_deployment_task_failed", task_id=str(row["id"]), host_id=row["host_id"])
         return rows
 
 

@@ -141,6 +141,11 @@ class DeploymentService:
             previous = await self.deployments.active(namespace, tx)
             if previous:
                 await self.deployments.set_status(previous["id"], "superseded", tx=tx)
+                await self.tasks.cancel_pending(
+                    previous["id"],
+                    f"not applied: deployment {previous['id']} is superseded by {deployment_id}",
+                    tx,
+                )
             deployment = {
                 "id": deployment_id,
                 "name": name,

@@ -11,6 +11,9 @@ WITH picked AS (
     CROSS JOIN LATERAL (
         SELECT id FROM tasks
         WHERE tasks.host_id = h.host_id AND status = 'pending'
+          -- A deployment that is no longer active is never applied (the reaper fails its tasks).
+          AND (tasks.deployment_id IS NULL OR EXISTS (
+              SELECT 1 FROM pipeline_deployments d WHERE d.id = tasks.deployment_id AND d.status = 'active'))
         ORDER BY priority DESC, created_at ASC
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
@@ -143,6 +146,17 @@ WITH expired AS (
 )
 SELECT r.*, (SELECT n FROM woken) AS woken FROM reaped r;
 
+-- name: fail_inactive_deployment_tasks
+-- Pending tasks of a deployment that is no longer active (superseded, rolled back, failed), such as one
+-- the reaper requeued after its lease expired: failed, never applied after the deployment that replaced
+-- it. Only active deployments are watched for failed hosts, so this fails no rollout.
+UPDATE tasks t
+SET status = 'failed', failed_at = now(), updated_at = now(), lease_expires_at = NULL,
+    error = format('not applied: deployment %%s is %%s', d.id, d.status)
+FROM pipeline_deployments d
+WHERE t.deployment_id = d.id AND t.status = 'pending' AND d.status <> 'active'
+RETURNING t.id, t.host_id, t.type, t.status, t.attempts, t.experiment_id, t.error;
+
 -- name: release_tasks
 -- Undo a claim whose long poll lost its client before the answer went out.
 UPDATE tasks SET status = 'pending', attempts = GREATEST(attempts - 1, 0), assigned_at = NULL,
@@ -225,6 +239,13 @@ RETURNING host_id;
 -- cancels undelivered starts the same way). Delivered ones are left to finish; the restore covers them.
 UPDATE tasks SET status = 'failed', failed_at = now(), updated_at = now(), error = %(reason)s
 WHERE deployment_id = %(id)s AND status = 'pending' AND attempts = 0
+RETURNING host_id;
+
+-- name: cancel_pending_deployment_tasks
+-- A deployment superseded by another: its tasks still pending (never received, or requeued after a lease
+-- expired) are failed, so that it is never applied after the one that replaced it.
+UPDATE tasks SET status = 'failed', failed_at = now(), updated_at = now(), error = %(reason)s
+WHERE deployment_id = %(id)s AND status = 'pending'
 RETURNING host_id;
 
 -- name: cancel_pending_experiment_starts

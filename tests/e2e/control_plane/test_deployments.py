@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from tests.support import http_json
+from tests.support import http_json, wait_for
 from tests.support.services import Stack
 
 
@@ -124,3 +124,30 @@ def test_fan_out_is_one_insert(stack: Stack) -> None:
         (n,) = conn.execute("SELECT count(*) FROM tasks WHERE deployment_id = %s", (dep["id"],)).fetchone()
         (notes,) = conn.execute("SELECT count(*) FROM events WHERE subject = %s", (dep["id"],)).fetchone()
     assert n == 5000 and notes == 1
+
+
+def test_a_superseded_deployment_whose_lease_expired_is_never_applied(stack: Stack) -> None:
+    """The reaper requeues an expired task; if its deployment was superseded meanwhile, it fails instead
+    of being applied after the deployment that replaced it (which the host would then keep)."""
+    register(stack, "vm-slow")
+    deploy = {"name": "first", "namespace": "default", "template": "process-baseline-v1"}
+    status, first, _ = http_json("POST", f"{stack.api.url}/api/v1/pipeline-deployments", deploy)
+    assert status == 201, first
+    (old,) = poll(stack, "vm-slow")  # delivered, then the host goes quiet before reporting
+    status, second, _ = http_json(
+        "POST", f"{stack.api.url}/api/v1/pipeline-deployments", {**deploy, "name": "second"}
+    )
+    assert status == 201, second
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE tasks SET lease_expires_at = now() - interval '1 minute' WHERE id = %s", (old["id"],)
+        )
+
+    def old_task() -> dict:
+        status, body, _ = http_json("GET", f"{stack.api.url}/api/v1/tasks?host_id=vm-slow")
+        assert status == 200, body
+        return next(t for t in body["tasks"] if t["id"] == old["id"])
+
+    wait_for(lambda: old_task()["status"] == "failed", timeout=30, what="the reaper to fail the stale task")
+    assert f"deployment {first['id']} is superseded" in old_task()["error"]
+    assert [t["deployment_id"] for t in poll(stack, "vm-slow")] == [second["id"]]
