@@ -382,12 +382,24 @@ def _billing_window(spec: Mapping[str, Any]) -> float:
     return float(spec.get("billing_window_seconds") or DEFAULT_BILLING_WINDOW)
 
 
+def _unix(value: Any) -> float:
+    return value.timestamp() if hasattr(value, "timestamp") else float(value)
+
+
+def _sample_ts(row: Mapping[str, Any]) -> float:
+    ts = (row.get("sample") or {}).get("ts")
+    return float(ts) if isinstance(ts, int | float) else _unix(row["received_at"])
+
+
 def _group(
     rows: Sequence[Mapping[str, Any]], window: tuple[Any, Any] | None
 ) -> dict[str, dict[str, list[Sample]]]:
     grouped: dict[str, dict[str, list[Sample]]] = defaultdict(lambda: defaultdict(list))
+    # By the sample's own time, not when it arrived: a warm-up sample delivered late (an agent's outbox
+    # after an outage) is still a warm-up sample.
+    start, end = (_unix(window[0]), _unix(window[1])) if window else (None, None)
     for row in rows:
-        if window and not (window[0] <= row["received_at"] <= window[1]):
+        if start is not None and end is not None and not start <= _sample_ts(row) <= end:
             continue
         grouped[row["host_id"]][row["variant"]].append(row["sample"])
     return grouped
@@ -403,8 +415,9 @@ def analyze(
 ) -> dict[str, Any]:
     """The analysis of an experiment from its measurement rows (host_id, variant, received_at, sample).
 
-    `window` (running_at, analyzing_at) keeps the rows received while measuring; `overheads` maps a host
-    to the overhead block of its experiment summary (each arm's collector measured alone).
+    `window` (running_at, analyzing_at) keeps the rows whose samples were taken while measuring;
+    `overheads` maps a host to the overhead block of its experiment summary (each arm's collector
+    measured alone).
     """
     grouped = _group(rows, window)
     critical = list(spec.get("critical_processes") or [])

@@ -393,11 +393,15 @@ def test_a_host_without_both_pipelines_is_not_compared() -> None:
     assert result["hosts"]["h1"] == {"error": "measurements of both pipelines are needed; got baseline"}
 
 
-def test_the_window_keeps_only_rows_received_within_it() -> None:
+def test_the_window_keeps_only_samples_taken_within_it() -> None:
     rows = run("h1")
     result = analyze(rows, spec=SPEC, prices=PRICES, window=(1060, 1110))
-    assert result["hosts"]["h1"]["pairs"] == 6
+    # Samples at 1060..1110; the last candidate one was read 0.3 s after its baseline, past the end.
+    assert result["hosts"]["h1"]["pairs"] == 5
     assert result["running_seconds"] == 50 and result["extrapolated"] is True
+    # Warm-up samples delivered late (received inside the window) still do not count.
+    late = [{**r, "received_at": 1080} if r["sample"]["ts"] < 1060 else r for r in rows]
+    assert analyze(late, spec=SPEC, prices=PRICES, window=(1060, 1110))["hosts"]["h1"]["pairs"] == 5
 
 
 def test_coverage_series_for_the_dashboard() -> None:
