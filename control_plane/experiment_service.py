@@ -230,8 +230,19 @@ class ExperimentService:
         return await self.get(experiment_id)
 
     async def promote(self, experiment_id: str, force: bool) -> list[dict[str, Any]]:
-        """Deploy the candidate to the target namespaces through the normal deployment path."""
-        row = await self.get(experiment_id)
+        """Deploy the candidate to the target namespaces through the normal deployment path.
+
+        The experiment row stays locked from the checks until the promotion is recorded, so a second
+        promote (a double click, two operators) waits, then finds it promoted: never two deployments.
+        """
+        async with self.db.transaction() as tx:
+            row = await self.store.lock(experiment_id, tx)
+            if row is None:
+                raise NotFound(f"experiment {experiment_id!r} does not exist")
+            return await self._promote(row, force, tx)
+
+    async def _promote(self, row: Row, force: bool, tx: Tx) -> list[dict[str, Any]]:
+        experiment_id = row["id"]
         if row["phase"] != Phase.COMPLETED:
             raise Conflict(
                 f"experiment {experiment_id} is {row['phase']}; only a completed experiment can be promoted"
@@ -271,6 +282,7 @@ class ExperimentService:
             mark=self.store.add_promoted,
             kind="experiment_promoted",
             why="promoted by operator",
+            tx=tx,
         )
 
     async def rollback(self, experiment_id: str) -> list[dict[str, Any]]:
@@ -303,9 +315,10 @@ class ExperimentService:
         mark: Callable[[str, list[str], Tx], Awaitable[None]],
         kind: str,
         why: str,
+        tx: Tx | None = None,
     ) -> list[dict[str, Any]]:
         """Deploy `template` to every target namespace of the experiment (each keeping its destination)
-        and record it on the experiment."""
+        and record it on the experiment (in `tx` when given, else a transaction of its own)."""
         created = [
             await self.deployments.ship(
                 name=name,
@@ -318,16 +331,24 @@ class ExperimentService:
             for ns in row["spec"]["target_namespaces"]
         ]
         ids = [c["id"] for c in created]
-        async with self.db.transaction() as tx:
-            await mark(row["id"], ids, tx)
-            await self._event(
-                tx,
-                kind,
-                row["id"],
-                why,
-                {"deployments": ids},
-            )
+        if tx is not None:
+            await self._record(tx, row["id"], ids, mark, kind, why)
+            return created
+        async with self.db.transaction() as own:
+            await self._record(own, row["id"], ids, mark, kind, why)
         return created
+
+    async def _record(
+        self,
+        tx: Tx,
+        experiment_id: str,
+        ids: list[str],
+        mark: Callable[[str, list[str], Tx], Awaitable[None]],
+        kind: str,
+        why: str,
+    ) -> None:
+        await mark(experiment_id, ids, tx)
+        await self._event(tx, kind, experiment_id, why, {"deployments": ids})
 
     async def _event(
         self, tx: Tx | None, kind: str, experiment_id: str, reason: str | None, data: dict[str, Any]

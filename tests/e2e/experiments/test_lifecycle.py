@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -233,11 +234,16 @@ def test_experiment_runs_every_phase_and_is_promoted_then_rolled_back(
         assert refused["reason"] == "extrapolated" and "billing window" in refused["detail"], refused
     else:
         assert "verdict is reject" in refused["detail"], refused
-    status, promoted, _ = http_json(
-        "POST", f"{stack.api.url}/api/v1/experiments/{experiment_id}/promote", {"force": True}
-    )
-    assert status == 200, promoted
+    # A double click: two promotes at once deploy once; the second finds it promoted.
+    url = f"{stack.api.url}/api/v1/experiments/{experiment_id}/promote"
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: http_json("POST", url, {"force": True}), range(2)))
+    assert sorted(a[0] for a in answers) == [200, 409], answers
+    (promoted,) = [a[1] for a in answers if a[0] == 200]
+    assert "already promoted" in next(a[1]["detail"] for a in answers if a[0] == 409)
     (deployment,) = promoted["deployments"]
+    status, listing, _ = http_json("GET", f"{stack.api.url}/api/v1/pipeline-deployments?namespace=default")
+    assert sum(d.get("experiment_id") == experiment_id for d in listing["deployments"]) == 1, listing
     status, dep, _ = http_json("GET", f"{stack.api.url}/api/v1/pipeline-deployments/{deployment['id']}")
     assert dep["template"] == "process-intelligent-v1" and dep["status"] == "active"
     wait_running(stack.api, agent.host_id, dep["config_hash"], "the agent to run the promoted candidate")
