@@ -30,7 +30,12 @@ async def apply_deployment(
     and remember what runs."""
     config_hash = deployment.config_hash
     if config_hash != deployment.received_hash:
-        log.warning("config_hash_mismatch", pipeline=deployment.pipeline, stated=config_hash)
+        # Not the config the control plane stated: changed on the way. Never run it.
+        log.error("config_hash_mismatch", pipeline=deployment.pipeline, stated=config_hash)
+        raise ApplyError(
+            f"config_hash {config_hash[:16]}... does not match the config received "
+            f"({deployment.received_hash[:16]}...): refusing to run it"
+        )
     keep, keep_path = deployment.keep, deployment.keep_path
     files = {keep_path: render_keep_file(keep.initial)} if keep and keep_path else {}
     files.update(deployment.side_files)

@@ -186,7 +186,7 @@ class Collector:
             current is not None and current != good and current == read_text(self.state.last_received)
         )
         if good and (current is None or unconfirmed):
-            atomic_write(self.config_path, good)
+            atomic_write(self.config_path, good, mode=0o640)
             log.warning(
                 "collector_config_restored",
                 path=str(self.config_path),
@@ -293,7 +293,9 @@ class Collector:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
+        # Owner (the agent) and its group (otel, the collector's: install-agent.sh) only: a config may
+        # hold endpoints and paths other local users have no business reading.
+        os.chmod(tmp, 0o640)
         return Path(tmp)
 
     async def apply(
@@ -382,7 +384,7 @@ class Collector:
                 await self.supervisor.stop()
             log.error("collector_rollback_nothing_to_restore")
             return "no earlier config to restore; collector stopped"
-        atomic_write(self.config_path, good)
+        atomic_write(self.config_path, good, mode=0o640)
         try:
             await self._reload_and_wait(self.health_url(parse_config(good)), self.settings.apply_timeout)
         except (ApplyError, ValueError) as exc:

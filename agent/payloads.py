@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from agent import policy
 from agent.collector import MergeError, dump_config, merge_configs, parse_config, sha256_text
 from agent.state import StateDir
 from phoenix_common import wire
@@ -75,11 +76,14 @@ def _secrets_readable(secret_error: str | None) -> None:
         raise TaskError(f"the control plane could not open this task's secrets: {secret_error}")
 
 
-def _config(text: str, where: str) -> dict[str, Any]:
+def _config(text: str, where: str, state: StateDir) -> dict[str, Any]:
+    """The parsed config, if it keeps to what Phoenix renders (agent/policy.py); else a TaskError."""
     try:
-        return parse_config(text, where)
+        config = parse_config(text, where)
+        policy.check(text, config, [state.root], where)
     except ValueError as exc:
         raise TaskError(str(exc)) from None
+    return config
 
 
 def collection_interval(config: Mapping[str, Any]) -> float | None:
@@ -121,7 +125,7 @@ class Deployment:
         text, side_files = relocate_shipping(
             text, body.shipping, body.secret_files, state, queue_dir, "payload"
         )
-        config = _config(text, "payload.config_yaml")
+        config = _config(text, "payload.config_yaml", state)
         received = sha256_text(body.config_yaml)
         return cls(
             body.deployment_id,
@@ -171,7 +175,7 @@ class Variant:
             if rendered.shipping and path == rendered.shipping.headers_file
         }
         text, side_files = relocate_shipping(text, rendered.shipping, mine, state, queue_dir, where)
-        config = _config(text, f"{where}.config_yaml")
+        config = _config(text, f"{where}.config_yaml", state)
         return cls(
             role,
             rendered.template,

@@ -27,7 +27,7 @@ from control_plane import (
     ws,
 )
 from control_plane import web as dashboard
-from control_plane.auth import auth_middleware
+from control_plane.auth import agent_tokens_required, auth_middleware
 from control_plane.db import Database, make_pool, migrate
 from control_plane.dispatch import Dispatcher
 from control_plane.generator_client import for_app as generator_for
@@ -90,13 +90,25 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[keys.PRESENCE] = Presence(agents, app[keys.QUEUE], flush_interval=settings.presence_flush_interval)
     app[keys.REPORTS] = ReportBatcher(app[keys.QUEUE])
     app[keys.AGENTS] = AgentService(
-        db, agents, app[keys.QUEUE], events, app[keys.PRESENCE], app[keys.DISPATCHER], sealer
+        db,
+        agents,
+        app[keys.QUEUE],
+        events,
+        app[keys.PRESENCE],
+        app[keys.DISPATCHER],
+        sealer,
+        bind_namespaces=agent_tokens_required(settings),
     )
     app[keys.DESTINATIONS] = DestinationService(db, DestinationStore(db), events, sealer)
     app[keys.DEPLOYMENTS] = DeploymentService(
         db, DeploymentStore(db), agents, app[keys.QUEUE], events, generator_for(app), app[keys.DESTINATIONS]
     )
-    app[keys.TOKENS] = AgentTokens(TokenStore(db), settings.agent_token_cache_seconds)
+    app[keys.TOKENS] = AgentTokens(
+        TokenStore(db),
+        settings.agent_token_cache_seconds,
+        enrolment_expires=settings.enrolment_expires(),
+        enrolment_max_hosts=settings.agent_token_max_hosts,
+    )
     dispatcher, presence, reports = app[keys.DISPATCHER], app[keys.PRESENCE], app[keys.REPORTS]
     app[METRICS].process.source = lambda: {
         "phoenix_long_poll_claim_statements": dispatcher.claims,

@@ -74,6 +74,25 @@ async def get_agent(request: web.Request) -> web.Response:
     return respond(_agent_json(row, request.app))
 
 
+@routes.patch("/api/v1/agents/{host_id}")
+async def move_agent(request: web.Request) -> web.Response:
+    """Move a host to another namespace (the only way, once agent tokens are on)."""
+    host_id = request.match_info["host_id"]
+    if not names.HOST_ID.match(host_id):
+        raise NotFound(f"agent {host_id!r} does not exist")
+    body = await json_body(request)
+    unknown = sorted(set(body) - {"namespace"})
+    if unknown:
+        raise Problem(f"unknown field '{unknown[0]}'; only 'namespace' can be changed", field=unknown[0])
+    namespace = names.check_namespace(field(body, "namespace", str))
+    row = await request.app[keys.AGENTS].move(host_id, namespace)
+    if row is None:
+        raise NotFound(f"agent {host_id!r} does not exist")
+    got = await request.app[keys.AGENTS].agents.get(host_id)
+    assert got is not None
+    return respond(_agent_json(got, request.app))
+
+
 @routes.delete("/api/v1/agents/{host_id}")
 async def delete_agent(request: web.Request) -> web.Response:
     """Decommission a host: it, its unfinished tasks and its token go; experiments no longer target it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,10 @@ class Settings:
     # and no agent_token, only operator-issued tokens (POST /api/v1/agents/{host_id}/token) let agents in.
     agent_tokens_required: bool = False
     agent_token_cache_seconds: float = 30.0
+    # Bounds on the shared enrolment token (agent_token): when it stops enrolling (ISO 8601 with a
+    # time zone, e.g. 2027-01-31T00:00:00Z) and how many hosts it may enrol (0: no limit).
+    agent_token_expires: str | None = None
+    agent_token_max_hosts: int = 0
     # The token the config generator requires (its api_token); the API token when unset.
     generator_token: str | None = None
     # Fernet key (urlsafe base64, 32 bytes) that encrypts destination header values; without one the API
@@ -138,8 +143,25 @@ class Settings:
             raise SettingsError("metrics_cache_seconds must be between 0 and 300")
         self._validate_access()
 
+    def enrolment_expires(self) -> float | None:
+        """agent_token_expires as unix time (validated)."""
+        if self.agent_token_expires is None:
+            return None
+        try:
+            when = dt.datetime.fromisoformat(self.agent_token_expires.replace("Z", "+00:00"))
+        except ValueError:
+            when = None
+        if when is None or when.tzinfo is None:
+            raise SettingsError(
+                "agent_token_expires must be an ISO 8601 time with a zone, such as 2027-01-31T00:00:00Z"
+            )
+        return when.timestamp()
+
     def _validate_access(self) -> None:
         """Who may call: origins, host names, token lengths, and tokens off loopback."""
+        self.enrolment_expires()
+        if self.agent_token_max_hosts < 0:
+            raise SettingsError("agent_token_max_hosts must be 0 (no limit) or more")
         for origin in self.allowed_origins:
             if not _ORIGIN.match(origin):
                 raise SettingsError(

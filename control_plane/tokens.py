@@ -8,6 +8,7 @@ from aiohttp import web
 
 from control_plane import keys, names
 from control_plane.jsonutil import respond
+from phoenix_common.problems import field, json_body
 
 routes = web.RouteTableDef()
 
@@ -26,8 +27,16 @@ def _no_store(body: dict[str, Any], status: int = 200) -> web.Response:
 async def issue(request: web.Request) -> web.Response:
     """Issue (or rotate) a host's token: shown once in this answer, stored only as a hash."""
     host_id = _host_id(request)
+    # Optional {"namespace"}: the host is bound to it (with agent tokens, it cannot report another).
+    body = await json_body(request) if request.can_read_body else {}
+    namespace = body.get("namespace")
+    if namespace is not None:
+        namespace = names.check_namespace(field(body, "namespace", str))
     token, row = await request.app[keys.TOKENS].issue(host_id)
     answer = {"host_id": host_id, "agent_token": token, "issued_at": row["issued_at"]}
+    if namespace is not None:
+        await request.app[keys.AGENTS].bind(host_id, namespace)
+        answer["namespace"] = namespace
     return _no_store({**answer, "replaced": row["replaced"]}, status=201)
 
 

@@ -169,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("host", metavar="HOST")
     p.add_argument("--revoke", action="store_true", help="revoke the host's token instead")
+    p.add_argument("--namespace", metavar="NS", help="bind the host to this namespace")
+    p = leaf(agents, "move", commands.agents_move, "move a host to another namespace")
+    p.add_argument("host", metavar="HOST")
+    p.add_argument("namespace", metavar="NS")
     p = leaf(
         agents,
         "delete",

@@ -113,3 +113,6 @@ class Client:
 
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
+
+    def patch(self, path: str, body: Any) -> Any:
+        return self.request("PATCH", path, body)

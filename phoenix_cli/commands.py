@@ -76,13 +76,19 @@ def agents_delete(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def agents_move(ctx: Context, args: argparse.Namespace) -> int:
+    data = ctx.api.patch(f"/api/v1/agents/{quote(args.host)}", {"namespace": args.namespace})
+    ctx.out(data, f"agent {data.get('host_id')} is in namespace {data.get('namespace')}")
+    return EXIT_OK
+
+
 def agents_token(ctx: Context, args: argparse.Namespace) -> int:
     path = f"/api/v1/agents/{quote(args.host)}/token"
     if args.revoke:
         data = ctx.api.delete(path)
         ctx.out(data, f"the agent token of {data.get('host_id')} is revoked")
         return EXIT_OK
-    data = ctx.api.post(path)
+    data = ctx.api.post(path, {"namespace": args.namespace} if args.namespace else None)
     if not ctx.json:
         # The token alone on stdout, so that it can go straight into the agent's config; it is not kept.
         print(

@@ -15,7 +15,7 @@ from control_plane.queue import TaskQueue
 from control_plane.secrets import Sealer, SecretError
 from control_plane.stores.agents import AgentStore
 from control_plane.stores.events import EventStore
-from phoenix_common.problems import NotFound
+from phoenix_common.problems import Forbidden, NotFound
 
 log = structlog.get_logger("phoenix.agent_api")
 
@@ -34,9 +34,13 @@ class AgentService:
     presence: Presence
     dispatcher: Dispatcher
     sealer: Sealer
+    # With agent tokens on, a host's namespace is bound (control_plane/services/agents.py, _bound).
+    bind_namespaces: bool = False
 
     async def register(self, host_id: str, report: dict[str, Any]) -> dict[str, Any]:
         """Record the agent's contact; a new agent or a namespace change gets the active deployment."""
+        if self.bind_namespaces and report.get("namespace"):
+            report = await self._bound(host_id, report)
         async with self.db.transaction() as tx:
             row = await self.agents.upsert(host_id, report, tx)
             joined = row["inserted"] or row["previous_namespace"] != row["namespace"]
@@ -52,6 +56,53 @@ class AgentService:
                 await self.tasks.enqueue_active_deployment([host_id], tx)
         return row
 
+    async def _bound(self, host_id: str, report: dict[str, Any]) -> dict[str, Any]:
+        """With agent tokens, a host stays in the namespace it is bound to: a heartbeat naming the one an
+        operator moved it from is taken without moving it back; naming any other is a 403 and an event."""
+        reported = report["namespace"]
+        async with self.db.transaction() as tx:
+            binding = await self.agents.namespace_binding(host_id, reported, tx)
+            if reported == binding["namespace"]:
+                return report
+            if reported == binding["moved_from"]:
+                return {k: v for k, v in report.items() if k != "namespace"}
+            await self.events.publish(
+                "agents",
+                "agent_namespace_refused",
+                host_id,
+                data={"host_id": host_id, "namespace": binding["namespace"], "reported": reported},
+                tx=tx,
+            )
+        log.warning("agent_namespace_refused", host_id=host_id, bound=binding["namespace"], reported=reported)
+        raise Forbidden(
+            f"host {host_id} is bound to namespace {binding['namespace']!r}, not {reported!r}; an operator "
+            f"moves it with PATCH /api/v1/agents/{host_id}",
+            field="namespace",
+        )
+
+    async def move(self, host_id: str, namespace: str) -> dict[str, Any] | None:
+        """An operator moves a host: bound to `namespace` (when tokens are on, its heartbeats naming the old
+        one are still taken), sent that namespace's active deployment; None for an unknown host."""
+        async with self.db.transaction() as tx:
+            row = await self.agents.move(host_id, namespace, tx)
+            if row is None:
+                return None
+            await self.agents.bind_namespace(host_id, namespace, tx)
+            if row["previous_namespace"] != namespace:
+                await self.events.publish(
+                    "agents", "agent_moved", host_id, data={"host_id": host_id, "namespace": namespace}, tx=tx
+                )
+                await self.tasks.enqueue_active_deployment([host_id], tx)
+        self.presence.forget(host_id)
+        return row
+
+    async def bind(self, host_id: str, namespace: str) -> None:
+        """Bind a host (known or not yet) to `namespace`: an operator's choice, at token issue. A known
+        host in another namespace is moved there."""
+        if await self.move(host_id, namespace) is None:
+            async with self.db.transaction() as tx:
+                await self.agents.bind_namespace(host_id, namespace, tx)
+
     async def delete(
         self, host_id: str, revoke: Callable[[str, Tx], Awaitable[dict[str, Any]]]
     ) -> dict[str, Any] | None:
@@ -63,6 +114,7 @@ class AgentService:
             if row is None:
                 return None
             revoked = await revoke(host_id, tx)
+            await self.agents.unbind_namespace(host_id, tx)
             await self.events.publish(
                 "agents",
                 "agent_deleted",

@@ -25,7 +25,18 @@ class AgentTokens:
     looked up again, so a token rotated on another replica works here at once.
     """
 
-    def __init__(self, store: TokenStore, ttl: float, max_entries: int = 200_000) -> None:
+    def __init__(
+        self,
+        store: TokenStore,
+        ttl: float,
+        max_entries: int = 200_000,
+        *,
+        enrolment_expires: float | None = None,
+        enrolment_max_hosts: int = 0,
+    ) -> None:
+        # When the enrolment token stops enrolling (unix time) and how many hosts it may enrol (0: any).
+        self.enrolment_expires = enrolment_expires
+        self.enrolment_max_hosts = enrolment_max_hosts
         self.store = store
         self.ttl = ttl
         self.max_entries = max_entries
@@ -58,15 +69,15 @@ class AgentTokens:
         row = await self.store.get(host_id)
         if row is not None and row["token_hash"] is not None:
             if same_token(row["token_hash"], digest):
+                if row.get("first_used_at") is None:
+                    await self.store.used(host_id)
                 self._remember(host_id, row["token_hash"])
                 return None
             self.forget(host_id)
         is_enrolment = enrolment is not None and same_token(presented, enrolment)
-        if row is None and is_enrolment:
-            own = new_token()
-            if await self.store.enrol(host_id, token_hash(own)):
-                self._remember(host_id, token_hash(own))
-                log.info("agent_token_enrolled", host_id=host_id)
+        if is_enrolment and (row is None or _unused_enrolment(row)):
+            own = await self._enrol(host_id, again=row is not None)
+            if own is not None:
                 return own
             row = {"token_hash": "raced"}
         if is_enrolment:
@@ -83,6 +94,28 @@ class AgentTokens:
             raise Forbidden(f"this token cannot act as host {host_id}", field="Authorization")
         raise Unauthorized("the agent token is not valid", field="Authorization")
 
+    async def _enrol(self, host_id: str, *, again: bool) -> str | None:
+        """A new token of the host's own, bound by the enrolment token; None when another request won.
+
+        Again (the host's enrolled token was never used: the answer that carried it was lost) it
+        replaces that token, so that a retry after a 503, a 400 or a time-out is harmless. Bounded by
+        the enrolment token's expiry and its host limit.
+        """
+        if self.enrolment_expires is not None and time.time() >= self.enrolment_expires:
+            raise Forbidden("the enrolment token has expired; an operator must issue this host a token")
+        if not again and self.enrolment_max_hosts and await self.store.enrolled() >= self.enrolment_max_hosts:
+            raise Forbidden(
+                f"the enrolment token has enrolled its limit of {self.enrolment_max_hosts} hosts; "
+                "an operator must issue this host a token"
+            )
+        own = new_token()
+        bound = await (self.store.reenrol if again else self.store.enrol)(host_id, token_hash(own))
+        if not bound:
+            return None
+        self._remember(host_id, token_hash(own))
+        log.info("agent_token_enrolled", host_id=host_id, again=again)
+        return own
+
     async def issue(self, host_id: str) -> tuple[str, dict[str, Any]]:
         """A new token for the host (replacing its previous one at once here), and its row."""
         token = new_token()
@@ -96,3 +129,10 @@ class AgentTokens:
         self.forget(host_id)
         log.info("agent_token_revoked", host_id=host_id, had_token=row["had_token"])
         return row
+
+
+def _unused_enrolment(row: dict[str, Any]) -> bool:
+    """A host enrolled by the enrolment token whose own token has not been used yet."""
+    return (
+        row.get("source") == "enrolled" and row.get("first_used_at") is None and row["token_hash"] is not None
+    )

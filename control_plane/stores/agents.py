@@ -20,6 +20,22 @@ class AgentStore:
         """Remove the host and its unfinished tasks; its row (host_id, namespace, tasks_removed), or None."""
         return await tx.fetch_one("agent_delete", {"host_id": host_id})
 
+    async def namespace_binding(self, host_id: str, namespace: str, tx: Tx) -> dict[str, Any]:
+        """The host's bound namespace and `moved_from`, bound to `namespace` on its first contact."""
+        row = await tx.fetch_one("agent_namespace_binding", {"host_id": host_id, "namespace": namespace})
+        assert row is not None
+        return row
+
+    async def bind_namespace(self, host_id: str, namespace: str, tx: Tx) -> None:
+        await tx.execute("bind_agent_namespace", {"host_id": host_id, "namespace": namespace})
+
+    async def move(self, host_id: str, namespace: str, tx: Tx) -> dict[str, Any] | None:
+        """Set a registered host's namespace: (host_id, namespace, previous_namespace), or None."""
+        return await tx.fetch_one("move_agent", {"host_id": host_id, "namespace": namespace})
+
+    async def unbind_namespace(self, host_id: str, tx: Tx) -> None:
+        await tx.execute("unbind_agent_namespace", {"host_id": host_id})
+
     async def upsert(self, host_id: str, report: dict[str, Any], tx: Tx | None = None) -> dict[str, Any]:
         """Register or refresh a host from what it reports; the row says if it was new or moved."""
         collector = report.get("collector")

@@ -28,6 +28,20 @@ class TokenStore:
             is not None
         )
 
+    async def used(self, host_id: str) -> None:
+        await self.db.execute("agent_token_used", {"host_id": host_id})
+
+    async def reenrol(self, host_id: str, digest: str) -> bool:
+        """Replace a never-used enrolled token; False when the host's token is in use or not enrolled."""
+        return (
+            await self.db.fetch_one("agent_token_reenrol", {"host_id": host_id, "token_hash": digest})
+            is not None
+        )
+
+    async def enrolled(self) -> int:
+        row = await self.db.fetch_one("agent_tokens_enrolled")
+        return int(row["n"]) if row else 0
+
     async def issue(self, host_id: str, digest: str, tx: Tx | None = None) -> dict[str, Any]:
         row = await (tx or self.db).fetch_one("agent_token_issue", {"host_id": host_id, "token_hash": digest})
         assert row is not None

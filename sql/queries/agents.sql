@@ -76,3 +76,36 @@ WITH dropped AS (
 )
 DELETE FROM agents WHERE host_id = %(host_id)s
 RETURNING host_id, namespace, (SELECT count(*) FROM dropped) AS tasks_removed;
+
+-- name: agent_namespace_binding
+-- The namespace a host is bound to (and the one it was moved from), binding it to `namespace` if it
+-- has none yet: its first contact, or its row's namespace when it registered before tokens were on.
+WITH bound AS (
+    INSERT INTO agent_namespaces (host_id, namespace, bound_by)
+    VALUES (%(host_id)s,
+            COALESCE((SELECT namespace FROM agents WHERE host_id = %(host_id)s), %(namespace)s),
+            'first_contact')
+    ON CONFLICT (host_id) DO NOTHING
+    RETURNING namespace, moved_from
+)
+SELECT namespace, moved_from FROM bound
+UNION ALL
+SELECT namespace, moved_from FROM agent_namespaces WHERE host_id = %(host_id)s
+LIMIT 1;
+
+-- name: bind_agent_namespace
+-- An operator's binding (token issue with a namespace, or a move), remembering where the host was.
+INSERT INTO agent_namespaces AS b (host_id, namespace, bound_by, moved_from)
+VALUES (%(host_id)s, %(namespace)s, 'operator',
+        (SELECT namespace FROM agents WHERE host_id = %(host_id)s AND namespace <> %(namespace)s))
+ON CONFLICT (host_id) DO UPDATE
+SET namespace = EXCLUDED.namespace, bound_by = 'operator', bound_at = now(),
+    moved_from = CASE WHEN b.namespace <> EXCLUDED.namespace THEN b.namespace ELSE b.moved_from END;
+
+-- name: move_agent
+-- An operator moves a host: its row takes the namespace (its binding is written beside it).
+UPDATE agents SET namespace = %(namespace)s WHERE host_id = %(host_id)s
+RETURNING host_id, namespace, (SELECT namespace FROM agents WHERE host_id = %(host_id)s) AS previous_namespace;
+
+-- name: unbind_agent_namespace
+DELETE FROM agent_namespaces WHERE host_id = %(host_id)s;

@@ -3,7 +3,21 @@
 -- Parameters are psycopg named placeholders.
 
 -- name: agent_token_get
-SELECT token_hash, revoked_at FROM agent_tokens WHERE host_id = %(host_id)s;
+SELECT token_hash, revoked_at, source, first_used_at FROM agent_tokens WHERE host_id = %(host_id)s;
+
+-- name: agent_token_used
+-- The host's own token was presented for the first time: the enrolment token can no longer rebind it.
+UPDATE agent_tokens SET first_used_at = now() WHERE host_id = %(host_id)s AND first_used_at IS NULL;
+
+-- name: agent_token_reenrol
+-- Enrolment again, for a host whose enrolled token was never used (its answer was lost): a new token
+-- replaces it. NULL when the host's token is in use, issued by an operator, or revoked.
+UPDATE agent_tokens SET token_hash = %(token_hash)s, issued_at = now()
+WHERE host_id = %(host_id)s AND source = 'enrolled' AND first_used_at IS NULL AND token_hash IS NOT NULL
+RETURNING host_id;
+
+-- name: agent_tokens_enrolled
+SELECT count(*) AS n FROM agent_tokens WHERE source = 'enrolled';
 
 -- name: agent_token_owner
 -- Which host a presented token belongs to, to tell "another host's token" (403) from "no token" (401).

@@ -219,3 +219,54 @@ def test_the_cli_issues_and_revokes_a_token(issued_only: Service, tmp_path: Path
     revoked = run_cli(env, "agents", "token", "cli-1", "--revoke")
     assert revoked.returncode == 0 and "revoked" in revoked.stdout, revoked.stderr
     assert poll(issued_only, agent("cli-1", token))[0] == 401
+
+
+def test_an_enrolment_whose_answer_was_lost_can_be_retried(with_enrolment: Service) -> None:
+    """The new token is bound before its answer is out: a 503, a 400 or a time-out loses it. Until the
+    host first uses a token of its own, the enrolment token enrols it again (a new token replaces it)."""
+    api = with_enrolment
+    status, body, _ = heartbeat(api, agent("lost-1", ENROLMENT))
+    assert status == 200 and body["agent_token"], body  # ... and the answer never reaches the host
+    status, retried, _ = heartbeat(api, agent("lost-1", ENROLMENT))
+    assert status == 200 and retried["agent_token"] != body["agent_token"], retried
+    assert_problem(*poll(api, agent("lost-1", body["agent_token"])), 401)  # the lost one is replaced
+    assert poll(api, agent("lost-1", retried["agent_token"]))[0] == 200
+    # Once its own token is used, the enrolment token cannot act as the host any more.
+    status, problem, headers = heartbeat(api, agent("lost-1", ENROLMENT))
+    assert_problem(status, problem, headers, 403, "Authorization")
+
+
+def test_the_enrolment_token_expires_and_enrols_at_most_its_limit(database_url: str, tmp_path: Path) -> None:
+    limited = start_api(
+        database_url,
+        tmp_path,
+        env={
+            "PHOENIX_API_TOKEN": OPERATOR,
+            "PHOENIX_AGENT_TOKEN": ENROLMENT,
+            "PHOENIX_AGENT_TOKEN_MAX_HOSTS": "1",
+        },
+        name="limited",
+    )
+    try:
+        assert heartbeat(limited, agent("one-1", ENROLMENT))[0] == 200
+        status, problem, headers = heartbeat(limited, agent("two-1", ENROLMENT))
+        assert_problem(status, problem, headers, 403)
+        assert "limit of 1 hosts" in problem["detail"], problem
+    finally:
+        limited.stop()
+    expired = start_api(
+        database_url,
+        tmp_path,
+        env={
+            "PHOENIX_API_TOKEN": OPERATOR,
+            "PHOENIX_AGENT_TOKEN": ENROLMENT,
+            "PHOENIX_AGENT_TOKEN_EXPIRES": "2020-01-01T00:00:00Z",
+        },
+        name="expired",
+    )
+    try:
+        status, problem, headers = heartbeat(expired, agent("late-1", ENROLMENT))
+        assert_problem(status, problem, headers, 403)
+        assert "expired" in problem["detail"], problem
+    finally:
+        expired.stop()
