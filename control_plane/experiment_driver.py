@@ -107,7 +107,8 @@ class ExperimentDriver:
             await self.service.move(tx, row, Phase.ANALYZING, f"ran {duration:g}s; restoring {hosts} host(s)")
 
     async def _analyzing(self, tx: Tx, row: Row, states: dict[str, Row]) -> None:
-        result = analyze(
+        result = await asyncio.to_thread(
+            analyze,
             await self.store.measurements(row["id"], tx),
             spec={**row["spec"], "id": row["id"]},
             prices=self.service.prices,

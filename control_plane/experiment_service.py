@@ -375,7 +375,9 @@ class ExperimentService:
         if row["analysis"] is not None:
             return row, row["analysis"], True
         measurements = await self.store.measurements(experiment_id)
-        return row, analyze(measurements, spec=row["spec"], prices=self.prices), False
+        # Off the event loop: a long run's analysis must not stall every other request of this replica.
+        result = await asyncio.to_thread(analyze, measurements, spec=row["spec"], prices=self.prices)
+        return row, result, False
 
     async def record(self, host_id: str, experiment_id: str | None, samples: list[dict[str, Any]]) -> None:
         """Samples an agent measured for an experiment, or (without one) of what its collector emits now."""

@@ -347,6 +347,7 @@ async def results(request: web.Request) -> web.Response:
             }
         )
     analysis = row["analysis"] or {}
+    coverage = await asyncio.to_thread(coverage_series, measurements, row["spec"])
     summaries = {
         h: {k: v for k, v in d.items() if k not in ("baseline", "candidate")}
         for h, d in (analysis.get("hosts") or {}).items()
@@ -358,7 +359,7 @@ async def results(request: web.Request) -> web.Response:
             "time_series": series,
             "coverage": {
                 host: [{**p, "ts": _utc(p["ts"])} for p in points]
-                for host, points in coverage_series(measurements, row["spec"]).items()
+                for host, points in coverage.items()
             },
             "host_summaries": summaries,
             "measurements": len(measurements),
