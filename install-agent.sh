@@ -388,6 +388,21 @@ ensure_dir() {
     fi
 }
 
+# repair_tree ROOT PATH OWNER:GROUP: everything below PATH back to OWNER:GROUP, none of it open to
+# others, its directories searchable by the group (the collector reads keep lists and secret side files
+# there). A manual root run of the agent leaves root's files behind that the agent could not rewrite.
+repair_tree() {
+    local root=$1 path=$2 owner=$3
+    [[ -d $root$path ]] || return 0
+    if [[ -z $root ]]; then
+        chown -R --no-dereference "$owner" "$path"
+        find "$path" -mindepth 1 -type d -exec chmod u+rwx,g+rx,o-rwx {} +
+        find "$path" -mindepth 1 -type f -exec chmod u+rw,o-rwx {} +
+    else
+        skipped "chown -R $owner $path"
+    fi
+}
+
 # install_file ROOT DEST MODE SRC: copies SRC to ROOT/DEST unless it already holds the same bytes;
 # sets FILE_CHANGED to 1 when it wrote the file, 0 when it was already up to date.
 install_file() {
@@ -484,6 +499,8 @@ do_install() {
     # The agent runs with group otel and writes the collector's config here.
     ensure_dir "$root" "$OTELCOL_DIR" 0750 phoenix-agent:otel
     ensure_dir "$root" "$STATE_DIR" 0750 phoenix-agent:otel
+    repair_tree "$root" "$OTELCOL_DIR" phoenix-agent:otel
+    repair_tree "$root" "$STATE_DIR" phoenix-agent:otel
     ensure_dir "$root" /opt/phoenix-agent 0755 root:root
 
     say "configuration $CONFIG_FILE"

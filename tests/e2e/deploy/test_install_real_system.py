@@ -190,6 +190,13 @@ def test_agent_and_collector_users_reach_what_they_need(report: dict[str, Any]) 
     assert access["collector_reads_agent_config"] != 0
 
 
+def test_a_rerun_repairs_a_state_tree_a_root_run_left_behind(report: dict[str, Any]) -> None:
+    """After `sudo phoenix-agent` left the keep directory root's (0700), the next install gives it back:
+    the agent writes its keep lists again and the collector reads them."""
+    repaired = report["repaired"]
+    assert repaired["agent_writes_keep_list"] == 0 and repaired["collector_reads_keep_list"] == 0, repaired
+
+
 def test_without_systemd_the_units_are_not_started(report: dict[str, Any]) -> None:
     assert (
         "systemd is not running here: installed the units but did not start them"
