@@ -68,8 +68,10 @@ OUTAGE_SECONDS = 5.0
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
     url = app[keys.DATABASE_URL]
-    await migrate(url)
-    pool = make_pool(url, settings.pool_min_size, settings.pool_max_size)
+    await migrate(settings.direct_database_url or url)
+    pool = make_pool(
+        url, settings.pool_min_size, settings.pool_max_size, prepare=settings.prepared_statements
+    )
     await pool.open(wait=True, timeout=30)
     db = Database(pool)
     app[keys.DB] = db
@@ -126,7 +128,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     on exit."""
     dispatcher, settings = app[keys.DISPATCHER], app[keys.SETTINGS]
     watch = functools.partial(rollouts.fail_failing, app[keys.DEPLOYMENTS])
-    listener = Listener(app[keys.DATABASE_URL], dispatcher, app[keys.HUB])
+    listener = Listener(settings.direct_database_url or app[keys.DATABASE_URL], dispatcher, app[keys.HUB])
     app[keys.LISTENER] = listener
     tasks = [
         asyncio.create_task(listener.run(), name="listener"),

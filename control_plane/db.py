@@ -124,12 +124,17 @@ async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
     set_json_dumps(strict_dumps, context=conn)
 
 
-def make_pool(url: str, min_size: int, max_size: int) -> AsyncConnectionPool:
+def make_pool(url: str, min_size: int, max_size: int, *, prepare: bool = True) -> AsyncConnectionPool:
+    """The pool; `prepare` false turns off psycopg's automatic prepared statements (for a pooler in
+    transaction mode, where the next transaction may run on another server connection)."""
+    kwargs: dict[str, Any] = {"autocommit": True, "row_factory": dict_row}
+    if not prepare:
+        kwargs["prepare_threshold"] = None
     return AsyncConnectionPool(
         url,
         min_size=min_size,
         max_size=max_size,
-        kwargs={"autocommit": True, "row_factory": dict_row},
+        kwargs=kwargs,
         configure=_configure,
         open=False,
         name="phoenix",

@@ -358,8 +358,7 @@ async def results(request: web.Request) -> web.Response:
             "phase": row["phase"],
             "time_series": series,
             "coverage": {
-                host: [{**p, "ts": _utc(p["ts"])} for p in points]
-                for host, points in coverage.items()
+                host: [{**p, "ts": _utc(p["ts"])} for p in points] for host, points in coverage.items()
             },
             "host_summaries": summaries,
             "measurements": len(measurements),

@@ -25,6 +25,11 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     database_url: str | None = None
+    # Behind a pooler in transaction mode (pgbouncer): database_url is the pooler; direct_database_url
+    # reaches the server itself for what needs a session of its own (migrations under an advisory lock,
+    # LISTEN), and prepared_statements false for a pooler that cannot keep them (pgbouncer < 1.21).
+    direct_database_url: str | None = None
+    prepared_statements: bool = True
     state_dir: Path = field(default_factory=default_state_dir)
     generator_url: str = "http://127.0.0.1:8082"
     api_token: str | None = None
@@ -97,10 +102,10 @@ class Settings:
     def validate(self) -> None:
         if not 0 < self.port < 65536:
             raise SettingsError("port must be between 1 and 65535")
-        if self.database_url is not None and not self.database_url.startswith(
-            ("postgresql://", "postgres://")
-        ):
-            raise SettingsError("database_url must be a postgresql:// URL")
+        for name in ("database_url", "direct_database_url"):
+            url = getattr(self, name)
+            if url is not None and not url.startswith(("postgresql://", "postgres://")):
+                raise SettingsError(f"{name} must be a postgresql:// URL")
         if not self.generator_url.startswith(("http://", "https://")):
             raise SettingsError("generator_url must be an http:// or https:// URL")
         if self.lease_seconds < 1:

@@ -11,6 +11,7 @@ declare -A NEEDS=(
 	[dbus-daemon]=dbus-daemon
 	[chromium]=chromium
 	[promtool]=prometheus
+	[pgbouncer]=pgbouncer
 )
 
 missing=()

@@ -37,3 +37,12 @@ def poll(api: Service, host: str, wait: float = 0) -> list[dict]:
     )
     assert status == 200, body
     return body["tasks"]
+
+
+def waiting_polls(api: Service) -> int:
+    """Long polls the API holds open now (its phoenix_long_polls_waiting gauge)."""
+    _status, text, _ = http_json("GET", f"{api.url}/metrics")
+    for line in str(text).splitlines():
+        if line.startswith("phoenix_long_polls_waiting "):
+            return int(float(line.split()[1]))
+    return 0

@@ -12,7 +12,7 @@ import pytest
 
 from control_plane.db import migrate
 from tests.support import http_json, wait_for
-from tests.support.queue_api import enqueue_sql, heartbeat, poll
+from tests.support.queue_api import enqueue_sql, heartbeat, poll, waiting_polls
 from tests.support.services import Service, start_api
 
 
@@ -113,7 +113,7 @@ def test_long_poll_wakes_on_enqueue_not_on_timeout(api: Service, database_url: s
         started = time.monotonic()
         future = pool.submit(poll, api, "waiter", 20)
         # Enqueue only once the poll is really waiting on its NOTIFY.
-        wait_for(lambda: _waiting_polls(api) >= 1, what="the poll to be waiting")
+        wait_for(lambda: waiting_polls(api) >= 1, what="the poll to be waiting")
         enqueued_at = time.monotonic()
         (task_id,) = enqueue_sql(database_url, "waiter")
         tasks = future.result(timeout=15)
@@ -121,14 +121,6 @@ def test_long_poll_wakes_on_enqueue_not_on_timeout(api: Service, database_url: s
     assert [t["id"] for t in tasks] == [task_id]
     assert answered_at - enqueued_at < 1.0, "the long poll did not wake within a second of the enqueue"
     assert answered_at - started < 15
-
-
-def _waiting_polls(api: Service) -> int:
-    _status, text, _ = http_json("GET", f"{api.url}/metrics")
-    for line in str(text).splitlines():
-        if line.startswith("phoenix_long_polls_waiting "):
-            return int(float(line.split()[1]))
-    return 0
 
 
 def test_long_poll_returns_empty_after_wait(api: Service) -> None:
@@ -228,7 +220,7 @@ def test_two_api_processes_share_one_queue(api: Service, database_url: str, tmp_
         # A poll waiting on one replica wakes for a task enqueued through any connection.
         with ThreadPoolExecutor(1) as pool:
             future = pool.submit(poll, other, "shared", 20)
-            wait_for(lambda: _waiting_polls(other) >= 1, what="poll waiting on the second replica")
+            wait_for(lambda: waiting_polls(other) >= 1, what="poll waiting on the second replica")
             (task_id,) = enqueue_sql(database_url, "shared")
             assert [t["id"] for t in future.result(timeout=10)] == [task_id]
     finally:
