@@ -207,6 +207,7 @@ class Experiment:
                         period=period,
                         min_hold_seconds=period,
                         collection_interval=collection_interval(plan.baseline.config),
+                        fast_seconds=plan.warmup,
                     )
             # Rank the keep-lists before acknowledging: the control plane's warm-up then starts with
             # selection pipelines that keep what they will keep, not an empty list.

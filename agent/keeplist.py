@@ -64,6 +64,7 @@ class KeepListTracker:
         memory_total: float | None = None,
         min_margin: float = 1e-6,
         coverage_target: float | None = None,
+        ewma_seconds: float | None = None,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
@@ -85,6 +86,13 @@ class KeepListTracker:
         self.min_hold_seconds = min_hold_seconds
         self.spike_weight = spike_weight
         self.ewma_alpha = ewma_alpha
+        # With ewma_seconds, `ewma_alpha` is the weight of a measurement that spans that long, and an
+        # update after a shorter time weighs less (smoothing by time, not by the number of updates, so
+        # that ranking more often does not make a name idle between two runs fade faster).
+        if ewma_seconds is not None and not ewma_seconds > 0:
+            raise ValueError(f"ewma_seconds must be positive, got {ewma_seconds!r}")
+        self.ewma_seconds = ewma_seconds
+        self._last_update: float | None = None
         self.min_margin = min_margin
         if coverage_target is not None and not 0 < coverage_target <= 100:
             raise ValueError(f"coverage_target must be a percentage in (0, 100], got {coverage_target!r}")
@@ -184,6 +192,14 @@ class KeepListTracker:
         self._current = new
         return list(new)
 
+    def _alpha(self, now: float) -> float:
+        """The weight of this update's measurement: ewma_alpha, scaled to the time since the last one."""
+        last, self._last_update = self._last_update, now
+        if self.ewma_seconds is None or last is None:
+            return self.ewma_alpha
+        elapsed = max(0.0, now - last)
+        return 1 - (1 - self.ewma_alpha) ** (elapsed / self.ewma_seconds)
+
     def _update_by_coverage(self, cpu_rates: Mapping[str, float], now: float) -> list[str] | None:
         """The fewest names (at most k) whose smoothed CPU covers the target share, with hysteresis.
 
@@ -194,13 +210,14 @@ class KeepListTracker:
         always kept and count as covered.
         """
         assert self.coverage_target is not None
+        alpha = self._alpha(now)
         smoothed: dict[str, float] = {}
         for name, rate in cpu_rates.items():
             if not valid_process_name(name):
                 continue
             cpu = max(float(rate or 0.0), 0.0)
             state = self._states.get(name)
-            ewma = cpu if state is None else self.ewma_alpha * cpu + (1 - self.ewma_alpha) * state.ewma
+            ewma = cpu if state is None else alpha * cpu + (1 - alpha) * state.ewma
             self._states[name] = _State(ewma=ewma, score=ewma)
             smoothed[name] = ewma
         # A name with no process right now (a cron job between two runs) decays as if it used no CPU
@@ -209,7 +226,7 @@ class KeepListTracker:
         for name, state in list(self._states.items()):
             if name in smoothed:
                 continue
-            ewma = (1 - self.ewma_alpha) * state.ewma
+            ewma = (1 - alpha) * state.ewma
             if ewma < FORGET_BELOW_CPU:
                 del self._states[name]
                 continue

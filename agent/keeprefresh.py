@@ -47,6 +47,7 @@ class KeepListRefresher:
         period: float,
         min_hold_seconds: float,
         collection_interval: float | None = None,
+        fast_seconds: float = 0.0,
     ) -> None:
         self.collector = collector
         self.session = session
@@ -64,7 +65,14 @@ class KeepListRefresher:
             spec.critical,
             min_hold_seconds=min_hold_seconds,
             coverage_target=spec.coverage_target if spec.strategy == "intelligent" else None,
+            # Smoothed over time, one period per step: ranking more often in the first seconds does
+            # not make a name idle between runs fade faster.
+            ewma_seconds=period,
         )
+        # For this long after priming (an experiment's warm-up) the list is ranked at every collection,
+        # so that names which run now and then (cron jobs) join as soon as they are seen, not one
+        # period later each: the list has settled when measuring starts.
+        self.fast_seconds = fast_seconds
         self.current: list[str] = self._file_names() or sorted(set(spec.initial))
         self.refreshes = 0
         self.changes = 0
@@ -105,8 +113,10 @@ class KeepListRefresher:
         log.info("keep_list_refresher_started", variant=self.variant, period_seconds=round(self.period, 1))
         if not primed:
             await self.prime()
+        fast_until = time.monotonic() + self.fast_seconds
         while True:
-            due = time.monotonic() + jittered(self.period)
+            period = self.observe_every if time.monotonic() < fast_until else self.period
+            due = time.monotonic() + jittered(period)
             while (left := due - time.monotonic()) > self.observe_every:
                 await asyncio.sleep(self.observe_every)
                 await self._logged(self._observe, "keep_list_observe_failed")

@@ -206,3 +206,19 @@ def test_an_absent_name_is_forgotten_once_negligible() -> None:
 def test_coverage_target_must_be_a_percentage() -> None:
     with pytest.raises(ValueError, match="coverage_target"):
         KeepListTracker("intelligent", 3, [], coverage_target=150)
+
+
+def test_smoothing_by_time_does_not_fade_an_idle_name_faster_when_ranked_more_often() -> None:
+    """With ewma_seconds, four updates 5 s apart weigh what one 20 s apart does."""
+    slow = KeepListTracker(
+        "intelligent", 40, [], coverage_target=98, ewma_alpha=0.3, ewma_seconds=20, cpu_total=2
+    )
+    fast = KeepListTracker(
+        "intelligent", 40, [], coverage_target=98, ewma_alpha=0.3, ewma_seconds=20, cpu_total=2
+    )
+    for tracker in (slow, fast):
+        tracker.update({"svc": 0.5, "cron": 0.1}, {}, 0.0)
+    slow.update({"svc": 0.5}, {}, 20.0)
+    for now in (5.0, 10.0, 15.0, 20.0):
+        fast.update({"svc": 0.5}, {}, now)
+    assert fast.scores()["cron"] == pytest.approx(slow.scores()["cron"]) == pytest.approx(0.07)
