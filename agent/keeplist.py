@@ -93,6 +93,7 @@ class KeepListTracker:
             raise ValueError(f"ewma_seconds must be positive, got {ewma_seconds!r}")
         self.ewma_seconds = ewma_seconds
         self._last_update: float | None = None
+        self._step_alpha = ewma_alpha
         self.min_margin = min_margin
         if coverage_target is not None and not 0 < coverage_target <= 100:
             raise ValueError(f"coverage_target must be a percentage in (0, 100], got {coverage_target!r}")
@@ -135,7 +136,8 @@ class KeepListTracker:
         # adaptive / intelligent: the smoothed level plus how far it just rose above it, so that a
         # sudden spike ranks high at once while a steady process ranks by its smoothed usage.
         previous = state.ewma if state is not None else 0.0
-        ewma = cost if state is None else self.ewma_alpha * cost + (1 - self.ewma_alpha) * previous
+        alpha = self._step_alpha
+        ewma = cost if state is None else alpha * cost + (1 - alpha) * previous
         score = ewma + self.spike_weight * max(0.0, cost - previous)
         if state is None:
             self._states[name] = _State(ewma=ewma, score=score)
@@ -150,7 +152,10 @@ class KeepListTracker:
     def update(
         self, cpu_rates: Mapping[str, float], memory: Mapping[str, float], now: float
     ) -> list[str] | None:
-        """Feed one measurement; return the new sorted keep list if the selection changed, else None."""
+        """Feed one measurement; return the new sorted keep list if the selection changed, else None.
+
+        `now` is a monotonic clock's (hold times and, with ewma_seconds, the smoothing step)."""
+        self._step_alpha = self._alpha(now)
         if self.coverage_target is not None:
             return self._update_by_coverage(cpu_rates, now)
         present = [n for n in {*cpu_rates, *memory} if valid_process_name(n)]
@@ -210,7 +215,7 @@ class KeepListTracker:
         always kept and count as covered.
         """
         assert self.coverage_target is not None
-        alpha = self._alpha(now)
+        alpha = self._step_alpha
         smoothed: dict[str, float] = {}
         for name, rate in cpu_rates.items():
             if not valid_process_name(name):

@@ -175,10 +175,14 @@ class KeepListRefresher:
         sample = await self._observe()
         if sample is None:
             return False
+        if self.refreshes and self._seconds == 0:
+            # No collection since the last ranking (ranked at every collection, the jitter can land two
+            # rankings on one): its rates are counted already.
+            return False
         self.refreshes += 1
         cpu = {n: v for n, v in self._take_rates(sample).items() if n != wire.OTHER}
         memory = {n: v for n, v in sample["process_memory_bytes"].items() if n != wire.OTHER}
-        chosen = self.tracker.update(cpu, memory, time.time())
+        chosen = self.tracker.update(cpu, memory, time.monotonic())
         if chosen is None or sorted(chosen) == self.current:
             return False
         if not await self._write(chosen):

@@ -76,11 +76,11 @@ def _secrets_readable(secret_error: str | None) -> None:
         raise TaskError(f"the control plane could not open this task's secrets: {secret_error}")
 
 
-def _config(text: str, where: str, state: StateDir) -> dict[str, Any]:
+def _config(text: str, where: str, state: StateDir, queue_dir: Path) -> dict[str, Any]:
     """The parsed config, if it keeps to what Phoenix renders (agent/policy.py); else a TaskError."""
     try:
         config = parse_config(text, where)
-        policy.check(text, config, [state.root], where)
+        policy.check(text, config, [state.root, queue_dir], where)
     except ValueError as exc:
         raise TaskError(str(exc)) from None
     return config
@@ -125,7 +125,7 @@ class Deployment:
         text, side_files = relocate_shipping(
             text, body.shipping, body.secret_files, state, queue_dir, "payload"
         )
-        config = _config(text, "payload.config_yaml", state)
+        config = _config(text, "payload.config_yaml", state, queue_dir)
         received = sha256_text(body.config_yaml)
         return cls(
             body.deployment_id,
@@ -175,7 +175,7 @@ class Variant:
             if rendered.shipping and path == rendered.shipping.headers_file
         }
         text, side_files = relocate_shipping(text, rendered.shipping, mine, state, queue_dir, where)
-        config = _config(text, f"{where}.config_yaml", state)
+        config = _config(text, f"{where}.config_yaml", state, queue_dir)
         return cls(
             role,
             rendered.template,

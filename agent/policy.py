@@ -10,7 +10,7 @@ directory (keep lists, sealed secret side files).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +57,50 @@ def check(text: str, config: Mapping[str, Any], roots: Iterable[Path], where: st
                     f"(allowed: {', '.join(sorted(allowed)) or 'none'})"
                 )
     resolved = [root.resolve() for root in roots]
-    for match in _EXPANSION.finditer(text):
-        scheme, _, target = match.group(1).partition(":")
-        if scheme != "file":
-            raise PolicyError(
-                f"{where}: ${{{scheme}:...}} is not allowed; only ${{file:...}} under the agent's state"
-            )
-        path = Path(target)
-        if not path.is_absolute() or not any(path.resolve().is_relative_to(root) for root in resolved):
-            raise PolicyError(f"{where}: ${{file:{target[:120]}}} is outside the agent's state directory")
+    # The text and every string the YAML decodes to: an escape ("\x24{...}") hides nothing.
+    for value in (text, *_strings(config)):
+        for match in _EXPANSION.finditer(value):
+            scheme, _, target = match.group(1).partition(":")
+            if scheme != "file":
+                raise PolicyError(
+                    f"{where}: ${{{scheme}:...}} is not allowed; only ${{file:...}} under the agent's state"
+                )
+            if not _inside(target, resolved):
+                raise PolicyError(f"{where}: ${{file:{target[:120]}}} is outside the agent's state directory")
+    # What else writes files: the collector's own log outputs, and file_storage's directory.
+    service = config.get("service")
+    telemetry = service.get("telemetry") if isinstance(service, Mapping) else None
+    logs = telemetry.get("logs") if isinstance(telemetry, Mapping) else None
+    for key in ("output_paths", "error_output_paths"):
+        outputs = logs.get(key) if isinstance(logs, Mapping) else None
+        for out in outputs if isinstance(outputs, list) else []:
+            if out not in ("stdout", "stderr"):
+                raise PolicyError(f"{where}: service.telemetry.logs.{key} may name stdout or stderr only")
+    for name, spec in (config.get("extensions") or {}).items():
+        directory = spec.get("directory") if isinstance(spec, Mapping) else None
+        if (
+            str(name).startswith("file_storage")
+            and directory is not None
+            and not _inside(str(directory), resolved)
+        ):
+            raise PolicyError(f"{where}: extension {name!r} stores outside the agent's state directory")
+
+
+def _inside(target: str, roots: list[Path]) -> bool:
+    path = Path(target)
+    return path.is_absolute() and any(path.resolve().is_relative_to(root) for root in roots)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string key and value in a parsed config."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, Mapping):
+            for key, child in item.items():
+                stack.append(key)
+                stack.append(child)
+        elif isinstance(item, list):
+            stack.extend(item)

@@ -85,9 +85,7 @@ async def move_agent(request: web.Request) -> web.Response:
     if unknown:
         raise Problem(f"unknown field '{unknown[0]}'; only 'namespace' can be changed", field=unknown[0])
     namespace = names.check_namespace(field(body, "namespace", str))
-    row = await request.app[keys.AGENTS].move(host_id, namespace)
-    if row is None:
-        raise NotFound(f"agent {host_id!r} does not exist")
+    await request.app[keys.AGENTS].move(host_id, namespace)
     got = await request.app[keys.AGENTS].agents.get(host_id)
     assert got is not None
     return respond(_agent_json(got, request.app))

@@ -15,7 +15,7 @@ from control_plane.queue import TaskQueue
 from control_plane.secrets import Sealer, SecretError
 from control_plane.stores.agents import AgentStore
 from control_plane.stores.events import EventStore
-from phoenix_common.problems import Forbidden, NotFound
+from phoenix_common.problems import Conflict, Forbidden, NotFound
 
 log = structlog.get_logger("phoenix.agent_api")
 
@@ -80,28 +80,37 @@ class AgentService:
             field="namespace",
         )
 
-    async def move(self, host_id: str, namespace: str) -> dict[str, Any] | None:
-        """An operator moves a host: bound to `namespace` (when tokens are on, its heartbeats naming the old
-        one are still taken), sent that namespace's active deployment; None for an unknown host."""
+    async def move(self, host_id: str, namespace: str) -> dict[str, Any]:
+        """An operator moves a registered host: bound to `namespace` (its heartbeats still naming the old
+        one are taken), sent that namespace's active deployment."""
+        if not self.bind_namespaces:
+            raise Conflict(
+                "without agent tokens a host's namespace is the one its agent reports: set `namespace` in "
+                "its /etc/phoenix-agent/config.yaml instead"
+            )
+        row = await self._rebind(host_id, namespace, known=True)
+        assert row is not None
+        return row
+
+    async def bind(self, host_id: str, namespace: str) -> None:
+        """Bind a host (known or not yet) to `namespace`: an operator's choice, at token issue. A known
+        host in another namespace is moved there."""
+        await self._rebind(host_id, namespace, known=False)
+
+    async def _rebind(self, host_id: str, namespace: str, *, known: bool) -> dict[str, Any] | None:
         async with self.db.transaction() as tx:
-            row = await self.agents.move(host_id, namespace, tx)
-            if row is None:
-                return None
+            # Bound first, while the host's row still names the namespace it leaves (moved_from).
             await self.agents.bind_namespace(host_id, namespace, tx)
-            if row["previous_namespace"] != namespace:
+            row = await self.agents.move(host_id, namespace, tx)
+            if row is None and known:
+                raise NotFound(f"agent {host_id!r} does not exist")
+            if row is not None and row["previous_namespace"] != namespace:
                 await self.events.publish(
                     "agents", "agent_moved", host_id, data={"host_id": host_id, "namespace": namespace}, tx=tx
                 )
                 await self.tasks.enqueue_active_deployment([host_id], tx)
         self.presence.forget(host_id)
         return row
-
-    async def bind(self, host_id: str, namespace: str) -> None:
-        """Bind a host (known or not yet) to `namespace`: an operator's choice, at token issue. A known
-        host in another namespace is moved there."""
-        if await self.move(host_id, namespace) is None:
-            async with self.db.transaction() as tx:
-                await self.agents.bind_namespace(host_id, namespace, tx)
 
     async def delete(
         self, host_id: str, revoke: Callable[[str, Tx], Awaitable[dict[str, Any]]]

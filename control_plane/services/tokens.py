@@ -112,7 +112,7 @@ class AgentTokens:
         bound = await (self.store.reenrol if again else self.store.enrol)(host_id, token_hash(own))
         if not bound:
             return None
-        self._remember(host_id, token_hash(own))
+        # Not cached: its first use must reach the database, which then closes the re-enrolment window.
         log.info("agent_token_enrolled", host_id=host_id, again=again)
         return own
 

@@ -80,18 +80,13 @@ RETURNING host_id, namespace, (SELECT count(*) FROM dropped) AS tasks_removed;
 -- name: agent_namespace_binding
 -- The namespace a host is bound to (and the one it was moved from), binding it to `namespace` if it
 -- has none yet: its first contact, or its row's namespace when it registered before tokens were on.
-WITH bound AS (
-    INSERT INTO agent_namespaces (host_id, namespace, bound_by)
-    VALUES (%(host_id)s,
-            COALESCE((SELECT namespace FROM agents WHERE host_id = %(host_id)s), %(namespace)s),
-            'first_contact')
-    ON CONFLICT (host_id) DO NOTHING
-    RETURNING namespace, moved_from
-)
-SELECT namespace, moved_from FROM bound
-UNION ALL
-SELECT namespace, moved_from FROM agent_namespaces WHERE host_id = %(host_id)s
-LIMIT 1;
+-- DO UPDATE (to the same value) so that two first contacts at once both get the row back.
+INSERT INTO agent_namespaces AS b (host_id, namespace, bound_by)
+VALUES (%(host_id)s,
+        COALESCE((SELECT namespace FROM agents WHERE host_id = %(host_id)s), %(namespace)s),
+        'first_contact')
+ON CONFLICT (host_id) DO UPDATE SET namespace = b.namespace
+RETURNING namespace, moved_from;
 
 -- name: bind_agent_namespace
 -- An operator's binding (token issue with a namespace, or a move), remembering where the host was.

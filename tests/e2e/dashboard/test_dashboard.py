@@ -219,7 +219,7 @@ def test_buttons_reach_the_api_and_show_its_answer(api: Service, page: Any) -> N
     expect(page.locator("#experiment-phase")).to_have_text("pending")
     # The API refuses to start an experiment without agents; the page says why.
     page.get_by_role("button", name="Start").click()
-    expect(page.get_by_role("alert")).to_contain_text("has no agents in its targets")
+    expect(page.get_by_role("alert")).to_contain_text("has no agents seen in the last")
     assert experiment(api, exp["id"])["phase"] == "pending"
 
     page.once("dialog", lambda dialog: dialog.accept())
