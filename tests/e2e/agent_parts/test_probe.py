@@ -11,21 +11,22 @@ from config_generator.catalog import load_catalog
 from config_generator.render import render
 from phoenix_common.configmerge import merge_configs
 from phoenix_common.keeplist import render_keep_file
-from tests.support import free_port
+from tests.support import distinct_ports
 
 
 def _merged(keep: Path) -> dict:
     catalog = load_catalog()
-    common = {"collection_interval": 1, "health_port": free_port(), "telemetry_port": free_port()}
+    health, telemetry, base_port, cand_port, observe = distinct_ports(5)
+    common = {"collection_interval": 1, "health_port": health, "telemetry_port": telemetry}
     baseline = render(
-        catalog["process-baseline-v1"], {**common, "prometheus_port": free_port()}, variant="baseline"
+        catalog["process-baseline-v1"], {**common, "prometheus_port": base_port}, variant="baseline"
     )
     candidate = render(
         catalog["process-intelligent-v1"],
         {
             **common,
-            "prometheus_port": free_port(),
-            "observe_port": free_port(),
+            "prometheus_port": cand_port,
+            "observe_port": observe,
             "keep_list_path": str(keep),
             "critical_processes": ["sshd"],
         },

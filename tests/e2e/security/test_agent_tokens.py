@@ -178,7 +178,12 @@ class CountingDb:
         self.calls += 1
         if name == "agent_token_get":
             digest = self.rows.get(params["host_id"])
-            return {"token_hash": digest, "revoked_at": None} if digest else None
+            # A token in use already (its first use was recorded).
+            return (
+                {"token_hash": digest, "revoked_at": None, "source": "issued", "first_used_at": 1.0}
+                if digest
+                else None
+            )
         if name == "agent_token_owner":
             owner = [h for h, d in self.rows.items() if d == params["token_hash"]]
             return {"host_id": owner[0]} if owner else None

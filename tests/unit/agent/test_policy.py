@@ -39,7 +39,11 @@ def _config(**sections: object) -> dict[str, object]:
         ("x: ${file:keep/v.yaml}", _config(), "outside the agent's state"),
         # A YAML escape hides the expansion from the text, not from the parsed config.
         ('x: "\\x24{file:/etc/shadow}"', _config(x="${file:/etc/shadow}"), "outside the agent's state"),
-        ("", _config(service={"telemetry": {"logs": {"output_paths": ["/etc/cron.d/x"]}}}), "stdout or stderr"),
+        (
+            "",
+            _config(service={"telemetry": {"logs": {"output_paths": ["/etc/cron.d/x"]}}}),
+            "stdout or stderr",
+        ),
         ("", _config(extensions={"file_storage/q": {"directory": "/etc"}}), "stores outside"),
     ],
 )

@@ -470,11 +470,10 @@ class FakeStore:
 
 async def test_promote_refuses_an_extrapolated_analysis_without_force() -> None:
     service = object.__new__(ExperimentService)
-    service.store = cast(
-        Any, FakeStore({"verdict": "promote", "extrapolated": True, "extrapolated_reasons": ["r"]})
-    )
+    store = FakeStore({"verdict": "promote", "extrapolated": True, "extrapolated_reasons": ["r"]})
     with pytest.raises(Conflict) as exc:
-        await service.promote("exp-1", force=False)
+        # The checks promote runs on the row it holds locked (no transaction needed to refuse).
+        await service._promote(store.row, False, cast(Any, None))
     assert "extrapolated (r)" in exc.value.detail and exc.value.extra == {"reason": "extrapolated"}
 
 
