@@ -27,7 +27,8 @@ class Settings:
     database_url: str | None = None
     # Behind a pooler in transaction mode (pgbouncer): database_url is the pooler; direct_database_url
     # reaches the server itself for what needs a session of its own (migrations under an advisory lock,
-    # LISTEN), and prepared_statements false for a pooler that cannot keep them (pgbouncer < 1.21).
+    # LISTEN), and prepared_statements false for a pooler that cannot keep them (pgbouncer before 1.21, or
+    # with max_prepared_statements 0).
     direct_database_url: str | None = None
     prepared_statements: bool = True
     state_dir: Path = field(default_factory=default_state_dir)
