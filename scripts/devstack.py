@@ -63,6 +63,16 @@ def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return 0, b""
 
 
+def _agent_healthy(api_url: str) -> bool:
+    """The agent has called since it started: its row says healthy (a row left from an earlier run is
+    offline, and experiments target only hosts seen recently)."""
+    status, body = _get(f"{api_url}/api/v1/agents/{host_id()}")
+    try:
+        return status == 200 and json.loads(body).get("status") == "healthy"
+    except ValueError:
+        return False
+
+
 def _port_busy(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -187,7 +197,7 @@ def up() -> None:
     _wait("the config generator", lambda: _get(f"{gen_url}/health")[0] == 200, "generator")
     if _pid("agent") is None:
         _spawn("agent", ["agent", "--config", str(_agent_config())], {})
-    _wait("the agent", lambda: _get(f"{api_url}/api/v1/agents/{host_id()}")[0] == 200, "agent")
+    _wait("the agent", lambda: _agent_healthy(api_url), "agent")
     print(f"Phoenix is up: API {api_url} (dashboard at {api_url}/), generator {gen_url}, agent {host_id()}")
     if prometheus:
         print(f"Prometheus (remote-write receiver, the demo's destination): {prometheus}")
