@@ -63,11 +63,17 @@ async def list_agents(request: web.Request) -> web.Response:
     return respond({"agents": [_agent_json(r, request.app) for r in rows]})
 
 
-@routes.get("/api/v1/agents/{host_id}")
-async def get_agent(request: web.Request) -> web.Response:
+def _host_id(request: web.Request) -> str:
+    """The path's host id; a 404 for one no agent can have."""
     host_id = request.match_info["host_id"]
     if not names.HOST_ID.match(host_id):
         raise NotFound(f"agent {host_id!r} does not exist")
+    return host_id
+
+
+@routes.get("/api/v1/agents/{host_id}")
+async def get_agent(request: web.Request) -> web.Response:
+    host_id = _host_id(request)
     row = await request.app[keys.AGENTS].agents.get(host_id)
     if row is None:
         raise NotFound(f"agent {host_id!r} does not exist")
@@ -77,9 +83,7 @@ async def get_agent(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/agents/{host_id}")
 async def move_agent(request: web.Request) -> web.Response:
     """Move a host to another namespace (the only way, once agent tokens are on)."""
-    host_id = request.match_info["host_id"]
-    if not names.HOST_ID.match(host_id):
-        raise NotFound(f"agent {host_id!r} does not exist")
+    host_id = _host_id(request)
     body = await json_body(request)
     unknown = sorted(set(body) - {"namespace"})
     if unknown:
@@ -94,9 +98,7 @@ async def move_agent(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/agents/{host_id}")
 async def delete_agent(request: web.Request) -> web.Response:
     """Decommission a host: it, its unfinished tasks and its token go; experiments no longer target it."""
-    host_id = request.match_info["host_id"]
-    if not names.HOST_ID.match(host_id):
-        raise NotFound(f"agent {host_id!r} does not exist")
+    host_id = _host_id(request)
     row = await request.app[keys.AGENTS].delete(host_id, request.app[keys.TOKENS].revoke)
     if row is None:
         raise NotFound(f"agent {host_id!r} does not exist")

@@ -49,6 +49,16 @@ def distinct_ports(n: int) -> list[int]:
             s.close()
 
 
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds; always reaped."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 class Fatal(AssertionError):
     """A condition that can never come true any more; stops wait_for at once."""
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.support import free_port, unavailable, wait_for
+from tests.support import free_port, stop_process, unavailable, wait_for
 
 # The user the embedded PostgreSQL runs as when the tests run as root; pgbouncer refuses to run as root
 # and must reach the server's socket directory, so it runs as that user too.
@@ -65,10 +65,5 @@ def pgbouncer(database_url: str) -> Iterator[str]:
         wait_for(answers, timeout=30, what="pgbouncer to accept connections")
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         shutil.rmtree(work, ignore_errors=True)

@@ -24,7 +24,7 @@ from config_generator.catalog import Template
 from config_generator.render import render
 from phoenix_common.configmerge import merge_configs
 from phoenix_common.keeplist import render_keep_file
-from tests.support import free_port, wait_for
+from tests.support import free_port, stop_process, wait_for
 
 INTERVAL = 2
 CPU = "process_cpu_time_seconds_total"
@@ -71,12 +71,7 @@ def running(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
 
 
 def same_scrape(base_port: int, cand_port: int) -> tuple[list[Series], list[Series], float] | None:
