@@ -7,16 +7,26 @@ import math
 import random
 import statistics
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from control_plane.pricing import Prices
-from control_plane.stats import mean, mean_maps, number, rank, reduction, rounded, weighted_mean
+from control_plane.stats import (
+    mean_maps,
+    number,
+    reduction,
+    rounded,
+    weighted_mean,
+    weighted_median,
+    weighted_rank,
+)
 from control_plane.verdict import criteria_of, fleet_criteria, host_criteria, worst_host
 from phoenix_common.wire import DEFAULT_BILLING_WINDOW, OTHER
 
 Sample = Mapping[str, Any]
+# The key _group puts on a sample from its row's `represents` column (never taken from what agents send).
+REPRESENTS = "_represents"
 BOOTSTRAP_RESAMPLES = 300
 BOOTSTRAP_MAX_PAIRS = 2000
 Z95 = 1.959964
@@ -83,16 +93,24 @@ def _total(sample: Sample, key: str, per_process: str) -> float | None:
     return float(sum(per.values())) if per else None
 
 
+def count_of(sample: Sample) -> int:
+    """How many samples this one stands for: 1, or its bucket's count once compaction thinned it."""
+    value = sample.get(REPRESENTS)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
+
+
 def _full(sample: Sample, window: float) -> bool:
     observed = number(sample, "observed_seconds")
     return observed is not None and observed >= (number(sample, "billing_window_seconds") or window)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Pair:
-    """The figures of one same-moment baseline/candidate sample pair."""
+    """The figures of one same-moment baseline/candidate sample pair; `count` is how many pairs it stands
+    for (compaction), `weight` the seconds it covers."""
 
     ts: float
+    count: int
     weight: float
     cpu_coverage: float | None
     memory_coverage: float | None
@@ -118,9 +136,11 @@ def pair_figures(b: Sample, c: Sample, window: float, default_weight: float) -> 
         cpu_ratio: float | None = cand_spent / base_spent
     else:
         cpu_ratio = cand_cpu / base_cpu if base_cpu and cand_cpu is not None else None
+    count = count_of(b)
     return Pair(
         ts=float(b["ts"]),
-        weight=number(b, "interval_seconds") or default_weight,
+        count=count,
+        weight=count * (number(b, "interval_seconds") or default_weight),
         cpu_coverage=_coverage(b.get("process_cpu_seconds_rate"), c.get("process_cpu_seconds_rate")),
         memory_coverage=_coverage(b.get("process_memory_bytes"), c.get("process_memory_bytes")),
         base_cpu=sum((b.get("process_cpu_seconds_rate") or {}).values()),
@@ -135,27 +155,6 @@ def pair_figures(b: Sample, c: Sample, window: float, default_weight: float) -> 
     )
 
 
-def coverage_series(
-    rows: Sequence[Mapping[str, Any]], spec: Mapping[str, Any]
-) -> dict[str, list[dict[str, float | None]]]:
-    """Per host, the coverage of every sample pair over time (the dashboard's coverage band)."""
-    grouped = _group(rows, None)
-    window = _billing_window(spec)
-    interval = float(spec.get("sample_interval_seconds") or 10)
-    out: dict[str, list[dict[str, float | None]]] = {}
-    for host, variants in grouped.items():
-        pairs = pair_samples(variants.get("baseline", []), variants.get("candidate", []), interval / 2)
-        out[host] = [
-            {
-                "ts": p.ts,
-                "cpu_coverage_percent": rounded(p.cpu_coverage),
-                "memory_coverage_percent": rounded(p.memory_coverage),
-            }
-            for p in (pair_figures(b, c, window, interval) for b, c in pairs)
-        ]
-    return out
-
-
 # --- one arm, one host --------------------------------------------------------------------------
 
 
@@ -164,31 +163,31 @@ def summarize_arm(samples: Sequence[Sample], window: float) -> dict[str, Any]:
     with_billed = [s for s in samples if number(s, "billed_series") is not None]
     full = [s for s in with_billed if _full(s, window)]
     if full:
-        billed_values, source, extrapolated = [float(s["billed_series"]) for s in full], "measured", False
+        billed_values, source, extrapolated = _counted(full, "billed_series"), "measured", False
     elif with_billed:
-        billed_values, source, extrapolated = (
-            [float(s["billed_series"]) for s in with_billed],
-            "partial",
-            True,
-        )
+        billed_values, source, extrapolated = _counted(with_billed, "billed_series"), "partial", True
     else:
         # An agent from before billed series: the snapshot is all there is.
-        billed_values = [float(s["active_series"]) for s in samples if number(s, "active_series") is not None]
+        billed_values = _counted(samples, "active_series")
         source, extrapolated = "snapshot", True
-    seen: dict[str, list[bool]] = {}
+    seen: dict[str, list[tuple[float, float]]] = {}
     for s in samples:
         for name, present in (s.get("critical_present") or {}).items():
-            seen.setdefault(name, []).append(bool(present))
+            seen.setdefault(name, []).append((1.0 if present else 0.0, count_of(s)))
     kept = {p for s in samples for p in s.get("kept_processes") or [] if p != OTHER}
 
+    counts = [count_of(s) for s in samples]
+
     def mean_of(key: str, digits: int = 3) -> float | None:
-        return rounded(mean([v for s in samples if (v := number(s, key)) is not None]), digits)
+        values = [(v, n) for s, n in zip(samples, counts, strict=True) if (v := number(s, key)) is not None]
+        return rounded(weighted_mean(values), digits)
 
     return {
         "samples": len(samples),
+        "represents": sum(counts),
         "billed_series": {
-            "mean": rounded(mean(billed_values), 2),
-            "p95": rounded(rank(billed_values, 0.95), 2),
+            "mean": rounded(weighted_mean(billed_values), 2),
+            "p95": rounded(weighted_rank(billed_values, 0.95), 2),
             "samples": len(billed_values),
             "source": source,
         },
@@ -203,7 +202,7 @@ def summarize_arm(samples: Sequence[Sample], window: float) -> dict[str, Any]:
         "kept_processes": sorted(kept),
         # Share of samples in which each critical process was seen: one scrape that missed a process
         # (read late in a slow collection) must not decide a verdict.
-        "critical_present": {name: round(sum(f) / len(f), 4) for name, f in seen.items()},
+        "critical_present": {name: round(weighted_mean(f) or 0.0, 4) for name, f in seen.items()},
         "collector_cpu_percent": mean_of("collector_cpu_percent"),
         "collector_memory_bytes": mean_of("collector_memory_bytes", 0),
         "agent_cpu_percent": mean_of("agent_cpu_percent"),
@@ -211,13 +210,19 @@ def summarize_arm(samples: Sequence[Sample], window: float) -> dict[str, Any]:
     }
 
 
+def _counted(samples: Sequence[Sample], key: str) -> list[tuple[float, float]]:
+    """(value, count) of the samples that have the figure `key`."""
+    return [(v, count_of(s)) for s in samples if (v := number(s, key)) is not None]
+
+
 # --- one host -----------------------------------------------------------------------------------
 
 
-def _fidelity(ratios: Sequence[tuple[float, bool]]) -> dict[str, Any]:
-    """Median and worst (farthest from 1) ratio over steady pairs; reload pairs counted apart."""
-    steady = [r for r, reload in ratios if not reload]
-    every = [r for r, _ in ratios]
+def _fidelity(ratios: Sequence[tuple[float, bool, int]]) -> dict[str, Any]:
+    """Median and worst (farthest from 1) ratio over steady pairs (the median weighted by how many
+    pairs each stands for); reload pairs counted apart."""
+    steady = [(r, n) for r, reload, n in ratios if not reload]
+    every = [r for r, _, _ in ratios]
 
     def worst(values: Sequence[float]) -> float | None:
         if not values:
@@ -225,9 +230,10 @@ def _fidelity(ratios: Sequence[tuple[float, bool]]) -> dict[str, Any]:
         farthest: float = max(values, key=lambda v: abs(v - 1.0))
         return round(farthest, 6)
 
+    median = weighted_median(steady)
     return {
-        "median": round(statistics.median(steady), 6) if steady else None,
-        "worst": worst(steady),
+        "median": None if median is None else round(median, 6),
+        "worst": worst([r for r, _ in steady]),
         "pairs": len(steady),
         "reload_pairs": len(every) - len(steady),
         "worst_including_reloads": worst(every),
@@ -247,10 +253,11 @@ def compare_host(
     overhead: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
     """One host: billed and snapshot reduction, coverage, fidelity and critical processes."""
-    cpu_cov = [(p.cpu_coverage, p.weight) for p in pairs if p.cpu_coverage is not None]
-    mem_cov = [(p.memory_coverage, p.weight) for p in pairs if p.memory_coverage is not None]
-    cpu_fid = _fidelity([(p.cpu_ratio, p.reload) for p in pairs if p.cpu_ratio is not None])
-    mem_fid = _fidelity([(p.memory_ratio, p.reload) for p in pairs if p.memory_ratio is not None])
+    # (coverage, seconds covered, pairs stood for) of the pairs that have one
+    cpu_cov = [(v, p.weight, p.count) for p in pairs if (v := p.cpu_coverage) is not None]
+    mem_cov = [(v, p.weight, p.count) for p in pairs if (v := p.memory_coverage) is not None]
+    cpu_fid = _fidelity([(p.cpu_ratio, p.reload, p.count) for p in pairs if p.cpu_ratio is not None])
+    mem_fid = _fidelity([(p.memory_ratio, p.reload, p.count) for p in pairs if p.memory_ratio is not None])
     # Running: seen in most baseline samples. Missing: the candidate shows it clearly less often than the
     # baseline does over the same run (a process the candidate drops is absent from every sample).
     base_seen, cand_seen = base["critical_present"], cand["critical_present"]
@@ -277,10 +284,10 @@ def compare_host(
         "series_reduction_percent": billed,
         "baseline_series": base["billed_series"]["p95"],
         "candidate_series": cand["billed_series"]["p95"],
-        "cpu_coverage_percent": rounded(weighted_mean(cpu_cov)),
-        "cpu_coverage_p10_percent": rounded(rank([v for v, _ in cpu_cov], 0.10)),
-        "memory_coverage_percent": rounded(weighted_mean(mem_cov)),
-        "memory_coverage_p10_percent": rounded(rank([v for v, _ in mem_cov], 0.10)),
+        "cpu_coverage_percent": rounded(weighted_mean([(v, w) for v, w, _ in cpu_cov])),
+        "cpu_coverage_p10_percent": rounded(weighted_rank([(v, n) for v, _, n in cpu_cov], 0.10)),
+        "memory_coverage_percent": rounded(weighted_mean([(v, w) for v, w, _ in mem_cov])),
+        "memory_coverage_p10_percent": rounded(weighted_rank([(v, n) for v, _, n in mem_cov], 0.10)),
         "coverage_pairs": len(cpu_cov),
         "cpu_rate_fidelity": cpu_fid,
         "cpu_rate_deviation_percent": _deviation(cpu_fid),
@@ -391,18 +398,158 @@ def _sample_ts(row: Mapping[str, Any]) -> float:
     return float(ts) if isinstance(ts, int | float) else _unix(row["received_at"])
 
 
-def _group(
-    rows: Sequence[Mapping[str, Any]], window: tuple[Any, Any] | None
-) -> dict[str, dict[str, list[Sample]]]:
-    grouped: dict[str, dict[str, list[Sample]]] = defaultdict(lambda: defaultdict(list))
-    # By the sample's own time, not when it arrived: a warm-up sample delivered late (an agent's outbox
-    # after an outage) is still a warm-up sample.
-    start, end = (_unix(window[0]), _unix(window[1])) if window else (None, None)
+def _by_variant(
+    rows: Iterable[Mapping[str, Any]], window: tuple[float, float] | None
+) -> dict[str, list[Sample]]:
+    """One host's rows as samples per arm, those taken inside `window` only, each marked with the count
+    of samples its row stands for."""
+    variants: dict[str, list[Sample]] = defaultdict(list)
     for row in rows:
-        if start is not None and end is not None and not start <= _sample_ts(row) <= end:
+        # By the sample's own time, not when it arrived: a warm-up sample delivered late (an agent's
+        # outbox after an outage) is still a warm-up sample.
+        if window is not None and not window[0] <= _sample_ts(row) <= window[1]:
             continue
-        grouped[row["host_id"]][row["variant"]].append(row["sample"])
+        sample, count = row["sample"], row.get("represents") or 1
+        if count != 1 or REPRESENTS in sample:
+            sample = {**sample, REPRESENTS: int(count)}
+        variants[row["variant"]].append(sample)
+    return variants
+
+
+def _by_host(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    grouped: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for row in rows:
+        grouped[row["host_id"]].append(row)
     return grouped
+
+
+def coverage_points(rows: Iterable[Mapping[str, Any]], spec: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One host's coverage at every sample pair over time (the dashboard's coverage band)."""
+    variants = _by_variant(rows, None)
+    window = _billing_window(spec)
+    interval = float(spec.get("sample_interval_seconds") or 10)
+    pairs = pair_samples(variants.get("baseline", []), variants.get("candidate", []), interval / 2)
+    return [
+        {
+            "ts": p.ts,
+            "cpu_coverage_percent": rounded(p.cpu_coverage),
+            "memory_coverage_percent": rounded(p.memory_coverage),
+        }
+        for p in (pair_figures(b, c, window, interval) for b, c in pairs)
+    ]
+
+
+def coverage_series(
+    rows: Sequence[Mapping[str, Any]], spec: Mapping[str, Any]
+) -> dict[str, list[dict[str, float | None]]]:
+    """Per host, the coverage of every sample pair over time."""
+    return {host: coverage_points(host_rows, spec) for host, host_rows in _by_host(rows).items()}
+
+
+class Analyzer:
+    """The analysis of an experiment built host by host: `add_host` with one host's measurement rows
+    (host_id, variant, received_at, represents, sample) keeps that host's figures and its pairs' small
+    figures and lets the rows go; `result` then computes the fleet. So what is held at once is one host's
+    samples, not the fleet's.
+
+    `window` (running_at, analyzing_at) keeps the samples taken while measuring; `overheads` maps a host
+    to the overhead block of its experiment summary (each arm's collector measured alone).
+    """
+
+    def __init__(
+        self,
+        *,
+        spec: Mapping[str, Any],
+        prices: Prices,
+        window: tuple[Any, Any] | None = None,
+        overheads: Mapping[str, Mapping[str, Any]] | None = None,
+    ):
+        self.spec, self.prices, self.overheads = spec, prices, overheads or {}
+        self.window = window
+        self.bounds = (_unix(window[0]), _unix(window[1])) if window else None
+        self.critical = list(spec.get("critical_processes") or [])
+        self.criteria = criteria_of(spec)
+        self.billing_window = _billing_window(spec)
+        self.interval = float(spec.get("sample_interval_seconds") or 10)
+        self.hosts: dict[str, Any] = {}
+        self.host_pairs: dict[str, list[Pair]] = {}
+        self.first_ts: float | None = None
+        self.last_ts: float | None = None
+
+    def add_host(self, host_id: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        variants = _by_variant(rows, self.bounds)
+        if not variants:
+            return
+        stamps = [float(s["ts"]) for arm in variants.values() for s in arm]
+        self.first_ts = min(stamps) if self.first_ts is None else min(self.first_ts, *stamps)
+        self.last_ts = max(stamps) if self.last_ts is None else max(self.last_ts, *stamps)
+        if not variants.get("baseline") or not variants.get("candidate"):
+            got = ", ".join(sorted(variants))
+            self.hosts[host_id] = {"error": f"measurements of both pipelines are needed; got {got}"}
+            return
+        pairs = [
+            pair_figures(b, c, self.billing_window, self.interval)
+            for b, c in pair_samples(variants["baseline"], variants["candidate"], self.interval / 2)
+        ]
+        self.host_pairs[host_id] = pairs
+        figures = compare_host(
+            summarize_arm(variants["baseline"], self.billing_window),
+            summarize_arm(variants["candidate"], self.billing_window),
+            pairs,
+            self.critical,
+            self.overheads.get(host_id),
+        )
+        checks = host_criteria(figures, self.criteria)
+        figures["criteria"] = checks
+        figures["failed_criteria"] = [c["name"] for c in checks if not c["passed"]]
+        figures["passed"] = not figures["failed_criteria"]
+        self.hosts[host_id] = figures
+
+    def result(self) -> dict[str, Any]:
+        hosts = dict(sorted(self.hosts.items()))
+        compared = {h: d for h, d in hosts.items() if "error" not in d}
+        if not compared:
+            return {
+                "status": "insufficient_data",
+                "detail": "no host reported measurements of both pipelines during the running phase",
+                "hosts": hosts,
+            }
+        running = _seconds(*self.window) if self.window else None
+        if running is None:
+            running = (self.last_ts or 0.0) - (self.first_ts or 0.0)
+        billing_window = self.billing_window
+        fleet, pipelines = _fleet(compared, self.host_pairs, self.spec)
+        overhead = _fleet_overhead(compared)
+        checks = fleet_criteria(fleet, compared, self.criteria, overhead)
+        reasons = []
+        if running < billing_window:
+            reasons.append(
+                f"the run measured {running:g}s, shorter than one billing window ({billing_window:g}s)"
+            )
+        partial = sorted(h for h, d in compared.items() if d["extrapolated"])
+        if partial:
+            reasons.append("no full billing window of billed series on host(s) " + ", ".join(partial[:20]))
+        verdict = "promote" if all(c["passed"] for c in checks) else "reject"
+        return {
+            "status": "ok",
+            "hosts_compared": len(compared),
+            "billing_window_seconds": billing_window,
+            "running_seconds": round(running, 3),
+            "extrapolated": bool(reasons),
+            "extrapolated_reasons": reasons,
+            "pipelines": pipelines,
+            "fleet": fleet,
+            "collector_overhead": overhead,
+            "cost": self.prices.cost(
+                (pipelines["baseline"]["billed_series"], pipelines["baseline"]["datapoints_per_minute"]),
+                (pipelines["candidate"]["billed_series"], pipelines["candidate"]["datapoints_per_minute"]),
+            ),
+            "verdict": verdict,
+            "promotable": verdict == "promote" and not reasons,
+            "criteria": checks,
+            "worst_host": worst_host(compared),
+            "hosts": hosts,
+        }
 
 
 def analyze(
@@ -413,84 +560,11 @@ def analyze(
     window: tuple[Any, Any] | None = None,
     overheads: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The analysis of an experiment from its measurement rows (host_id, variant, received_at, sample).
-
-    `window` (running_at, analyzing_at) keeps the rows whose samples were taken while measuring;
-    `overheads` maps a host to the overhead block of its experiment summary (each arm's collector
-    measured alone).
-    """
-    grouped = _group(rows, window)
-    critical = list(spec.get("critical_processes") or [])
-    criteria = criteria_of(spec)
-    billing_window = _billing_window(spec)
-    interval = float(spec.get("sample_interval_seconds") or 10)
-    hosts: dict[str, Any] = {}
-    host_pairs: dict[str, list[Pair]] = {}
-    for host_id, variants in sorted(grouped.items()):
-        if not variants.get("baseline") or not variants.get("candidate"):
-            got = ", ".join(sorted(variants)) or "none"
-            hosts[host_id] = {"error": f"measurements of both pipelines are needed; got {got}"}
-            continue
-        pairs = [
-            pair_figures(b, c, billing_window, interval)
-            for b, c in pair_samples(variants["baseline"], variants["candidate"], interval / 2)
-        ]
-        host_pairs[host_id] = pairs
-        figures = compare_host(
-            summarize_arm(variants["baseline"], billing_window),
-            summarize_arm(variants["candidate"], billing_window),
-            pairs,
-            critical,
-            (overheads or {}).get(host_id),
-        )
-        checks = host_criteria(figures, criteria)
-        figures["criteria"] = checks
-        figures["failed_criteria"] = [c["name"] for c in checks if not c["passed"]]
-        figures["passed"] = not figures["failed_criteria"]
-        hosts[host_id] = figures
-    compared = {h: d for h, d in hosts.items() if "error" not in d}
-    if not compared:
-        return {
-            "status": "insufficient_data",
-            "detail": "no host reported measurements of both pipelines during the running phase",
-            "hosts": hosts,
-        }
-    every_ts = [float(s["ts"]) for v in grouped.values() for arm in v.values() for s in arm]
-    running = _seconds(*window) if window else None
-    if running is None:
-        running = max(every_ts) - min(every_ts)
-    fleet, pipelines = _fleet(compared, host_pairs, spec)
-    overhead = _fleet_overhead(compared)
-    checks = fleet_criteria(fleet, compared, criteria, overhead)
-    reasons = []
-    if running < billing_window:
-        reasons.append(
-            f"the run measured {running:g}s, shorter than one billing window ({billing_window:g}s)"
-        )
-    partial = sorted(h for h, d in compared.items() if d["extrapolated"])
-    if partial:
-        reasons.append("no full billing window of billed series on host(s) " + ", ".join(partial[:20]))
-    verdict = "promote" if all(c["passed"] for c in checks) else "reject"
-    return {
-        "status": "ok",
-        "hosts_compared": len(compared),
-        "billing_window_seconds": billing_window,
-        "running_seconds": round(running, 3),
-        "extrapolated": bool(reasons),
-        "extrapolated_reasons": reasons,
-        "pipelines": pipelines,
-        "fleet": fleet,
-        "collector_overhead": overhead,
-        "cost": prices.cost(
-            (pipelines["baseline"]["billed_series"], pipelines["baseline"]["datapoints_per_minute"]),
-            (pipelines["candidate"]["billed_series"], pipelines["candidate"]["datapoints_per_minute"]),
-        ),
-        "verdict": verdict,
-        "promotable": verdict == "promote" and not reasons,
-        "criteria": checks,
-        "worst_host": worst_host(compared),
-        "hosts": hosts,
-    }
+    """The analysis of an experiment from all its measurement rows at once (see Analyzer)."""
+    analyzer = Analyzer(spec=spec, prices=prices, window=window, overheads=overheads)
+    for host_id, host_rows in _by_host(rows).items():
+        analyzer.add_host(host_id, host_rows)
+    return analyzer.result()
 
 
 def _sum(hosts: Mapping[str, Any], read: Callable[[Mapping[str, Any]], float | None]) -> float | None:
@@ -528,14 +602,10 @@ def _fleet(
         and d["candidate"]["datapoints_per_minute"] is not None
     }
     pairs = [p for h in hosts for p in host_pairs[h]]
-    cpu_weight = {
-        h: statistics.fmean(p.base_cpu for p in host_pairs[h]) if host_pairs[h] else 0.0 for h in hosts
-    }
-    mem_weight = {
-        h: statistics.fmean(p.base_memory for p in host_pairs[h]) if host_pairs[h] else 0.0 for h in hosts
-    }
-    cpu_fid = _fidelity([(p.cpu_ratio, p.reload) for p in pairs if p.cpu_ratio is not None])
-    mem_fid = _fidelity([(p.memory_ratio, p.reload) for p in pairs if p.memory_ratio is not None])
+    cpu_weight = {h: weighted_mean([(p.base_cpu, p.count) for p in host_pairs[h]]) or 0.0 for h in hosts}
+    mem_weight = {h: weighted_mean([(p.base_memory, p.count) for p in host_pairs[h]]) or 0.0 for h in hosts}
+    cpu_fid = _fidelity([(p.cpu_ratio, p.reload, p.count) for p in pairs if p.cpu_ratio is not None])
+    mem_fid = _fidelity([(p.memory_ratio, p.reload, p.count) for p in pairs if p.memory_ratio is not None])
     billed = reduction(base["billed_series"], cand["billed_series"])
     full_pairs = [p for p in pairs if p.full_window and p.billed_reduction is not None]
     ci_pairs = full_pairs or [p for p in pairs if p.billed_reduction is not None]
@@ -559,11 +629,11 @@ def _fleet(
         "series_reduction_spread": _spread(per_host_billed),
         "cpu_coverage_percent": _host_weighted(hosts, "cpu_coverage_percent", cpu_weight),
         "cpu_coverage_p10_percent": rounded(
-            rank([p.cpu_coverage for p in pairs if p.cpu_coverage is not None], 0.1)
+            weighted_rank([(p.cpu_coverage, p.count) for p in pairs if p.cpu_coverage is not None], 0.1)
         ),
         "memory_coverage_percent": _host_weighted(hosts, "memory_coverage_percent", mem_weight),
         "memory_coverage_p10_percent": rounded(
-            rank([p.memory_coverage for p in pairs if p.memory_coverage is not None], 0.1)
+            weighted_rank([(p.memory_coverage, p.count) for p in pairs if p.memory_coverage is not None], 0.1)
         ),
         "cpu_rate_fidelity": cpu_fid,
         "cpu_rate_deviation_percent": _deviation(cpu_fid),
@@ -575,7 +645,7 @@ def _fleet(
         "pairs": len(pairs),
         "confidence": {
             "billed_series_reduction_percent": confidence(
-                [(p.billed_reduction or 0.0, 1.0) for p in ci_pairs]
+                [(p.billed_reduction or 0.0, float(p.count)) for p in ci_pairs]
             ),
             "cpu_coverage_percent": confidence(
                 [(p.cpu_coverage, p.weight) for p in pairs if p.cpu_coverage is not None]

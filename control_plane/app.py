@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from control_plane import (
     agent_api,
+    compaction,
     cost,
     deployments,
     destinations,
@@ -54,6 +55,7 @@ from control_plane.stores.agents import AgentStore
 from control_plane.stores.deployments import DeploymentStore
 from control_plane.stores.destinations import DestinationStore
 from control_plane.stores.events import EventStore
+from control_plane.stores.experiments import ExperimentStore
 from control_plane.stores.retention import RetentionStore
 from control_plane.stores.tokens import TokenStore
 from phoenix_common.guard import guard_middleware
@@ -86,6 +88,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         wakeup=settings.long_poll_wakeup,
         batch_max=settings.claim_batch_max,
         interval=settings.long_poll_interval,
+        per_host=settings.long_polls_per_host,
     )
     agents, events = AgentStore(db), EventStore(db)
     sealer = Sealer(load_key(settings.secrets_key, settings.state_dir))
@@ -124,8 +127,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
-    """The LISTEN loop, the lease reaper, the failed-rollout watcher and retention; cancelled and awaited
-    on exit."""
+    """The LISTEN loop, the lease reaper, the failed-rollout watcher, retention and compaction; cancelled
+    and awaited on exit."""
     dispatcher, settings = app[keys.DISPATCHER], app[keys.SETTINGS]
     watch = functools.partial(rollouts.fail_failing, app[keys.DEPLOYMENTS])
     listener = Listener(settings.direct_database_url or app[keys.DATABASE_URL], dispatcher, app[keys.HUB])
@@ -148,6 +151,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(
             retention.run(RetentionStore(app[keys.DB]), settings, app[METRICS]), name="retention"
         ),
+        asyncio.create_task(compaction.run(ExperimentStore(app[keys.DB]), settings), name="compaction"),
     ]
     app[keys.BACKGROUND] = tasks
     with contextlib.suppress(TimeoutError):

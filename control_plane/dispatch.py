@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 
 from control_plane.queue import TaskQueue
+from phoenix_common.problems import TooManyRequests
 
 log = structlog.get_logger("phoenix.dispatch")
 
@@ -41,8 +42,12 @@ class Dispatcher:
         batch_max: int = 10_000,
         interval: float = 1.0,
         workers: int = 2,
+        per_host: int = 4,
     ) -> None:
         self.queue = queue
+        # Waiting polls one host may hold at once; its next one is refused (TooManyRequests).
+        self.per_host = per_host
+        self._held: dict[str, int] = {}
         self.workers = workers
         self.wakeup = wakeup
         self.batch_max = batch_max
@@ -90,7 +95,31 @@ class Dispatcher:
         self._kick.set()
 
     async def wait(self, host_id: str, timeout: float) -> Tasks:
-        """The host's next tasks, or [] when none came within `timeout` seconds."""
+        """The host's next tasks, or [] when none came within `timeout` seconds.
+
+        Raises TooManyRequests when the host already holds `per_host` polls that wait: one host's token
+        cannot pin an unbounded number of the API's connections and futures. A poll that does not wait
+        (`timeout` 0) only claims, and is not counted.
+        """
+        if timeout <= 0:
+            return await self._wait(host_id, timeout)
+        held = self._held.get(host_id, 0)
+        if held >= self.per_host:
+            raise TooManyRequests(
+                f"host {host_id} already has {held} long polls waiting (long_polls_per_host); "
+                "poll again when one is answered"
+            )
+        self._held[host_id] = held + 1
+        try:
+            return await self._wait(host_id, timeout)
+        finally:
+            left = self._held[host_id] - 1
+            if left:
+                self._held[host_id] = left
+            else:
+                del self._held[host_id]
+
+    async def _wait(self, host_id: str, timeout: float) -> Tasks:
         if self.wakeup == "interval" or timeout <= 0:
             return await self._wait_interval(host_id, timeout)
         future: asyncio.Future[Tasks] = asyncio.get_running_loop().create_future()

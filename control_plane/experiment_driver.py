@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from control_plane.analysis import analyze
 from control_plane.db import Database, Tx
 from control_plane.experiment_service import ExperimentService
 from control_plane.metrics import ApiMetrics
@@ -107,13 +106,8 @@ class ExperimentDriver:
             await self.service.move(tx, row, Phase.ANALYZING, f"ran {duration:g}s; restoring {hosts} host(s)")
 
     async def _analyzing(self, tx: Tx, row: Row, states: dict[str, Row]) -> None:
-        result = await asyncio.to_thread(
-            analyze,
-            await self.store.measurements(row["id"], tx),
-            spec={**row["spec"], "id": row["id"]},
-            prices=self.service.prices,
-            window=(row["running_at"], row["analyzing_at"]),
-            overheads=_overheads(states),
+        result = await self.service.analyze(
+            row, tx, window=(row["running_at"], row["analyzing_at"]), overheads=_overheads(states)
         )
         await self.store.set_analysis(row["id"], result, tx)
         if result["status"] != "ok":

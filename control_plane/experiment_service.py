@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import structlog
 
-from control_plane.analysis import analyze
+from control_plane.analysis import Analyzer
 from control_plane.db import Database, Tx
 from control_plane.generator_client import GeneratorClient
 from control_plane.phases import ACTIVE, FINAL, Phase, check
@@ -58,6 +59,10 @@ class ExperimentService:
         )
         # Set when an experiment may have something to advance; the driver waits on it.
         self.wake = asyncio.Event()
+        # Provisional analyses by experiment: (monotonic expiry, result), and those being computed.
+        self.cache_seconds = settings.analysis_cache_seconds
+        self._provisional: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._computing: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     async def get(self, experiment_id: str) -> Row:
         row = await self.store.get(experiment_id)
@@ -363,21 +368,70 @@ class ExperimentService:
             tx=tx,
         )
 
-    async def detail(self, experiment_id: str, with_tasks: bool = True) -> tuple[Row, list[Row], list[Row]]:
-        """The experiment, its hosts' start-task states and its measurements."""
+    async def detail(self, experiment_id: str) -> tuple[Row, list[Row], list[Row]]:
+        """The experiment, its hosts' start-task states and each host's and arm's latest sample."""
         row = await self.get(experiment_id)
-        tasks = await self.store.task_states(experiment_id) if with_tasks else []
-        return row, tasks, await self.store.measurements(experiment_id)
+        return (
+            row,
+            await self.store.task_states(experiment_id),
+            await self.store.latest_samples(experiment_id),
+        )
+
+    async def host_rows(self, row: Row, tx: Tx | None = None) -> AsyncIterator[tuple[str, list[Row]]]:
+        """Each host's measurement rows in time order, one host at a time (bounded memory)."""
+        for host in sorted(row["hosts"]):
+            rows = await self.store.host_measurements(row["id"], host, tx)
+            if rows:
+                yield host, rows
+
+    async def analyze(
+        self,
+        row: Row,
+        tx: Tx | None = None,
+        window: tuple[Any, Any] | None = None,
+        overheads: dict[str, dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """The analysis of an experiment's stored measurements, read and analysed host by host.
+
+        Off the event loop: a long run's analysis must not stall every other request of this replica.
+        """
+        analyzer = Analyzer(
+            spec={**row["spec"], "id": row["id"]}, prices=self.prices, window=window, overheads=overheads
+        )
+        async for host, rows in self.host_rows(row, tx):
+            await asyncio.to_thread(analyzer.add_host, host, rows)
+        return await asyncio.to_thread(analyzer.result)
 
     async def analysis(self, experiment_id: str) -> tuple[Row, dict[str, Any], bool]:
-        """The experiment, its analysis and whether that is final (else what has been measured so far)."""
+        """The experiment, its analysis and whether that is final (else what has been measured so far).
+
+        A provisional analysis is computed once for all the requests that want it at the same time and
+        reused for analysis_cache_seconds, or ten times as long as it took when that is longer: a
+        dashboard re-reading a week-long run must not keep a core busy re-analysing it.
+        """
         row = await self.get(experiment_id)
         if row["analysis"] is not None:
+            self._provisional.pop(experiment_id, None)
             return row, row["analysis"], True
-        measurements = await self.store.measurements(experiment_id)
-        # Off the event loop: a long run's analysis must not stall every other request of this replica.
-        result = await asyncio.to_thread(analyze, measurements, spec=row["spec"], prices=self.prices)
-        return row, result, False
+        now = time.monotonic()
+        self._provisional = {k: v for k, v in self._provisional.items() if v[0] > now}
+        cached = self._provisional.get(experiment_id)
+        if cached is not None:
+            return row, cached[1], False
+        computing = self._computing.get(experiment_id)
+        if computing is None:
+            computing = asyncio.ensure_future(self._provisional_analysis(row))
+            self._computing[experiment_id] = computing
+            computing.add_done_callback(lambda _: self._computing.pop(experiment_id, None))
+        # Shielded: one caller going away does not cancel what the others wait for.
+        return row, await asyncio.shield(computing), False
+
+    async def _provisional_analysis(self, row: Row) -> dict[str, Any]:
+        started = time.monotonic()
+        result = await self.analyze(row)
+        took = time.monotonic() - started
+        self._provisional[row["id"]] = (time.monotonic() + max(self.cache_seconds, 10 * took), result)
+        return result
 
     async def record(self, host_id: str, experiment_id: str | None, samples: list[dict[str, Any]]) -> None:
         """Samples an agent measured for an experiment, or (without one) of what its collector emits now."""

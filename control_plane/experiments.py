@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from control_plane import destination_spec, keys, names
-from control_plane.analysis import coverage_series
+from control_plane.analysis import coverage_points
 from control_plane.auth import HOST_ID_KEY
 from control_plane.experiment_driver import ExperimentDriver
 from control_plane.experiment_service import ExperimentService
@@ -25,7 +25,7 @@ from control_plane.stores.events import EventStore
 from control_plane.stores.experiments import ExperimentStore
 from control_plane.verdict import DEFAULT_CRITERIA, LEGACY_CRITERIA, OPTIONAL_CRITERIA
 from phoenix_common import wire
-from phoenix_common.problems import Problem, field, json_body
+from phoenix_common.problems import Problem, field, json_body, query_int
 from phoenix_common.settings import SettingsError, parse_duration
 
 routes = web.RouteTableDef()
@@ -286,16 +286,18 @@ async def list_all(request: web.Request) -> web.Response:
 @routes.get("/api/v1/experiments/{id}")
 async def get_one(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    row, tasks, measurements = await service.detail(request.match_info["id"])
+    row, tasks, latest_rows = await service.detail(request.match_info["id"])
     latest: dict[str, Any] = {}
-    for m in measurements:
-        s = m["sample"]
+    for m in latest_rows:
         latest.setdefault(m["host_id"], {})[m["variant"]] = {
-            "ts": m["ts"],
-            "active_series": s.get("active_series"),
-            "billed_series": s.get("billed_series"),
-            "datapoints_per_minute": s.get("datapoints_per_minute"),
-            "datapoints_per_second": s.get("datapoints_per_second"),
+            k: m[k]
+            for k in (
+                "ts",
+                "active_series",
+                "billed_series",
+                "datapoints_per_minute",
+                "datapoints_per_second",
+            )
         }
     out = experiment_json(row, tasks, latest)
     out["spec"] = row["spec"]
@@ -335,19 +337,31 @@ async def rollback(request: web.Request) -> web.Response:
 @routes.get("/api/v1/experiments/{id}/results")
 async def results(request: web.Request) -> web.Response:
     experiment_id = request.match_info["id"]
-    row, _, measurements = await request.app[SERVICE].detail(experiment_id, with_tasks=False)
+    # At most this many points per host and arm in each time series.
+    points = query_int(request, "points", 500, 2, 5000)
+    service = request.app[SERVICE]
+    row = await service.get(experiment_id)
     series: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for m in measurements:
-        s = m["sample"]
-        series.setdefault(m["host_id"], {}).setdefault(m["variant"], []).append(
-            {
-                "ts": m["ts"],
-                "phase": m["phase"],
-                **{k: s.get(k) for k in SERIES_FIELDS},
-            }
-        )
+    coverage: dict[str, list[dict[str, Any]]] = {}
+    count = 0
+    # Host by host, so what is held at once is one host's rows; each arm's series and the coverage are
+    # thinned to at most `points` evenly spaced points.
+    async for host, rows in service.host_rows(row):
+        count += len(rows)
+        arms: dict[str, list[dict[str, Any]]] = {}
+        for m in rows:
+            s = m["sample"]
+            arms.setdefault(m["variant"], []).append(
+                {
+                    "ts": m["ts"],
+                    "phase": m["phase"],
+                    "represents": m["represents"],
+                    **{k: s.get(k) for k in SERIES_FIELDS},
+                }
+            )
+        series[host] = {arm: evenly(values, points) for arm, values in arms.items()}
+        coverage[host] = evenly(await asyncio.to_thread(coverage_points, rows, row["spec"]), points)
     analysis = row["analysis"] or {}
-    coverage = await asyncio.to_thread(coverage_series, measurements, row["spec"])
     summaries = {
         h: {k: v for k, v in d.items() if k not in ("baseline", "candidate")}
         for h, d in (analysis.get("hosts") or {}).items()
@@ -361,9 +375,17 @@ async def results(request: web.Request) -> web.Response:
                 host: [{**p, "ts": _utc(p["ts"])} for p in points] for host, points in coverage.items()
             },
             "host_summaries": summaries,
-            "measurements": len(measurements),
+            "measurements": count,
         }
     )
+
+
+def evenly(values: list[Any], points: int) -> list[Any]:
+    """At most `points` of `values`, evenly spaced, the first and the last always among them."""
+    if len(values) <= points:
+        return values
+    step = (len(values) - 1) / (points - 1)
+    return [values[round(i * step)] for i in range(points)]
 
 
 def _utc(ts: Any) -> dt.datetime:

@@ -10,7 +10,7 @@ from control_plane import keys, names
 from control_plane.jsonutil import respond
 from control_plane.queue import TASK_TYPES
 from control_plane.services.agents import ON_DEMAND
-from phoenix_common.problems import NotFound, Problem, field, json_body
+from phoenix_common.problems import NotFound, Problem, field, json_body, query_int
 
 routes = web.RouteTableDef()
 STATUSES = ("pending", "assigned", "running", "completed", "failed")
@@ -49,12 +49,8 @@ def _agent_json(row: dict[str, Any], app: web.Application) -> dict[str, Any]:
     return out
 
 
-def _limit(request: web.Request, default: int = 500, maximum: int = 5000) -> int:
-    raw = request.query.get("limit", str(default))
-    # ASCII digits only: "²" and "٣" pass isdigit() and then fail int().
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
-        raise Problem(f"query parameter 'limit' must be an integer between 1 and {maximum}")
-    return int(raw)
+def _limit(request: web.Request) -> int:
+    return query_int(request, "limit", 500, 1, 5000)
 
 
 @routes.get("/api/v1/agents")

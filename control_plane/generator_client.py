@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 
 import aiohttp
@@ -92,6 +94,7 @@ class GeneratorClient:
                         status=422 if resp.status != 404 else 404,
                         title="Unprocessable Content" if resp.status != 404 else "Not Found",
                     )
+                _check_hashes(data, self.base_url)
                 return data
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise BadGateway(
@@ -105,3 +108,22 @@ def for_app(app: web.Application) -> GeneratorClient:
     settings = app[keys.SETTINGS]
     token = settings.generator_token or settings.api_token
     return GeneratorClient(app[keys.HTTP], settings.generator_url, token)
+
+
+def _check_hashes(data: dict[str, Any], base_url: str) -> None:
+    """Every rendered config in the answer (the answer itself, or one per variant) must hash to the
+    config_hash it comes with: the API relays that hash to agents, which refuse a config whose hash
+    differs, so a wrong one is the generator's fault (502), not a task every agent fails."""
+    rendered = [data, *(v for v in data.values() if isinstance(v, dict))]
+    for entry in rendered:
+        text, claimed = entry.get("config_yaml"), entry.get("config_hash")
+        if text is None and claimed is None:
+            continue
+        if not isinstance(text, str) or not isinstance(claimed, str):
+            raise BadGateway(f"config generator at {base_url} answered a config without its text or hash")
+        actual = hashlib.sha256(text.encode()).hexdigest()
+        if not hmac.compare_digest(actual, claimed):
+            raise BadGateway(
+                f"config generator at {base_url} answered a config whose config_hash {claimed[:12]!r} is not "
+                f"its sha256 ({actual[:12]}): refused"
+            )

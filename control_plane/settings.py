@@ -53,6 +53,8 @@ class Settings:
     # Host names the API answers to besides loopback addresses and localhost (DNS-rebinding guard).
     allowed_hosts: tuple[str, ...] = ()
     ws_max_message_bytes: int = 65_536
+    # At most this many WebSockets open at once from one client address; more get 429.
+    ws_max_per_client: int = 32
     # A token Prometheus sends to scrape /metrics (open when unset); and how long a scrape's database
     # reads (queue depth, agents, export health) serve the next scrapes.
     metrics_token: str | None = None
@@ -68,6 +70,9 @@ class Settings:
     offline_after: float = 300.0
     long_poll_default: float = 30.0
     long_poll_max: float = 60.0
+    # At most this many long polls waiting at once for one host (a reconnect may overlap the poll the
+    # API still holds from the dropped connection); more get 429.
+    long_polls_per_host: int = 4
     claim_limit: int = 10
     # How waiting long polls learn of new tasks: "notify" (LISTEN/NOTIFY, claims batched across hosts)
     # or "interval" (each poll re-queries every long_poll_interval seconds; for poolers without LISTEN).
@@ -92,6 +97,24 @@ class Settings:
     retention_measurements: float = 90 * 86400.0
     retention_interval: float = 3600.0
     retention_batch: int = 5000
+    # Compaction (control_plane/compaction.py): an experiment's samples older than
+    # measurement_full_resolution are thinned to one per measurement_bucket per host and arm, so a
+    # week-long run stays bounded; 0 keeps every sample.
+    measurement_full_resolution: float = 3600.0
+    measurement_bucket: float = 300.0
+    measurement_compact_interval: float = 300.0
+    # A provisional analysis (GET .../analysis while running) is reused for this long.
+    analysis_cache_seconds: float = 5.0
+
+    def _validate_compaction(self) -> None:
+        if self.measurement_full_resolution != 0 and self.measurement_full_resolution < 600:
+            raise SettingsError("measurement_full_resolution must be 0 (keep every sample) or at least 10m")
+        if not self.experiment_sample_interval < self.measurement_bucket <= 86400:
+            raise SettingsError("measurement_bucket must be above experiment_sample_interval and at most 1d")
+        if not 1 <= self.measurement_compact_interval <= 86400:
+            raise SettingsError("measurement_compact_interval must be between 1s and 1d")
+        if not 0 <= self.analysis_cache_seconds <= 300:
+            raise SettingsError("analysis_cache_seconds must be between 0 and 300")
 
     def _validate_prices(self) -> None:
         if self.price_model not in ("per_series", "per_datapoint", "both"):
@@ -141,10 +164,13 @@ class Settings:
             raise SettingsError("retention_interval must be at least 1s")
         if not 1 <= self.retention_batch <= 100_000:
             raise SettingsError("retention_batch must be between 1 and 100000")
+        self._validate_compaction()
         if not 0 <= self.agent_token_cache_seconds <= 3600:
             raise SettingsError("agent_token_cache_seconds must be between 0 and 3600")
         if not 1024 <= self.ws_max_message_bytes <= 16 * 1024 * 1024:
             raise SettingsError("ws_max_message_bytes must be between 1024 and 16777216")
+        if not 1 <= self.ws_max_per_client <= 10_000 or not 1 <= self.long_polls_per_host <= 100:
+            raise SettingsError("ws_max_per_client must be 1 to 10000 and long_polls_per_host 1 to 100")
         if not 0 <= self.metrics_cache_seconds <= 300:
             raise SettingsError("metrics_cache_seconds must be between 0 and 300")
         self._validate_access()

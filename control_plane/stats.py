@@ -1,4 +1,4 @@
-"""Small statistics the experiment figures are built from: rounding, a sample's number, means, rank."""
+"""Small statistics the experiment figures are built from: rounding, a sample's number, means, ranks."""
 
 from __future__ import annotations
 
@@ -27,6 +27,30 @@ def rank(values: Sequence[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def weighted_rank(values: Sequence[tuple[float, float]], q: float) -> float | None:
+    """The q-quantile by nearest rank of (value, weight) pairs, a value of weight k counting k times;
+    with every weight 1 it is `rank`."""
+    ordered = sorted(values)
+    total = sum(w for _, w in ordered)
+    if total <= 0:
+        return None
+    need, seen = q * total, 0.0
+    for value, weight in ordered:
+        seen += weight
+        if seen >= need:
+            return value
+    return ordered[-1][0]
+
+
+def weighted_median(values: Sequence[tuple[float, float]]) -> float | None:
+    """The median of (value, weight) pairs: the plain median when the weights are all equal."""
+    if not values:
+        return None
+    if len({w for _, w in values}) == 1:
+        return statistics.median(v for v, _ in values)
+    return weighted_rank(values, 0.5)
 
 
 def reduction(before: float | None, after: float | None) -> float | None:

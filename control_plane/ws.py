@@ -13,13 +13,15 @@ from yarl import URL
 
 from control_plane import keys
 from control_plane.jsonutil import dumps
-from phoenix_common.problems import Forbidden
+from phoenix_common.problems import Forbidden, TooManyRequests
 
 log = structlog.get_logger("phoenix.ws")
 routes = web.RouteTableDef()
 SOCKETS = web.AppKey("websockets", set[web.WebSocketResponse])
 TOPICS = ("agents", "tasks", "experiments", "deployments")
 SEND_TIMEOUT = 2.0
+# The client address a socket was opened from (on the response, for ws_max_per_client).
+CLIENT = "phoenix_client"
 
 
 def _parse_subscription(data: str) -> set[str]:
@@ -72,11 +74,19 @@ def check_origin(request: web.Request) -> None:
 @routes.get("/api/v1/ws")
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     check_origin(request)
-    max_size = request.app[keys.SETTINGS].ws_max_message_bytes
+    settings = request.app[keys.SETTINGS]
+    sockets = request.app[SOCKETS]
+    client = request.remote or ""
+    mine = sum(1 for s in sockets if s.get(CLIENT) == client)
+    if mine >= settings.ws_max_per_client:
+        raise TooManyRequests(
+            f"{mine} WebSockets are open from {client} already (ws_max_per_client); close one first"
+        )
+    max_size = settings.ws_max_message_bytes
     # A frame over the limit closes the socket with 1009 (message too big); the server reads no further.
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=max_size)
+    ws[CLIENT] = client
     await ws.prepare(request)
-    sockets = request.app[SOCKETS]
     sockets.add(ws)
     hub = request.app[keys.HUB]
     initial = request.query.get("topics")

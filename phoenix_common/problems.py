@@ -51,6 +51,11 @@ class Forbidden(Problem):
     title = "Forbidden"
 
 
+class TooManyRequests(Problem):
+    status = 429
+    title = "Too Many Requests"
+
+
 class BadGateway(Problem):
     status = 502
     title = "Bad Gateway"
@@ -225,6 +230,15 @@ def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, def
         names = " or ".join(_JSON_NAMES.get(k, k.__name__) for k in kinds)
         raise Problem(f"field '{name}' must be {names}", field=name)
     return value
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """Query parameter `name` as an integer from `low` to `high`, or a 400 problem naming it."""
+    raw = request.query.get(name, str(default))
+    # ASCII digits only: "²" and "٣" pass isdigit() and then fail int().
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise Problem(f"query parameter '{name}' must be an integer between {low} and {high}", field=name)
+    return int(raw)
 
 
 _JSON_NAMES = {

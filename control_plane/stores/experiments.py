@@ -87,7 +87,32 @@ class ExperimentStore:
         )
 
     async def measurements(self, experiment_id: str, tx: Tx | None = None) -> list[Row]:
+        """Every row of the experiment at once (tests and tools; the services read host by host)."""
         return await (tx or self.db).fetch("experiment_measurements", {"id": experiment_id})
+
+    async def host_measurements(self, experiment_id: str, host_id: str, tx: Tx | None = None) -> list[Row]:
+        """One host's rows in time order."""
+        return await (tx or self.db).fetch(
+            "experiment_host_measurements", {"id": experiment_id, "host_id": host_id}
+        )
+
+    async def latest_samples(self, experiment_id: str) -> list[Row]:
+        """Per host and arm, the headline figures of the sample received last."""
+        return await self.db.fetch("experiment_latest_samples", {"id": experiment_id})
+
+    async def to_compact(self, full_seconds: float, slack_seconds: float) -> list[Row]:
+        """Experiments (id, hosts) that may hold rows older than `full_seconds` not yet thinned."""
+        return await self.db.fetch("experiments_to_compact", {"full": full_seconds, "slack": slack_seconds})
+
+    async def compact(
+        self, experiment_id: str, host_id: str, bucket_seconds: float, full_seconds: float
+    ) -> tuple[int, int]:
+        """Thin one host's rows older than `full_seconds` to one per bucket: (deleted, kept) rows."""
+        row = await self.db.fetch_one(
+            "compact_measurements",
+            {"id": experiment_id, "host_id": host_id, "bucket": bucket_seconds, "full": full_seconds},
+        )
+        return (int(row["deleted"]), int(row["kept"])) if row else (0, 0)
 
     async def upsert_emissions(self, host_id: str, samples: Sequence[Row]) -> None:
         """What the host's collector emits now: one row per variant."""

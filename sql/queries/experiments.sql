@@ -84,10 +84,70 @@ SELECT %(experiment_id)s, %(host_id)s, s ->> 'variant', s ->> 'pipeline',
 FROM jsonb_array_elements(%(samples)s::jsonb) AS s;
 
 -- name: experiment_measurements
-SELECT host_id, variant, pipeline, ts, received_at, phase, sample
+SELECT host_id, variant, pipeline, ts, received_at, phase, represents, sample
 FROM experiment_measurements
 WHERE experiment_id = %(id)s
 ORDER BY received_at;
+
+-- name: experiment_host_measurements
+-- One host's samples in time order: the analysis and the results read an experiment host by host, so
+-- what is held in memory at once is one host's (bounded by compaction), not the whole fleet's. The
+-- per-process CPU counters are left in the database: the analysis uses their rates, and they are a
+-- third of a sample's size.
+SELECT host_id, variant, pipeline, ts, received_at, phase, represents,
+       sample - 'process_cpu_seconds_total' AS sample
+FROM experiment_measurements
+WHERE experiment_id = %(id)s AND host_id = %(host_id)s
+ORDER BY ts, id;
+
+-- name: experiment_latest_samples
+-- Per host and arm, the figures of the sample received last, and how many rows the experiment holds.
+SELECT DISTINCT ON (host_id, variant)
+       host_id, variant, ts,
+       sample -> 'active_series' AS active_series,
+       sample -> 'billed_series' AS billed_series,
+       sample -> 'datapoints_per_minute' AS datapoints_per_minute,
+       sample -> 'datapoints_per_second' AS datapoints_per_second
+FROM experiment_measurements
+WHERE experiment_id = %(id)s
+ORDER BY host_id, variant, received_at DESC, id DESC;
+
+-- name: experiments_to_compact
+-- Experiments that may hold measurements older than the full-resolution horizon not yet thinned: begun
+-- before it, and not finished long before it (those were thinned after they finished).
+SELECT id, hosts FROM experiments
+WHERE started_at < now() - make_interval(secs => %(full)s)
+  AND (finished_at IS NULL OR finished_at > now() - make_interval(secs => %(full)s + %(slack)s))
+ORDER BY started_at;
+
+-- name: compact_measurements
+-- One host of one experiment: rows older than the horizon (cut at a bucket boundary, so no bucket is
+-- thinned while it still fills) keep, per arm, phase and bucket, the earliest row, which then counts
+-- for every sample of its bucket. Both arms are sampled at the same moment, so their earliest rows
+-- still pair.
+WITH binned AS (
+    SELECT id, host_id, variant, phase, ts, represents,
+           date_bin(make_interval(secs => %(bucket)s), ts, timestamptz '1970-01-01 00:00:00+00') AS bucket
+    FROM experiment_measurements
+    WHERE experiment_id = %(id)s AND host_id = %(host_id)s
+      AND ts < date_bin(make_interval(secs => %(bucket)s), now() - make_interval(secs => %(full)s),
+                        timestamptz '1970-01-01 00:00:00+00')
+), ranked AS (
+    SELECT id, represents,
+           row_number() OVER (PARTITION BY variant, phase, bucket ORDER BY ts, id) AS n,
+           sum(represents) OVER (PARTITION BY variant, phase, bucket) AS total
+    FROM binned
+), deleted AS (
+    DELETE FROM experiment_measurements m USING ranked r
+    WHERE m.id = r.id AND r.n > 1
+    RETURNING m.id
+), kept AS (
+    UPDATE experiment_measurements m SET represents = r.total
+    FROM ranked r
+    WHERE m.id = r.id AND r.n = 1 AND r.total <> r.represents
+    RETURNING m.id
+)
+SELECT (SELECT count(*) FROM deleted) AS deleted, (SELECT count(*) FROM kept) AS kept;
 
 -- name: upsert_emission
 INSERT INTO host_emissions (host_id, variant, pipeline, sample)

@@ -123,6 +123,26 @@ def test_long_poll_wakes_on_enqueue_not_on_timeout(api: Service, database_url: s
     assert answered_at - started < 15
 
 
+def test_one_host_holds_at_most_long_polls_per_host_polls(api: Service, database_url: str) -> None:
+    heartbeat(api, "greedy")
+    with ThreadPoolExecutor(4) as pool:
+        # The default long_polls_per_host; the ones no task wakes end after their 8 s.
+        held = [pool.submit(poll, api, "greedy", 8) for _ in range(4)]
+        wait_for(lambda: waiting_polls(api) >= 4, what="four polls to be waiting")
+        status, body, headers = http_json(
+            "GET", f"{api.url}/api/v1/agent/tasks?wait=20", headers={"X-Agent-Host-ID": "greedy"}
+        )
+        assert status == 429 and "long_polls_per_host" in body["detail"], body
+        assert headers["Content-Type"].startswith("application/problem+json")
+        assert poll(api, "other-host", 0) == []  # another host still polls
+        # The held polls are still served: one task wakes one of them.
+        (task_id,) = enqueue_sql(database_url, "greedy")
+        wait_for(lambda: any(f.done() for f in held), what="a held poll to be answered")
+        done = [f.result() for f in held if f.done()]
+        assert [t["id"] for t in done[0]] == [task_id]
+    assert sorted(len(f.result()) for f in held) == [0, 0, 0, 1]
+
+
 def test_long_poll_returns_empty_after_wait(api: Service) -> None:
     heartbeat(api, "idle")
     started = time.monotonic()

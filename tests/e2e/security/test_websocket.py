@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from tests.support.security import OPERATOR, assert_problem, operator
 from tests.support.services import Service, start_api
 
 MAX_FRAME = 4096
+MAX_SOCKETS = 3
 ALLOWED = "https://dash.example.com:8443"
 
 
@@ -24,6 +26,7 @@ def api(database_url: str, tmp_path: Path) -> Iterator[Service]:
         env={
             "PHOENIX_API_TOKEN": OPERATOR,
             "PHOENIX_WS_MAX_MESSAGE_BYTES": str(MAX_FRAME),
+            "PHOENIX_WS_MAX_PER_CLIENT": str(MAX_SOCKETS),
             "PHOENIX_ALLOWED_ORIGINS": f"{ALLOWED}, http://other.example.com",
         },
     )
@@ -103,3 +106,24 @@ async def test_an_oversized_frame_closes_the_socket_with_1009_and_the_server_sta
     assert await handshake(ws_url(api), operator()) == 101
     log = api.process.log_path.read_text()
     assert "unhandled_error" not in log and "Traceback" not in log
+
+
+async def test_one_client_opens_at_most_ws_max_per_client_sockets(api: Service) -> None:
+    async with aiohttp.ClientSession() as session:
+        sockets = [await session.ws_connect(ws_url(api), headers=operator()) for _ in range(MAX_SOCKETS)]
+        for ws in sockets:
+            await ws.send_json({"subscribe": ["agents"]})
+            assert (await ws.receive_json(timeout=10))["type"] == "subscribed"
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(ws_url(api), headers=operator())
+        assert refused.value.status == 429
+        await sockets.pop().close()
+        # Closed on the server once its close handshake is done: then a new one opens.
+        deadline = asyncio.get_running_loop().time() + 10
+        while (status := await handshake(ws_url(api), operator())) == 429:
+            assert asyncio.get_running_loop().time() < deadline, "the closed socket was never released"
+            await asyncio.sleep(0.05)
+        assert status == 101
+        for ws in sockets:
+            await ws.close()
+    assert http_json("GET", f"{api.url}/health")[0] == 200

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from control_plane.dispatch import Dispatcher
-from phoenix_common.problems import Unavailable
+from phoenix_common.problems import TooManyRequests, Unavailable
 from tests.support.memqueue import MemoryQueue, until
 
 
@@ -153,3 +153,20 @@ async def test_a_failed_claim_is_retried_and_the_poll_keeps_waiting(
     queue.failure = Unavailable("the database is unavailable: gone")
     assert len(await dispatcher.wait("h1", 2)) == 1
     assert queue.count("claim_hosts") == 2
+
+
+async def test_a_host_holds_at_most_per_host_polls(queue: MemoryQueue) -> None:
+    dispatcher = Dispatcher(queue, per_host=2)  # type: ignore[arg-type]
+    held = [asyncio.create_task(dispatcher.wait("h1", 5)) for _ in range(2)]
+    await until(lambda: len(dispatcher) == 2)
+    with pytest.raises(TooManyRequests, match="already has 2 long polls waiting"):
+        await dispatcher.wait("h1", 5)
+    assert await dispatcher.wait("h2", 0.01) == []  # another host is not affected
+    held[0].cancel()
+    await asyncio.gather(held[0], return_exceptions=True)
+    # One answered (here: cancelled), the host may poll again.
+    again = asyncio.create_task(dispatcher.wait("h1", 0.05))
+    assert await again == []
+    held[1].cancel()
+    await asyncio.gather(held[1], return_exceptions=True)
+    assert not dispatcher._held

@@ -526,9 +526,6 @@ async def test_the_driver_passes_each_hosts_probe_overhead_to_the_analysis() -> 
         async def task_states(self, experiment_id: str, tx: Any = None) -> list[dict[str, Any]]:
             return [{"host_id": "h1", "status": "completed", "error": None, "result": {"overhead": probe}}]
 
-        async def measurements(self, experiment_id: str, tx: Any = None) -> list[dict[str, Any]]:
-            return run("h1")
-
         async def set_analysis(self, experiment_id: str, analysis: dict[str, Any], tx: Any) -> None:
             self.analysis = analysis
 
@@ -540,6 +537,11 @@ async def test_the_driver_passes_each_hosts_probe_overhead_to_the_analysis() -> 
 
         async def move(self, tx: Any, row: dict[str, Any], phase: Phase, reason: str) -> None:
             self.moves.append(reason)
+
+        async def analyze(
+            self, row: dict[str, Any], tx: Any, window: Any = None, overheads: Any = None
+        ) -> dict[str, Any]:
+            return analyze(run("h1"), spec=row["spec"], prices=PRICES, window=window, overheads=overheads)
 
     service, store = Service(), Store()
     driver = ExperimentDriver(cast(Any, None), cast(Any, store), cast(Any, service))

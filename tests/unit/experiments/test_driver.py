@@ -6,6 +6,7 @@ from typing import Any, cast
 
 import pytest
 
+from control_plane.analysis import analyze
 from control_plane.experiment_driver import ExperimentDriver
 from control_plane.phases import Phase, check
 from control_plane.pricing import Prices
@@ -22,9 +23,6 @@ class FakeStore:
     async def task_states(self, experiment_id: str, tx: Any = None) -> list[dict[str, Any]]:
         return self.states
 
-    async def measurements(self, experiment_id: str, tx: Any = None) -> list[dict[str, Any]]:
-        return self.rows
-
     async def set_analysis(self, experiment_id: str, analysis: dict[str, Any], tx: Any) -> None:
         self.analysis = analysis
 
@@ -33,7 +31,8 @@ class FakeService:
     ack_timeout = 30.0
     prices = Prices(0.1, 0.05)
 
-    def __init__(self) -> None:
+    def __init__(self, store: FakeStore) -> None:
+        self.store = store
         self.moves: list[tuple[str, str]] = []
         self.recalls: list[str] = []
 
@@ -44,6 +43,13 @@ class FakeService:
     async def recall(self, tx: Any, experiment_id: str, reason: str) -> int:
         self.recalls.append(reason)
         return 2
+
+    async def analyze(
+        self, row: dict[str, Any], tx: Any, window: Any = None, overheads: Any = None
+    ) -> dict[str, Any]:
+        return analyze(
+            self.store.rows, spec=row["spec"], prices=self.prices, window=window, overheads=overheads
+        )
 
 
 def experiment(phase: Phase, seconds: float, **spec: Any) -> dict[str, Any]:
@@ -59,7 +65,7 @@ def experiment(phase: Phase, seconds: float, **spec: Any) -> dict[str, Any]:
 
 
 def driver(store: FakeStore) -> tuple[ExperimentDriver, FakeService]:
-    service = FakeService()
+    service = FakeService(store)
     return ExperimentDriver(cast(Any, None), cast(Any, store), cast(Any, service)), service
 
 
