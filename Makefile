@@ -43,6 +43,7 @@ bench: venv otelcol
 	$(PY) benchmarks/agent.py
 	$(PY) benchmarks/fleet.py
 	$(PY) benchmarks/ship_queue.py
+	$(PY) benchmarks/analysis.py
 
 clean:
 	rm -rf $(VENV) .cache bin .state

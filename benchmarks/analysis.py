@@ -12,14 +12,22 @@ measured in this run, except the line that says what full resolution would store
 
 from __future__ import annotations
 
+# ruff: noqa: E402 - the imports follow the sys.path fix below.
+# Running this file puts benchmarks/ first on sys.path, where queue.py would shadow the standard
+# library's `queue`. Swap that entry for the repository root.
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if sys.path and os.path.abspath(sys.path[0] or os.curdir) == _HERE:
+    sys.path[0] = os.path.dirname(_HERE)
+
 import argparse
 import asyncio
 import json
-import os
 import resource
 import statistics
 import subprocess
-import sys
 import time
 import warnings
 from typing import Any, cast
