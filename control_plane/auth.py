@@ -24,7 +24,19 @@ __all__ = ["AGENT_TOKEN_HEADER", "HOST_HEADER", "agent_tokens_required", "auth_m
 
 def agent_tokens_required(settings: Settings) -> bool:
     """Whether agent endpoints need a per-host token: with an enrolment token, or when told to."""
-    return bool(settings.agent_token) or settings.agent_tokens_required
+    return settings.agent_tokens_on()
+
+
+def _enrolment(settings: Settings, presented: str) -> tuple[str | None, str | None]:
+    """The enrolment token `presented` is, if any, and the namespace it binds to (None: unscoped).
+    Every configured token is compared, in constant time."""
+    found: tuple[str | None, str | None] = (None, None)
+    for token, namespace in settings.scoped_enrolment().items():
+        if same_token(presented, token):
+            found = (token, namespace)
+    if settings.agent_token and same_token(presented, settings.agent_token):
+        found = (settings.agent_token, None)
+    return found
 
 
 def host_id_of(request: web.Request) -> str:
@@ -46,8 +58,12 @@ async def _authorize_agent(request: web.Request) -> None:
         raise Unauthorized(
             "an agent token is required: send Authorization: Bearer <token>", field="Authorization"
         )
-    own = await request.app[keys.TOKENS].verify(host_id, presented, settings.agent_token)
+    enrolment, namespace = _enrolment(settings, presented)
+    own = await request.app[keys.TOKENS].verify(host_id, presented, enrolment or settings.agent_token)
     if own:
+        if namespace is not None:
+            # A scoped enrolment token binds the host it enrols to its namespace, as an operator would.
+            await request.app[keys.AGENTS].bind(host_id, namespace)
         request[NEW_HOST_TOKEN_KEY] = own
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import platformdirs
 
+from control_plane.names import NAMESPACE as _NAMESPACE
 from phoenix_common.settings import MIN_TOKEN_CHARS, SettingsError, check_allowed_hosts, is_loopback
 
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\[\]:-]+\Z")
@@ -43,6 +44,9 @@ class Settings:
     # time zone, e.g. 2027-01-31T00:00:00Z) and how many hosts it may enrol (0: no limit).
     agent_token_expires: str | None = None
     agent_token_max_hosts: int = 0
+    # Enrolment tokens scoped to a namespace, each "namespace:token": a host enrolled with one is bound
+    # to that namespace (a heartbeat naming another is refused). The same expiry and limit apply.
+    enrolment_tokens: tuple[str, ...] = ()
     # The token the config generator requires (its api_token); the API token when unset.
     generator_token: str | None = None
     # Fernet key (urlsafe base64, 32 bytes) that encrypts destination header values; without one the API
@@ -189,6 +193,25 @@ class Settings:
             )
         return when.timestamp()
 
+    def agent_tokens_on(self) -> bool:
+        """Whether agent endpoints need a per-host token: with an enrolment token, or when told to."""
+        return bool(self.agent_token) or bool(self.enrolment_tokens) or self.agent_tokens_required
+
+    def scoped_enrolment(self) -> dict[str, str]:
+        """enrolment_tokens as {token: namespace} (validated)."""
+        out: dict[str, str] = {}
+        for entry in self.enrolment_tokens:
+            namespace, sep, token = entry.partition(":")
+            if not sep or not _NAMESPACE.match(namespace) or len(token) < MIN_TOKEN_CHARS:
+                raise SettingsError(
+                    "enrolment_tokens must list namespace:token entries, each token at least "
+                    f"{MIN_TOKEN_CHARS} characters (got an entry for {namespace[:40]!r})"
+                )
+            if token in out:
+                raise SettingsError(f"enrolment_tokens gives one token to {out[token]!r} and {namespace!r}")
+            out[token] = namespace
+        return out
+
     def _validate_access(self) -> None:
         """Who may call: origins, host names, token lengths, and tokens off loopback."""
         self.enrolment_expires()
@@ -205,8 +228,14 @@ class Settings:
             token = getattr(self, name)
             if token is not None and len(token) < MIN_TOKEN_CHARS:
                 raise SettingsError(f"{name} must be at least {MIN_TOKEN_CHARS} characters long")
-        agents_secured = bool(self.agent_token) or self.agent_tokens_required
-        if not is_loopback(self.host) and not self.insecure and not (self.api_token and agents_secured):
+        scoped = self.scoped_enrolment()
+        if self.agent_token is not None and self.agent_token in scoped:
+            raise SettingsError("agent_token must differ from every enrolment_tokens token")
+        if (
+            not is_loopback(self.host)
+            and not self.insecure
+            and not (self.api_token and self.agent_tokens_on())
+        ):
             raise SettingsError(
                 f"host {self.host} is not a loopback address: set api_token and agent_token (or "
                 "agent_tokens_required), or start with --insecure to serve without them"

@@ -275,3 +275,37 @@ def test_the_enrolment_token_expires_and_enrols_at_most_its_limit(database_url: 
         assert "expired" in problem["detail"], problem
     finally:
         expired.stop()
+
+
+def test_a_scoped_enrolment_token_binds_what_it_enrols_to_its_namespace(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A dev enrolment token leaked from a dev VM cannot put a host into prod."""
+    dev_token = "dev-enrolment-" + "d" * 20
+    api = start_api(
+        database_url,
+        tmp_path,
+        env={"PHOENIX_API_TOKEN": OPERATOR, "PHOENIX_ENROLMENT_TOKENS": f"dev:{dev_token},prod:{'p' * 24}"},
+        name="scoped",
+    )
+
+    def beat(host: str, token: str, namespace: str) -> tuple[int, Any, Any]:
+        return http_json(
+            "POST", f"{api.url}/api/v1/agent/heartbeat", {"namespace": namespace}, agent(host, token)
+        )
+
+    try:
+        status, body, _ = beat("dev-7", dev_token, "dev")
+        assert status == 200 and body["agent_token"], body
+        own = body["agent_token"]
+        # Enrolled into dev: its own token cannot take it to prod, and neither can the dev token.
+        assert_problem(*beat("dev-7", own, "prod"), 403, "namespace")
+        status, problem, headers = beat("evil-1", dev_token, "prod")
+        assert_problem(status, problem, headers, 403, "namespace")
+        status, row, _ = http_json("GET", f"{api.url}/api/v1/agents/evil-1", headers=operator())
+        assert status == 404 or row["namespace"] == "dev", row
+        status, row, _ = http_json("GET", f"{api.url}/api/v1/agents/dev-7", headers=operator())
+        assert status == 200 and row["namespace"] == "dev", row
+        assert "d" * 20 not in api.process.log_path.read_text()  # never logged
+    finally:
+        api.stop()
