@@ -19,6 +19,9 @@ OTELCOL_BIN=/usr/local/bin/otelcol
 UNIT_DIR=/etc/systemd/system
 POLKIT_RULE=/etc/polkit-1/rules.d/50-phoenix-agent-otelcol.rules
 EMBEDDED_FILES=(phoenix-agent.service otelcol.service 50-phoenix-agent-otelcol.rules)
+# --keep-token and --enrol-wait (install-agent.sh --help).
+KEEP_TOKEN=0
+ENROL_WAIT=20
 
 usage() {
     cat <<'EOF'
@@ -48,6 +51,11 @@ Options:
                          no users are created, nothing is chowned and systemctl is
                          not called; the venv's scripts point into DIR
   --no-start             install everything but do not enable or start the units
+  --keep-token           keep --token in config.yaml after the agent enrolled (by
+                         default an enrolment token is removed once the agent holds a
+                         token of its own: it is shared by the fleet)
+  --enrol-wait SECONDS   after starting, wait this long for the agent to enrol before
+                         removing the enrolment token (default 20; 0: do not wait)
   --uninstall            stop and disable the units, remove them, the polkit rule and
                          the venv; keeps config.yaml and the state directory
   --purge                with --uninstall: also remove /etc/phoenix-agent,
@@ -262,7 +270,7 @@ main() {
         fi
         case $arg in
             --api-url | --token | --host-id | --namespace | --package | --index-url | --otelcol-binary | --root | \
-                --print-file | --python)
+                --print-file | --python | --enrol-wait)
                 [[ $# -ge 2 && -n $2 ]] || usage_error "$arg needs a value"
                 case $arg in
                     --api-url) api_url=$2 given_settings+=(--api-url) ;;
@@ -275,10 +283,12 @@ main() {
                     --root) root=$2 ;;
                     --print-file) print_file=$2 ;;
                     --python) python=$2 ;;
+                    --enrol-wait) ENROL_WAIT=$2 ;;
                 esac
                 shift 2
                 ;;
             --no-start) no_start=1 && shift ;;
+            --keep-token) KEEP_TOKEN=1 && shift ;;
             --uninstall) uninstall=1 && shift ;;
             --purge) purge=1 && shift ;;
             -h | --help) usage && exit 0 ;;
@@ -293,6 +303,9 @@ main() {
         exit 0
     fi
 
+    if [[ ! $ENROL_WAIT =~ ^[0-9]{1,4}$ ]]; then
+        usage_error "--enrol-wait must be a number of seconds (0 to 9999)"
+    fi
     if ((purge && !uninstall)); then
         usage_error "--purge only goes with --uninstall"
     fi
@@ -433,6 +446,41 @@ venv_fingerprint() {
     { cat "$purelib"/*.dist-info/RECORD 2>/dev/null || true; } | sort | cksum
 }
 
+# The enrolment token is shared by the whole fleet: once the agent holds a token of its own (it writes
+# one to its state directory when the control plane answers its first call), config.yaml need not keep
+# it. Returns 1 while the agent has not enrolled yet.
+forget_enrolment_token() {
+    local root=$1 tmp
+    local config=$root$CONFIG_FILE stored=$root$STATE_DIR/agent_token
+    ((KEEP_TOKEN)) && return 0
+    [[ -f $config ]] && grep -q '^token:' "$config" || return 0
+    # Only a token the agent got after this config was written: an older one may predate a rotation
+    # an operator wrote into the config, and the agent then falls back to the configured token.
+    [[ -s $stored && $stored -nt $config ]] || return 1
+    tmp=$(mktemp "$root$CONFIG_DIR/.config.yaml.XXXXXX")
+    CLEANUP+=("$tmp")
+    grep -v '^token:' "$config" >"$tmp" || true
+    chmod 0640 "$tmp"
+    if [[ -z $root ]]; then
+        chown root:phoenix-agent "$tmp"
+    fi
+    mv "$tmp" "$config"
+    say "the agent holds a token of its own: removed the enrolment token from $CONFIG_FILE (--keep-token keeps it)"
+}
+
+# After the agent started: give it --enrol-wait seconds to enrol, then forget the enrolment token.
+await_enrolment() {
+    local root=$1 deadline=$((SECONDS + ENROL_WAIT))
+    ((KEEP_TOKEN || ENROL_WAIT == 0)) && return 0
+    until forget_enrolment_token "$root"; do
+        if ((SECONDS >= deadline)); then
+            say "the agent did not enrol within ${ENROL_WAIT}s: kept the token in $CONFIG_FILE (a host token an operator issued is never replaced; run this again after enrolment to remove an enrolment token)"
+            return 0
+        fi
+        sleep 1
+    done
+}
+
 write_config() {
     local root=$1 api_url=$2 token=$3 host_id=$4 namespace=$5 tmp
     # Written next to its final place (0600 until chmod) and renamed, so it is never half there.
@@ -513,6 +561,7 @@ do_install() {
     else
         write_config "$root" "$api_url" "$token" "${host_id:-$(uname -n)}" "${namespace:-default}"
     fi
+    forget_enrolment_token "$root" || true
 
     say "virtualenv $VENV"
     local venv_python=$root$VENV/bin/python
@@ -595,6 +644,7 @@ do_install() {
                 systemctl try-restart phoenix-agent.service
             fi
             say "started otelcol.service and phoenix-agent.service (logs: journalctl -u phoenix-agent)"
+            await_enrolment "$root"
         fi
     fi
     say "done"

@@ -230,6 +230,50 @@ def test_uninstall_removes_units_and_venv_keeps_config(installation: Installatio
         assert not (root / gone).exists(), gone
 
 
+def test_the_enrolment_token_leaves_the_config_once_the_agent_holds_its_own(
+    installation: Installation, tmp_path: Path
+) -> None:
+    """The enrolment token is shared by the fleet: a run after the agent enrolled (it writes its own
+    token to its state directory) removes it from config.yaml, unless --keep-token."""
+    root = tmp_path / "tree"
+    shutil.copytree(installation.root, root, symlinks=True, copy_function=os.link)
+    base = ["--root", str(root), "--package", str(ROOT), "--no-start"]
+    # Not enrolled yet: kept.
+    before = run_script(base)
+    assert before.returncode == 0, before.output
+    assert "token:" in (root / CONFIG).read_text()
+    stored = root / "var/lib/phoenix-agent/agent_token"
+    stored.write_text("the-host-own-token\n")
+    config_mtime = (root / CONFIG).stat().st_mtime_ns
+    os.utime(stored, ns=(config_mtime + 10**9, config_mtime + 10**9))
+    kept = run_script([*base, "--keep-token"])
+    assert kept.returncode == 0 and "token:" in (root / CONFIG).read_text(), kept.output
+    forgot = run_script(base)
+    assert forgot.returncode == 0, forgot.output
+    assert "removed the enrolment token from /etc/phoenix-agent/config.yaml" in forgot.stdout
+    config = (root / CONFIG).read_text()
+    assert "token:" not in config and SECRET_PART not in config
+    assert yaml.safe_load(config)["api_url"] == API_URL  # the rest of the file is intact
+    assert oct((root / CONFIG).stat().st_mode & 0o777) == "0o640"
+    assert SECRET_PART not in forgot.output
+
+
+def test_an_older_stored_token_does_not_remove_a_rotated_configured_one(
+    installation: Installation, tmp_path: Path
+) -> None:
+    """A token an operator wrote into the config after the agent enrolled stays: the agent's stored
+    one is refused and the agent falls back to the configured one."""
+    root = tmp_path / "tree"
+    shutil.copytree(installation.root, root, symlinks=True, copy_function=os.link)
+    stored = root / "var/lib/phoenix-agent/agent_token"
+    stored.write_text("old-own-token\n")
+    config_mtime = (root / CONFIG).stat().st_mtime_ns
+    os.utime(stored, ns=(config_mtime - 10**9, config_mtime - 10**9))
+    run = run_script(["--root", str(root), "--package", str(ROOT), "--no-start"])
+    assert run.returncode == 0, run.output
+    assert "token:" in (root / CONFIG).read_text()
+
+
 # Errors: one clear line on stderr and a non-zero exit, before anything is changed.
 
 
@@ -319,6 +363,8 @@ def test_help() -> None:
         "--python",
         "--root",
         "--no-start",
+        "--keep-token",
+        "--enrol-wait",
         "--uninstall",
         "--purge",
     ):
