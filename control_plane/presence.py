@@ -73,12 +73,14 @@ class Presence:
             return await self.agents.touch(pending)
         except asyncio.CancelledError:
             raise
-        except Problem as exc:
-            if exc.status >= 500:
+        except (Problem, ValueError) as exc:
+            # A ValueError is the encoder refusing a block (NaN or Infinity: jsonb has no such number).
+            if isinstance(exc, Problem) and exc.status >= 500:
                 self._put_back(pending, exc)
                 return None
             if len(pending) == 1:
-                log.warning("presence_row_refused", host_id=next(iter(pending)), error=exc.detail)
+                detail = exc.detail if isinstance(exc, Problem) else f"{type(exc).__name__}: {exc}"
+                log.warning("presence_row_refused", host_id=next(iter(pending)), error=detail)
                 return []
             written: list[dict[str, Any]] = []
             for host, collector in pending.items():
