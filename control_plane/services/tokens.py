@@ -7,7 +7,7 @@ from typing import Any
 
 import structlog
 
-from control_plane.db import Tx
+from control_plane.db import Database, Tx
 from control_plane.stores.tokens import TokenStore
 from phoenix_common.problems import Forbidden, Unauthorized
 from phoenix_common.tokens import new_token, same_token, token_hash
@@ -103,18 +103,33 @@ class AgentTokens:
         """
         if self.enrolment_expires is not None and time.time() >= self.enrolment_expires:
             raise Forbidden("the enrolment token has expired; an operator must issue this host a token")
-        if not again and self.enrolment_max_hosts and await self.store.enrolled() >= self.enrolment_max_hosts:
-            raise Forbidden(
-                f"the enrolment token has enrolled its limit of {self.enrolment_max_hosts} hosts; "
-                "an operator must issue this host a token"
-            )
         own = new_token()
-        bound = await (self.store.reenrol if again else self.store.enrol)(host_id, token_hash(own))
+        if again:
+            bound = await self.store.reenrol(host_id, token_hash(own))
+        elif self.enrolment_max_hosts:
+            db = self.store.db
+            if isinstance(db, Database):
+                async with db.transaction() as tx:
+                    bound = await self._enrol_counted(host_id, token_hash(own), tx)
+            else:
+                bound = await self._enrol_counted(host_id, token_hash(own), db)
+        else:
+            bound = await self.store.enrol(host_id, token_hash(own))
         if not bound:
             return None
         # Not cached: its first use must reach the database, which then closes the re-enrolment window.
         log.info("agent_token_enrolled", host_id=host_id, again=again)
         return own
+
+    async def _enrol_counted(self, host_id: str, digest: str, tx: Tx) -> bool:
+        """Counted and bound under one lock, so hosts enrolling at once cannot overshoot the limit."""
+        await self.store.lock_enrolment(tx)
+        if await self.store.enrolled(tx) >= self.enrolment_max_hosts:
+            raise Forbidden(
+                f"the enrolment token has enrolled its limit of {self.enrolment_max_hosts} hosts; "
+                "an operator must issue this host a token"
+            )
+        return await self.store.enrol(host_id, digest, tx)
 
     async def issue(self, host_id: str) -> tuple[str, dict[str, Any]]:
         """A new token for the host (replacing its previous one at once here), and its row."""

@@ -38,9 +38,13 @@ class TokenStore:
             is not None
         )
 
-    async def enrolled(self) -> int:
-        row = await self.db.fetch_one("agent_tokens_enrolled")
+    async def enrolled(self, tx: Tx | None = None) -> int:
+        row = await (tx or self.db).fetch_one("agent_tokens_enrolled")
         return int(row["n"]) if row else 0
+
+    async def lock_enrolment(self, tx: Tx) -> None:
+        """Enrolments take turns until `tx` ends."""
+        await tx.execute("agent_token_enrolment_lock")
 
     async def issue(self, host_id: str, digest: str, tx: Tx | None = None) -> dict[str, Any]:
         row = await (tx or self.db).fetch_one("agent_token_issue", {"host_id": host_id, "token_hash": digest})

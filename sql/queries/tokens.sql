@@ -19,6 +19,11 @@ RETURNING host_id;
 -- name: agent_tokens_enrolled
 SELECT count(*) AS n FROM agent_tokens WHERE source = 'enrolled';
 
+-- name: agent_token_enrolment_lock
+-- Enrolments under agent_token_max_hosts take turns until their transaction ends, so that the count
+-- each one checks includes every enrolment before it (no two can take the last place).
+SELECT pg_advisory_xact_lock(hashtext('phoenix-enrolment'));
+
 -- name: agent_token_owner
 -- Which host a presented token belongs to, to tell "another host's token" (403) from "no token" (401).
 SELECT host_id FROM agent_tokens WHERE token_hash = %(token_hash)s;
