@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from control_plane.db import Database, make_pool
+from control_plane.db import Database
 from control_plane.services.tokens import AgentTokens
 from control_plane.stores.tokens import TokenStore
 from phoenix_common.problems import Forbidden
+from tests.integration.conftest import database
 
 ENROLMENT = "enrolment-" + "e" * 20
 LIMIT = 5
@@ -20,12 +21,8 @@ LIMIT = 5
 
 @pytest.fixture
 async def wide(database_url: str) -> AsyncIterator[Database]:
-    pool = make_pool(database_url, min_size=8, max_size=8)
-    await pool.open(wait=True)
-    try:
-        yield Database(pool)
-    finally:
-        await pool.close()
+    async with database(database_url, connections=8) as opened:
+        yield opened
 
 
 async def test_thirty_hosts_enrolling_at_once_bind_exactly_the_limit(wide: Database) -> None:
