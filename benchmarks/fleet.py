@@ -57,6 +57,8 @@ import psycopg
 from tests.support import ROOT, ServiceProcess, free_port, http_json, wait_for
 
 FANOUT_TARGET_P99 = 2.0
+# Phoenix's fan-out p99 against the ideal in-memory server's, same fleet, same run (issue 15).
+IDEAL_TARGET = 1.2
 RSS_TARGET_MB = 1024.0
 
 
@@ -175,8 +177,29 @@ class CpuWindow:
 
 
 @contextlib.contextmanager
+def ideal_service(tmp: Path) -> Iterator[list[ServiceProcess]]:
+    """The ideal peer (benchmarks/ideal_server.py): the same long polls, answered from memory."""
+    port = free_port()
+    server = ServiceProcess(
+        "benchmarks.ideal_server",
+        {},
+        tmp / f"ideal-{port}.log",
+        args=["--port", str(port)],
+        health_url=f"http://127.0.0.1:{port}/health",
+    ).start()
+    try:
+        yield [server]
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
 def services(db_url: str, tmp: Path, wakeup: str, replicas: int) -> Iterator[list[ServiceProcess]]:
-    """The generator and `replicas` API processes on one database."""
+    """The generator and `replicas` API processes on one database; `wakeup` "ideal" is the ideal peer."""
+    if wakeup == "ideal":
+        with ideal_service(tmp) as servers:
+            yield servers
+        return
     api_ports = [free_port() for _ in range(replicas)]
     gen_port = free_port()
     generator = ServiceProcess(
@@ -328,7 +351,9 @@ def run_fleet(
                 time.sleep(1)
                 window.sample()
             # Scraping /metrics runs queries of its own: only before and after the window.
-            result.idle_tps = (_transactions(db_url) - tx0 - 1) / opts.idle_seconds
+            result.idle_tps = (
+                (_transactions(db_url) - tx0 - 1) / opts.idle_seconds if wakeup != "ideal" else 0.0
+            )
             result.idle_cpu = window.share()
             result.idle_rss_mb = window.peak_rss
             held.append(sum(_held(u) for u in api_urls))
@@ -336,7 +361,7 @@ def run_fleet(
 
             window = CpuWindow(pids)
             sims_window = CpuWindow([sim.proc.pid for sim in sims])
-            before = _counters(api_urls)
+            before = _counters(api_urls) if wakeup != "ideal" else {}
             received: list[dict[str, Any]] = []
             profiler = _start_profiler(pids[0], tmp / f"profile-{label.split()[0]}-{agents}.txt", opts)
             t0 = time.time()
@@ -360,9 +385,12 @@ def run_fleet(
             result.received = len({r["host"] for r in deployment})
             result.duplicates = len(deployment) - len({r["task"] for r in deployment})
             result.fanout = [r["t"] - t0 for r in deployment]
-            result.completed_s = _wait_completed(db_url, deployment_id, agents, t0, opts.fanout_timeout)
-            after = _counters(api_urls)
-            result.statements = {k: after[k] - before[k] for k in COUNTERS}
+            if wakeup == "ideal":
+                result.completed_s = _wait_ideal_completed(api_urls[0], deployment_id, agents, t0, opts)
+            else:
+                result.completed_s = _wait_completed(db_url, deployment_id, agents, t0, opts.fanout_timeout)
+                after = _counters(api_urls)
+                result.statements = {k: after[k] - before[k] for k in COUNTERS}
         finally:
             summaries = _stop_sims(sims)
         errors = sum(s.get("errors", 0) for s in summaries)
@@ -448,6 +476,22 @@ def _wait_completed(db_url: str, deployment_id: str, agents: int, t0: float, tim
     return time.time() - t0
 
 
+def _wait_ideal_completed(
+    url: str, deployment_id: str, agents: int, t0: float, opts: argparse.Namespace
+) -> float | None:
+    def done() -> bool:
+        status, body, _ = http_json("GET", f"{url}/ideal/deployments/{deployment_id}", timeout=10)
+        return status == 200 and body["completed"] >= agents
+
+    try:
+        wait_for(
+            done, timeout=max(1.0, t0 + opts.fanout_timeout - time.time()), interval=0.2, what="completions"
+        )
+    except AssertionError:
+        return None
+    return time.time() - t0
+
+
 def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}{unit}"
 
@@ -490,6 +534,17 @@ def print_verdict(results: list[Result]) -> None:
     sizes = sorted({r.agents for r in results})
     print()
     for n in sizes:
+        ours, ideal = by.get(("phoenix", n)), by.get(("ideal", n))
+        if ours and ideal and ours.pct(0.99) and ideal.pct(0.99):
+            ratio = (ours.pct(0.99) or 0.0) / (ideal.pct(0.99) or 1.0)
+            print(
+                f"{n} agents: fan-out p99 {ours.pct(0.99):.2f}s against the ideal in-memory server's "
+                f"{ideal.pct(0.99):.2f}s: {ratio:.2f}x ({'within' if ratio <= IDEAL_TARGET else 'MISSES'} "
+                f"the {IDEAL_TARGET}x target); idle API CPU {ours.idle_cpu * 100:.1f}% against "
+                f"{ideal.idle_cpu * 100:.1f}%, RSS {ours.idle_rss_mb:.0f} MB against "
+                f"{ideal.idle_rss_mb:.0f} MB"
+            )
+    for n in sizes:
         ours, peer = by.get(("phoenix", n)), by.get(("peer", n))
         if ours and peer:
             tps = peer.idle_tps / ours.idle_tps if ours.idle_tps else float("inf")
@@ -526,6 +581,7 @@ def main() -> None:
     parser.add_argument("--fanout-timeout", type=float, default=90.0)
     parser.add_argument("--ready-timeout", type=float, default=240.0)
     parser.add_argument("--no-peer", action="store_true", help="skip the re-query-every-second peer")
+    parser.add_argument("--no-ideal", action="store_true", help="skip the ideal in-memory peer")
     parser.add_argument("--replicas", action="store_true", help="also run two API processes, fleet split")
     parser.add_argument("--profile", action="store_true", help="py-spy the API during each fan-out")
     parser.add_argument("--database-url", default=os.environ.get("PHOENIX_TEST_DATABASE_URL"))
@@ -552,6 +608,9 @@ def main() -> None:
         for n in sizes:
             results.append(run_fleet(admin_url, tmp, "phoenix", "notify", n, opts))
             print_table(results)
+            if not opts.no_ideal:
+                results.append(run_fleet(admin_url, tmp, "ideal (in memory)", "ideal", n, opts))
+                print_table(results)
             if not opts.no_peer:
                 results.append(run_fleet(admin_url, tmp, "peer (1 s re-query)", "interval", n, opts))
                 print_table(results)
