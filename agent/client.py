@@ -238,6 +238,8 @@ class Reporter:
     def __init__(self, client: ControlPlaneClient, outbox: Outbox) -> None:
         self.client = client
         self.outbox = outbox
+        # Off once the control plane answered that it has no batch endpoint.
+        self.batch_reports = True
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
 
@@ -265,7 +267,12 @@ class Reporter:
         self._wake.set()
 
     async def run(self) -> None:
-        """Deliver entries oldest first; one not yet deliverable holds back the rest (order matters)."""
+        """Deliver entries oldest first; one not yet deliverable holds back the rest (order matters).
+
+        Status reports waiting together (tasks that finished while the control plane was slow or away,
+        or quick tasks done in a row) go in one request, POST /tasks/status, up to BATCH_REPORTS, in
+        order, never two of one task in one request: one request and one statement instead of many.
+        """
         while True:
             self._wake.clear()
             entries = self.outbox.pending()
@@ -273,8 +280,39 @@ class Reporter:
                 self._idle.set()
                 await self._wake.wait()
                 continue
-            for entry in entries:
+            i = 0
+            while i < len(entries):
+                group = _status_run(entries, i) if self.batch_reports else []
+                if len(group) > 1:
+                    await self._deliver_many(group)
+                    i += len(group)
+                else:
+                    await self._deliver(entries[i])
+                    i += 1
+
+    async def _deliver_many(self, group: list[OutboxEntry]) -> None:
+        reports = [{"id": _task_of(e), **e.body} for e in group]
+        try:
+            answer = await self.client.with_backoff(
+                "report batch", lambda: self.client.post("/tasks/status", {"reports": reports})
+            )
+        except ApiRejected as exc:
+            if exc.status in (404, 405):
+                # A control plane without the batch endpoint: one report a request from now on.
+                log.info("report_batches_unsupported", status=exc.status)
+                self.batch_reports = False
+            for entry in group:  # one by one: only a report the control plane refuses is dropped
                 await self._deliver(entry)
+            return
+        results = answer.get("results") if isinstance(answer, dict) else None
+        for result in results if isinstance(results, list) else []:
+            if isinstance(result, dict) and result.get("outcome") in ("conflict", "not_found"):
+                log.warning(
+                    "report_dropped", kind="status", task_id=result.get("id"), outcome=result["outcome"]
+                )
+        for entry in group:
+            self.outbox.done(entry)
+        log.debug("reports_delivered", reports=len(group))
 
     async def _deliver(self, entry: OutboxEntry) -> None:
         try:
@@ -300,3 +338,25 @@ class Reporter:
         except TimeoutError:
             return False
         return True
+
+
+# At most this many status reports in one POST /tasks/status (the control plane takes 1-100).
+BATCH_REPORTS = 100
+
+
+def _task_of(entry: OutboxEntry) -> str:
+    """The task id of a status entry's path, /tasks/{id}/status."""
+    return entry.path.removeprefix("/tasks/").removesuffix("/status")
+
+
+def _status_run(entries: list[OutboxEntry], start: int) -> list[OutboxEntry]:
+    """The status entries from `start` on that can share one request: consecutive, at most
+    BATCH_REPORTS, each of another task (a later report of a task waits for the next request)."""
+    run: list[OutboxEntry] = []
+    tasks: set[str] = set()
+    for entry in entries[start : start + BATCH_REPORTS]:
+        if entry.kind != "status" or not entry.path.endswith("/status") or _task_of(entry) in tasks:
+            break
+        tasks.add(_task_of(entry))
+        run.append(entry)
+    return run
