@@ -234,7 +234,12 @@ async def test_a_spike_is_measured_and_kept_by_the_adaptive_selection(collector:
             async def two_collections_later() -> str | None:
                 text = await scrape(session, collector.stamped)
                 stamps = [s.timestamp for s in parse_exposition(text) if s.timestamp is not None]
-                return text if stamps and max(stamps) >= snap.data_ts + 2.0 else None
+                if not stamps or max(stamps) < snap.data_ts + 2.0:
+                    return None
+                # A scrape can see a collection half taken in (the exporter takes it one series at a
+                # time): only one that shows every worker is a whole collection.
+                seen, _ = summarize(text, variant="b", pipeline="p", previous=None, critical=[])
+                return text if names <= set(seen["kept_processes"]) else None
 
             text = await eventually(two_collections_later, timeout=30, what="two collections later")
         sample, _ = summarize(text, variant="b", pipeline="p", previous=snap, critical=[])
