@@ -25,7 +25,8 @@ from control_plane.verdict import criteria_of, fleet_criteria, host_criteria, wo
 from phoenix_common.wire import DEFAULT_BILLING_WINDOW, OTHER
 
 Sample = Mapping[str, Any]
-# The key _group puts on a sample from its row's `represents` column (never taken from what agents send).
+# The key _by_variant puts on a sample from its row's `represents` column (never taken from what agents
+# send).
 REPRESENTS = "_represents"
 BOOTSTRAP_RESAMPLES = 300
 BOOTSTRAP_MAX_PAIRS = 2000
@@ -176,15 +177,12 @@ def summarize_arm(samples: Sequence[Sample], window: float) -> dict[str, Any]:
             seen.setdefault(name, []).append((1.0 if present else 0.0, count_of(s)))
     kept = {p for s in samples for p in s.get("kept_processes") or [] if p != OTHER}
 
-    counts = [count_of(s) for s in samples]
-
     def mean_of(key: str, digits: int = 3) -> float | None:
-        values = [(v, n) for s, n in zip(samples, counts, strict=True) if (v := number(s, key)) is not None]
-        return rounded(weighted_mean(values), digits)
+        return rounded(weighted_mean(_counted(samples, key)), digits)
 
     return {
         "samples": len(samples),
-        "represents": sum(counts),
+        "represents": sum(count_of(s) for s in samples),
         "billed_series": {
             "mean": rounded(weighted_mean(billed_values), 2),
             "p95": rounded(weighted_rank(billed_values, 0.95), 2),
@@ -481,8 +479,9 @@ class Analyzer:
         if not variants:
             return
         stamps = [float(s["ts"]) for arm in variants.values() for s in arm]
-        self.first_ts = min(stamps) if self.first_ts is None else min(self.first_ts, *stamps)
-        self.last_ts = max(stamps) if self.last_ts is None else max(self.last_ts, *stamps)
+        first, last = min(stamps), max(stamps)
+        self.first_ts = first if self.first_ts is None else min(self.first_ts, first)
+        self.last_ts = last if self.last_ts is None else max(self.last_ts, last)
         if not variants.get("baseline") or not variants.get("candidate"):
             got = ", ".join(sorted(variants))
             self.hosts[host_id] = {"error": f"measurements of both pipelines are needed; got {got}"}

@@ -371,9 +371,7 @@ async def results(request: web.Request) -> web.Response:
             "experiment_id": experiment_id,
             "phase": row["phase"],
             "time_series": series,
-            "coverage": {
-                host: [{**p, "ts": _utc(p["ts"])} for p in points] for host, points in coverage.items()
-            },
+            "coverage": {host: [{**p, "ts": _utc(p["ts"])} for p in band] for host, band in coverage.items()},
             "host_summaries": summaries,
             "measurements": count,
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,23 @@ import platformdirs
 
 from control_plane.names import NAMESPACE as _NAMESPACE
 from phoenix_common.settings import MIN_TOKEN_CHARS, SettingsError, check_allowed_hosts, is_loopback
+
+
+@functools.cache
+def _scoped_enrolment(entries: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for entry in entries:
+        namespace, sep, token = entry.partition(":")
+        if not sep or not _NAMESPACE.match(namespace) or len(token) < MIN_TOKEN_CHARS:
+            raise SettingsError(
+                "enrolment_tokens must list namespace:token entries, each token at least "
+                f"{MIN_TOKEN_CHARS} characters (got an entry for {namespace[:40]!r})"
+            )
+        if token in out:
+            raise SettingsError(f"enrolment_tokens gives one token to {out[token]!r} and {namespace!r}")
+        out[token] = namespace
+    return out
+
 
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\[\]:-]+\Z")
 
@@ -198,19 +216,8 @@ class Settings:
         return bool(self.agent_token) or bool(self.enrolment_tokens) or self.agent_tokens_required
 
     def scoped_enrolment(self) -> dict[str, str]:
-        """enrolment_tokens as {token: namespace} (validated)."""
-        out: dict[str, str] = {}
-        for entry in self.enrolment_tokens:
-            namespace, sep, token = entry.partition(":")
-            if not sep or not _NAMESPACE.match(namespace) or len(token) < MIN_TOKEN_CHARS:
-                raise SettingsError(
-                    "enrolment_tokens must list namespace:token entries, each token at least "
-                    f"{MIN_TOKEN_CHARS} characters (got an entry for {namespace[:40]!r})"
-                )
-            if token in out:
-                raise SettingsError(f"enrolment_tokens gives one token to {out[token]!r} and {namespace!r}")
-            out[token] = namespace
-        return out
+        """enrolment_tokens as {token: namespace} (validated; parsed once, as every agent request asks)."""
+        return _scoped_enrolment(self.enrolment_tokens)
 
     def _validate_access(self) -> None:
         """Who may call: origins, host names, token lengths, and tokens off loopback."""

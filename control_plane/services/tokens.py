@@ -7,7 +7,7 @@ from typing import Any
 
 import structlog
 
-from control_plane.db import Database, Tx
+from control_plane.db import Tx
 from control_plane.stores.tokens import TokenStore
 from phoenix_common.problems import Forbidden, Unauthorized
 from phoenix_common.tokens import new_token, same_token, token_hash
@@ -107,12 +107,8 @@ class AgentTokens:
         if again:
             bound = await self.store.reenrol(host_id, token_hash(own))
         elif self.enrolment_max_hosts:
-            db = self.store.db
-            if isinstance(db, Database):
-                async with db.transaction() as tx:
-                    bound = await self._enrol_counted(host_id, token_hash(own), tx)
-            else:
-                bound = await self._enrol_counted(host_id, token_hash(own), db)
+            async with self.store.db.transaction() as tx:
+                bound = await self._enrol_counted(host_id, token_hash(own), tx)
         else:
             bound = await self.store.enrol(host_id, token_hash(own))
         if not bound:

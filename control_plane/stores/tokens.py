@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from control_plane.db import Executor, Tx
+from control_plane.db import Database, Tx
 
 
 class TokenStore:
     """The agent_tokens table."""
 
-    def __init__(self, db: Executor):
+    def __init__(self, db: Database):
         self.db = db
 
     async def get(self, host_id: str, tx: Tx | None = None) -> dict[str, Any] | None:

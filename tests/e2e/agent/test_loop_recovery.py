@@ -10,7 +10,6 @@ control plane sees heartbeats again, and a task enqueued after the faults is rec
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import structlog
 from agent import daemon
 from agent.client import ControlPlaneClient, Reporter
 from agent.config import AgentSettings
-from tests.support import http_json
+from tests.support import eventually, http_json
 from tests.support.agents import agent_row, tasks_of
 from tests.support.services import Service, start_api
 
@@ -48,13 +47,6 @@ def once(original: Callable[..., Any], faults: list[str], name: str, after: int 
     return wrapper
 
 
-async def until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
-
-
 async def test_each_loop_recovers_from_an_unexpected_error(
     api: Service, agent_settings: Callable[..., AgentSettings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -68,7 +60,9 @@ async def test_each_loop_recovers_from_an_unexpected_error(
     with structlog.testing.capture_logs() as logs:
         running = asyncio.create_task(agent.run(stop))
         try:
-            await until(lambda: {"heartbeat", "poll"} <= set(faults), "the heartbeat and poll faults")
+            await eventually(
+                lambda: {"heartbeat", "poll"} <= set(faults), 60, what="the heartbeat and poll faults"
+            )
             # A task after the faults: polled, run and reported (its first report meets the reporter's fault).
             status, body, _ = await asyncio.to_thread(
                 http_json, "POST", f"{api.url}/api/v1/tasks", {"type": "health", "host_id": settings.host_id}
@@ -78,9 +72,15 @@ async def test_each_loop_recovers_from_an_unexpected_error(
             def completed() -> bool:
                 return any(t["status"] == "completed" for t in tasks_of(api, settings.host_id))
 
-            await until(completed, "the health task to be reported completed")
-            seen = agent_row(api, settings.host_id)["last_seen_at"]
-            await until(lambda: agent_row(api, settings.host_id)["last_seen_at"] != seen, "a later heartbeat")
+            def last_seen() -> Any:
+                return agent_row(api, settings.host_id)["last_seen_at"]
+
+            # The API is read from a thread: the agent runs on this event loop.
+            await eventually(lambda: asyncio.to_thread(completed), 60, what="the health task completed")
+            seen = await asyncio.to_thread(last_seen)
+            await eventually(
+                lambda: asyncio.to_thread(lambda: last_seen() != seen), 60, what="a later heartbeat"
+            )
             assert not running.done()
         finally:
             stop.set()
